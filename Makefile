@@ -1,0 +1,50 @@
+# Herald developer commands. `make run` and `make test` are all a newcomer needs.
+.PHONY: setup run test test-sqlite test-postgres lint format migration
+
+UV ?= $(shell command -v uv 2>/dev/null || echo "$(CURDIR)/.venv-tools/bin/uv")
+VENV := .venv
+HERALD := $(VENV)/bin/herald
+PYTEST := $(VENV)/bin/python -m pytest
+
+setup: $(VENV)/.synced
+
+$(UV):
+	python3 -m venv .venv-tools
+	.venv-tools/bin/pip install --quiet uv
+
+$(VENV)/.synced: pyproject.toml uv.lock | $(UV)
+	$(UV) sync --frozen --compile-bytecode
+	touch $@
+
+run: setup
+	$(HERALD) db upgrade
+	HERALD_ENV=dev $(HERALD) serve
+
+# The whole suite on SQLite, then on PostgreSQL when HERALD_TEST_DATABASE_URL is set
+# (.ci/run starts a throwaway PostgreSQL server and sets it).
+test: setup lint test-sqlite
+	@if [ -n "$$HERALD_TEST_DATABASE_URL" ]; then $(MAKE) --no-print-directory test-postgres; \
+	else echo "PostgreSQL run skipped: HERALD_TEST_DATABASE_URL is not set (.ci/run sets it)."; fi
+
+test-sqlite: setup
+	env -u HERALD_TEST_DATABASE_URL $(PYTEST) -q --junitxml=.reports/sqlite.xml
+
+test-postgres: setup
+	@case "$$HERALD_TEST_DATABASE_URL" in postgresql*) ;; \
+	  *) echo "test-postgres needs HERALD_TEST_DATABASE_URL=postgresql+psycopg://..."; exit 2;; esac
+	$(PYTEST) -q --junitxml=.reports/postgres.xml
+
+lint: setup
+	$(VENV)/bin/ruff check herald tests bench
+	$(VENV)/bin/ruff format --check herald tests bench
+	$(VENV)/bin/mypy herald
+
+format: setup
+	$(VENV)/bin/ruff check --fix herald tests bench
+	$(VENV)/bin/ruff format herald tests bench
+
+# Regenerate a migration from the models: make migration MESSAGE="add campaigns"
+migration: setup
+	rm -f /tmp/herald-migration.db
+	HERALD_DATABASE_URL=sqlite:////tmp/herald-migration.db $(VENV)/bin/alembic upgrade head
+	HERALD_DATABASE_URL=sqlite:////tmp/herald-migration.db $(VENV)/bin/alembic revision --autogenerate -m "$(MESSAGE)"

@@ -1,0 +1,1 @@
+"""Herald: bulk email campaigns for a multi-tenant CRM."""

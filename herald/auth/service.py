@@ -1,0 +1,175 @@
+"""Login with password and TOTP, refresh rotation with reuse detection, logout, MFA enrolment."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from dataclasses import dataclass
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from herald.auth import throttle, totp
+from herald.auth.models import RefreshToken
+from herald.auth.passwords import verify_password
+from herald.auth.tokens import hash_refresh_token, issue_access_token, new_refresh_token
+from herald.db import utcnow
+from herald.errors import Conflict, NotAuthenticated, ValidationFailed
+from herald.orgs.models import Org, User
+from herald.secretbox import SecretBox
+from herald.settings import Settings
+
+INVALID_CREDENTIALS = "The email or password is incorrect."
+
+
+@dataclass
+class IssuedTokens:
+    access_token: str
+    refresh_token: str
+    user: User
+
+
+def mfa_box(settings: Settings) -> SecretBox:
+    return SecretBox(settings.secret_key, "herald.mfa")
+
+
+def _issue(session: Session, settings: Settings, user: User, family: uuid.UUID) -> IssuedTokens:
+    token, token_hash = new_refresh_token()
+    session.add(
+        RefreshToken(
+            user_id=user.id,
+            family_id=family,
+            token_hash=token_hash,
+            expires_at=utcnow() + dt.timedelta(days=settings.refresh_token_days),
+        )
+    )
+    session.flush()
+    access = issue_access_token(settings, user.id, user.org_id, user.role)
+    return IssuedTokens(access_token=access, refresh_token=token, user=user)
+
+
+def _burn_totp_step(session: Session, user: User, step: int) -> bool:
+    """Mark ``step`` used; False when it (or a later one) was used already: a replay."""
+    result = session.execute(
+        update(User)
+        .where(User.id == user.id)
+        .where((User.mfa_last_step.is_(None)) | (User.mfa_last_step < step))
+        .values(mfa_last_step=step)
+        .execution_options(synchronize_session=False)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def check_mfa(session: Session, settings: Settings, user: User, code: str | None) -> None:
+    if not user.mfa_enabled or not user.mfa_secret:
+        return
+    if not code:
+        raise NotAuthenticated("This account needs an MFA code.", code="mfa_required")
+    step = totp.matching_step(mfa_box(settings).open(user.mfa_secret), code)
+    if step is None or not _burn_totp_step(session, user, step):
+        raise NotAuthenticated("The MFA code is invalid or was already used.", code="mfa_invalid")
+
+
+def authenticate(
+    session: Session, settings: Settings, email: str, password: str, mfa_code: str | None
+) -> User:
+    """The user for these credentials, or NotAuthenticated. Throttling is the caller's edge."""
+    normalised = email.strip().lower()
+    user = session.scalars(select(User).where(User.email == normalised)).one_or_none()
+    password_ok = verify_password(user.password_hash if user else None, password)
+    if user is None or not password_ok or not user.is_active:
+        raise NotAuthenticated(INVALID_CREDENTIALS, code="invalid_credentials")
+    org = session.get(Org, user.org_id)
+    if org is None:
+        raise NotAuthenticated(INVALID_CREDENTIALS, code="invalid_credentials")
+    check_mfa(session, settings, user, mfa_code)
+    return user
+
+
+def login(
+    session: Session,
+    settings: Settings,
+    email: str,
+    password: str,
+    mfa_code: str | None,
+    address: str,
+) -> IssuedTokens:
+    throttle.check_allowed(session, settings, email, address)
+    user = authenticate(session, settings, email, password, mfa_code)
+    throttle.clear_account(session, settings, email)
+    user.last_login_at = utcnow()
+    return _issue(session, settings, user, family=uuid.uuid4())
+
+
+def _revoke_family(session: Session, family_id: uuid.UUID) -> None:
+    session.execute(
+        update(RefreshToken)
+        .where(RefreshToken.family_id == family_id, RefreshToken.revoked_at.is_(None))
+        .values(revoked_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+
+
+def refresh(session: Session, settings: Settings, token: str | None) -> IssuedTokens:
+    """Rotate: the presented token is spent and a new one of the same family is issued.
+
+    Presenting a spent token means it leaked (or two clients share it): the whole family
+    is revoked, and that is kept even though the answer is 401.
+    """
+    if not token:
+        raise NotAuthenticated("No refresh token.", code="refresh_missing")
+    row = session.scalars(
+        select(RefreshToken).where(RefreshToken.token_hash == hash_refresh_token(token))
+    ).one_or_none()
+    if row is None or row.revoked_at is not None or row.expires_at <= utcnow():
+        raise NotAuthenticated("The refresh token is invalid.", code="refresh_invalid")
+    spent = session.execute(
+        update(RefreshToken)
+        .where(RefreshToken.id == row.id, RefreshToken.used_at.is_(None))
+        .values(used_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+    if not spent.rowcount:  # type: ignore[attr-defined]
+        _revoke_family(session, row.family_id)
+        raise NotAuthenticated(
+            "The refresh token was already used; this session has been signed out.",
+            code="refresh_reused",
+            keep_changes=True,
+        )
+    user = session.get(User, row.user_id)
+    if user is None or not user.is_active:
+        raise NotAuthenticated("The refresh token is invalid.", code="refresh_invalid")
+    return _issue(session, settings, user, family=row.family_id)
+
+
+def logout(session: Session, token: str | None) -> None:
+    if not token:
+        return
+    row = session.scalars(
+        select(RefreshToken).where(RefreshToken.token_hash == hash_refresh_token(token))
+    ).one_or_none()
+    if row is not None:
+        _revoke_family(session, row.family_id)
+
+
+def mfa_setup(session: Session, settings: Settings, user: User) -> tuple[str, str]:
+    """Start (or restart) enrolment: a new secret, pending until a code proves it."""
+    if user.mfa_enabled:
+        raise Conflict("MFA is already enabled for this account.", code="mfa_already_enabled")
+    secret = totp.new_secret()
+    user.mfa_secret = mfa_box(settings).seal(secret)
+    user.mfa_last_step = None
+    session.flush()
+    return secret, totp.provisioning_url(secret, user.email)
+
+
+def mfa_enable(session: Session, settings: Settings, user: User, code: str) -> None:
+    if user.mfa_enabled:
+        raise Conflict("MFA is already enabled for this account.", code="mfa_already_enabled")
+    if not user.mfa_secret:
+        raise Conflict("Call MFA setup first.", code="mfa_not_set_up")
+    step = totp.matching_step(mfa_box(settings).open(user.mfa_secret), code)
+    if step is None or not _burn_totp_step(session, user, step):
+        raise ValidationFailed("The code does not match.", field="code", code="mfa_invalid")
+    user.mfa_enabled = True
+    session.flush()

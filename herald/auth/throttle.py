@@ -1,0 +1,55 @@
+"""Login throttling per account and per client address, counted in the database."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.orm import Session
+
+from herald.auth.models import LoginFailure
+from herald.db import utcnow
+from herald.errors import RateLimited
+from herald.settings import Settings
+
+
+def account_key(email: str) -> str:
+    return "acct:" + email.strip().lower()[:320]
+
+
+def address_key(address: str) -> str:
+    return "addr:" + address[:64]
+
+
+def _failures_since(session: Session, key: str, since: dt.datetime) -> int:
+    stmt = select(func.count()).where(LoginFailure.key == key, LoginFailure.created_at >= since)
+    return int(session.scalar(stmt) or 0)
+
+
+def check_allowed(session: Session, settings: Settings, email: str, address: str) -> None:
+    """Raise 429 once an account or a client has used up its failures in the window."""
+    since = utcnow() - dt.timedelta(seconds=settings.login_window_seconds)
+    limits = (
+        (account_key(email), settings.login_account_max_failures),
+        (address_key(address), settings.login_address_max_failures),
+    )
+    for key, limit in limits:
+        if _failures_since(session, key, since) >= limit:
+            raise RateLimited(
+                "Too many failed logins. Try again later.",
+                code="too_many_attempts",
+                headers={"Retry-After": str(settings.login_window_seconds)},
+            )
+
+
+def record_failure(session: Session, email: str, address: str) -> None:
+    session.add(LoginFailure(key=account_key(email)))
+    session.add(LoginFailure(key=address_key(address)))
+    session.flush()
+
+
+def clear_account(session: Session, settings: Settings, email: str) -> None:
+    """A successful login forgives the account's failures and prunes expired rows."""
+    expired = utcnow() - dt.timedelta(seconds=settings.login_window_seconds)
+    session.execute(delete(LoginFailure).where(LoginFailure.key == account_key(email)))
+    session.execute(delete(LoginFailure).where(LoginFailure.created_at < expired))

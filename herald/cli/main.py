@@ -1,0 +1,20 @@
+"""The `herald` command: one sub-command group per noun."""
+
+from __future__ import annotations
+
+import typer
+
+from herald.cli import contacts, db, org, serve, user, worker
+
+app = typer.Typer(
+    name="herald",
+    help="Herald: bulk email campaigns for CRM contacts.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+app.add_typer(db.app, name="db")
+app.add_typer(org.app, name="org")
+app.add_typer(user.app, name="user")
+app.add_typer(contacts.app, name="contacts")
+app.command("serve")(serve.serve)
+app.command("worker")(worker.worker)

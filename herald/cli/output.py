@@ -1,0 +1,54 @@
+"""How CLI commands print: plain text for people, one JSON object with --json."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import typer
+
+from herald.db import unit_of_work
+from herald.errors import HeraldError
+from herald.runtime import Runtime
+from herald.settings import DEV_SECRET_KEY, Settings, get_settings
+
+JSON_OPTION = typer.Option(False, "--json", help="Print one machine-readable JSON object.")
+
+
+def emit(data: dict[str, Any], as_json: bool, text: str) -> None:
+    typer.echo(json.dumps(data, default=str) if as_json else text)
+
+
+def fail(message: str, as_json: bool = False, code: str = "error") -> None:
+    if as_json:
+        typer.echo(json.dumps({"error": {"code": code, "message": message, "details": None}}))
+    else:
+        typer.echo(f"Error: {message}", err=True)
+    raise typer.Exit(1)
+
+
+@contextmanager
+def cli_session(as_json: bool = False) -> Iterator[Any]:
+    """A committed unit of work on the configured database; errors print and exit 1."""
+    runtime = Runtime.from_settings(get_settings())
+    try:
+        with unit_of_work(runtime.sessions) as session:
+            yield session
+    except HeraldError as exc:
+        fail(exc.message, as_json, exc.code)
+    finally:
+        runtime.engine.dispose()
+
+
+def require_secret_key(settings: Settings) -> None:
+    """Refuse to run a server or worker on the published development key."""
+    if settings.secret_key == DEV_SECRET_KEY and settings.env != "dev":
+        typer.echo(
+            "Error: HERALD_SECRET_KEY is not set. Set it to a long random value "
+            "(e.g. `python3 -c 'import secrets; print(secrets.token_urlsafe(48))'`), "
+            "or HERALD_ENV=dev for a local trial.",
+            err=True,
+        )
+        raise typer.Exit(2)

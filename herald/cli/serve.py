@@ -1,0 +1,24 @@
+"""`herald serve`: the web app."""
+
+from __future__ import annotations
+
+import typer
+import uvicorn
+
+from herald.app import create_app
+from herald.cli.output import require_secret_key
+from herald.settings import get_settings
+
+
+def serve(
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on."),
+    port: int = typer.Option(8000, "--port", help="Port to listen on."),
+    no_worker: bool = typer.Option(
+        False, "--no-worker", help="Do not run a sending worker inside this process."
+    ),
+) -> None:
+    """Run the web app and API (and, unless --no-worker, a sending worker)."""
+    settings = get_settings()
+    require_secret_key(settings)
+    app = create_app(settings, embedded_worker=not no_worker)
+    uvicorn.run(app, host=host, port=port, log_level="info", proxy_headers=False)

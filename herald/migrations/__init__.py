@@ -1,0 +1,1 @@
+"""Alembic migrations, shipped inside the package so the CLI works from any directory."""

@@ -1,0 +1,23 @@
+"""Every mapped model, imported once so the metadata is complete (Alembic, create_all)."""
+
+from herald.auth.models import LoginFailure, RefreshToken
+from herald.crm.models import Contact, ContactStatus
+from herald.db import Base
+from herald.mailconfig.models import EmailConfig
+from herald.marketing.models import Campaign, MarketingSend
+from herald.orgs.models import Org, User
+
+metadata = Base.metadata
+
+__all__ = [
+    "Campaign",
+    "Contact",
+    "ContactStatus",
+    "EmailConfig",
+    "LoginFailure",
+    "MarketingSend",
+    "Org",
+    "RefreshToken",
+    "User",
+    "metadata",
+]

@@ -1,0 +1,97 @@
+"""Creating orgs and users, and switching licence features."""
+
+from __future__ import annotations
+
+import uuid
+
+from email_validator import EmailNotValidError, validate_email
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from herald.auth.passwords import hash_password
+from herald.crm.models import DEFAULT_STATUSES, ContactStatus
+from herald.errors import Conflict, NotFound, ValidationFailed
+from herald.orgs.models import KNOWN_FEATURES, Org, Role, User
+
+MIN_PASSWORD_LENGTH = 8
+
+
+def parse_features(features: list[str]) -> list[str]:
+    cleaned = sorted({f.strip().lower() for f in features if f.strip()})
+    unknown = [f for f in cleaned if f not in KNOWN_FEATURES]
+    if unknown:
+        raise ValidationFailed(
+            f"Unknown licence feature(s): {', '.join(unknown)}. "
+            f"Known: {', '.join(sorted(KNOWN_FEATURES))}.",
+            field="features",
+        )
+    return cleaned
+
+
+def create_org(session: Session, name: str, features: list[str] | None = None) -> Org:
+    name = name.strip()
+    if not name:
+        raise ValidationFailed("An org needs a name.", field="name")
+    org = Org(name=name, features=parse_features(features or []))
+    session.add(org)
+    session.flush()
+    for position, status in enumerate(DEFAULT_STATUSES):
+        session.add(ContactStatus(org_id=org.id, name=status, position=position))
+    session.flush()
+    return org
+
+
+def get_org(session: Session, org_id: str | uuid.UUID) -> Org:
+    try:
+        parsed = uuid.UUID(str(org_id))
+    except ValueError:
+        raise NotFound("Org not found.") from None
+    org = session.get(Org, parsed)
+    if org is None:
+        raise NotFound("Org not found.")
+    return org
+
+
+def set_features(session: Session, org: Org, features: list[str]) -> Org:
+    org.features = parse_features(features)
+    session.flush()
+    return org
+
+
+def normalise_user_email(email: str) -> str:
+    try:
+        return validate_email(email.strip(), check_deliverability=False).normalized.lower()
+    except EmailNotValidError as exc:
+        raise ValidationFailed(f"Invalid email address: {exc}", field="email") from None
+
+
+def parse_role(role: str) -> Role:
+    try:
+        return Role(role.strip().upper())
+    except ValueError:
+        raise ValidationFailed(
+            f"Unknown role {role!r}; use ADMIN, MANAGER or USER.", field="role"
+        ) from None
+
+
+def create_user(session: Session, org: Org, email: str, password: str, role: str) -> User:
+    email = normalise_user_email(email)
+    parsed_role = parse_role(role)
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise ValidationFailed(
+            f"The password needs at least {MIN_PASSWORD_LENGTH} characters.", field="password"
+        )
+    if session.scalar(select(User.id).where(User.email == email)) is not None:
+        raise Conflict("A user with this email already exists.", code="email_taken")
+    user = User(
+        org_id=org.id, email=email, password_hash=hash_password(password), role=parsed_role.value
+    )
+    session.add(user)
+    session.flush()
+    return user
+
+
+def list_users(session: Session, org: Org) -> list[User]:
+    return list(
+        session.scalars(select(User).where(User.org_id == org.id).order_by(User.created_at))
+    )

@@ -1,0 +1,79 @@
+"""The one typed settings object; every other module reads configuration from here."""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# Only for `herald dev` and tests: `herald serve` refuses to run with it outside dev mode.
+DEV_SECRET_KEY = "herald-dev-secret-key-change-me-in-production"  # noqa: S105
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="HERALD_", extra="ignore")
+
+    database_url: str = Field(
+        default="sqlite:///./data/herald.db",
+        description="SQLAlchemy URL; postgresql+psycopg://... for PostgreSQL.",
+    )
+    base_url: str = Field(
+        default="http://127.0.0.1:8000",
+        description="Public URL used in tracking and unsubscribe links.",
+    )
+    secret_key: str = Field(
+        default=DEV_SECRET_KEY,
+        description="Signs tokens and encrypts SMTP passwords. Set it in production.",
+    )
+    env: str = Field(default="production", description="'dev' enables the demo helpers.")
+    log_level: str = Field(default="INFO")
+    log_json: bool = Field(default=False, description="Log JSON lines instead of console text.")
+
+    jwt_issuer: str = "herald"
+    jwt_audience: str = "herald-api"
+    access_token_seconds: int = 900
+    refresh_token_days: int = 30
+
+    login_account_max_failures: int = 5
+    login_address_max_failures: int = 50
+    login_window_seconds: int = 900
+
+    lease_seconds: float = 60
+    retry_base_seconds: float = 60
+    retry_window_seconds: float = 14400
+
+    smtp_verify_tls: bool = Field(
+        default=True,
+        description="Verify SMTP servers' TLS certificates (turn off only for a private relay "
+        "with a self-signed certificate).",
+    )
+    open_flush_seconds: float = Field(
+        default=1.0, description="How often buffered open-pixel hits are written."
+    )
+
+    max_upload_bytes: int = Field(
+        default=200 * 1024 * 1024, description="Largest CSV import accepted, in bytes."
+    )
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    @property
+    def https(self) -> bool:
+        return self.base_url.startswith("https://")
+
+    def sqlite_path(self) -> Path | None:
+        if not self.is_sqlite:
+            return None
+        path = self.database_url.split("///", 1)[-1]
+        if not path or path == ":memory:":
+            return None
+        return Path(path)
+
+
+@functools.cache
+def get_settings() -> Settings:
+    return Settings()
