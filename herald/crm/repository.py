@@ -1,0 +1,132 @@
+"""Queries on contacts and contact statuses, every one scoped to one org."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, cast
+
+from sqlalchemy import Select, Table, bindparam, case, func, literal, or_, select
+from sqlalchemy import cast as cast_
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects.postgresql import ARRAY
+
+from herald.crm.models import Contact, ContactStatus
+from herald.tenancy import OrgRepository
+
+
+def _like_pattern(text: str) -> str:
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+class StatusRepository(OrgRepository[ContactStatus]):
+    model = ContactStatus
+    noun = "status"
+
+    def names(self) -> list[str]:
+        stmt = self.select(ContactStatus.name).order_by(ContactStatus.position, ContactStatus.name)
+        return list(self.session.scalars(stmt))
+
+
+class ContactRepository(OrgRepository[Contact]):
+    model = Contact
+    noun = "contact"
+
+    def search(self, status: str | None = None, query: str | None = None) -> Select[Any]:
+        """Contacts of the org, newest first; ``query`` matches a substring of email or names."""
+        stmt = self.select()
+        if status is not None:
+            stmt = stmt.where(Contact.status == status)
+        if query:
+            pattern = _like_pattern(query)
+            stmt = stmt.where(
+                or_(
+                    *(
+                        column.ilike(pattern, escape="\\")
+                        for column in (
+                            Contact.email,
+                            Contact.first_name,
+                            Contact.last_name,
+                            Contact.company_name,
+                        )
+                    )
+                )
+            )
+        return stmt.order_by(Contact.created_at.desc(), Contact.id.desc())
+
+    def page(self, stmt: Select[Any], page: int, page_size: int) -> list[Contact]:
+        return list(self.session.scalars(stmt.offset((page - 1) * page_size).limit(page_size)))
+
+    def find_by_email_key(self, key: str) -> Contact | None:
+        return self.session.scalars(self.select().where(Contact.email_key == key)).one_or_none()
+
+    def upsert_many(self, rows: Sequence[dict[str, Any]], *, set_status: bool) -> set[Any]:
+        """Insert each row, or update the org's contact holding its ``email_key``; return the
+        ids written. A row inserted keeps the id it carries, so comparing ids tells created
+        from updated.
+
+        Each row carries every column but ``org_id``. On update the stored email stays, a
+        blank ('') name keeps the stored one, an opt-out is never cleared, and the status
+        changes only when ``set_status``. Rows must not repeat an ``email_key``.
+        The unique index decides, so no lookup depends on the planner's row estimates
+        (which are wrong while a new org's first big import is still uncommitted).
+        """
+        if not rows:
+            return set()
+        table = cast(Table, Contact.__table__)
+        if self.session.get_bind().dialect.name == "postgresql":
+            stmt: Any = postgresql.insert(table).from_select(
+                _UPSERT_COLUMNS, _pg_unnest(table, rows, self.org_id)
+            )
+            params: Any = None
+        else:
+            stmt = sqlite.insert(table)
+            params = [{**row, "org_id": self.org_id} for row in rows]
+        upsert = stmt.on_conflict_do_update(
+            index_elements=[table.c.org_id, table.c.email_key],
+            set_=_on_conflict_changes(table, stmt.excluded, set_status),
+        ).returning(table.c.id)
+        return set(self.session.connection().execute(upsert, params).scalars())
+
+
+_UPSERT_COLUMNS = [
+    "id",
+    "org_id",
+    "email",
+    "email_key",
+    "first_name",
+    "last_name",
+    "company_name",
+    "status",
+    "marketing_opt_out",
+    "created_at",
+    "updated_at",
+]
+
+
+def _on_conflict_changes(table: Table, excluded: Any, set_status: bool) -> dict[str, Any]:
+    changes: dict[str, Any] = {
+        name: case((excluded[name] == "", table.c[name]), else_=excluded[name])
+        for name in ("first_name", "last_name", "company_name")
+    }
+    changes["marketing_opt_out"] = or_(table.c.marketing_opt_out, excluded.marketing_opt_out)
+    changes["updated_at"] = excluded.updated_at
+    if set_status:
+        changes["status"] = excluded.status
+    return changes
+
+
+def _pg_unnest(table: Table, rows: Sequence[dict[str, Any]], org_id: Any) -> Select[Any]:
+    """PostgreSQL only: the rows as one array per column, so that a chunk is one short
+    statement with a dozen parameters (about four times faster than a VALUES list)."""
+    names = [name for name in _UPSERT_COLUMNS if name != "org_id"]
+    arrays = [
+        cast_(
+            bindparam(f"rows_{name}", [row[name] for row in rows], type_=ARRAY(table.c[name].type)),
+            ARRAY(table.c[name].type),
+        )
+        for name in names
+    ]
+    unnested = func.unnest(*arrays).table_valued(*names).render_derived()
+    org = literal(org_id, type_=table.c.org_id.type)
+    return select(*(org if name == "org_id" else unnested.c[name] for name in _UPSERT_COLUMNS))
