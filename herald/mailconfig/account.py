@@ -1,0 +1,14 @@
+"""An org's mail account, ready to use: SMTP settings (password decrypted) and default sender."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from herald.marketing.transport import SmtpSettings
+
+
+@dataclass(frozen=True)
+class MailAccount:
+    smtp: SmtpSettings
+    from_name: str
+    from_email: str

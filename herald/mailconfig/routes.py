@@ -1,0 +1,94 @@
+"""Settings → Email configuration API (ADMIN only): read, save, send a test message."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
+
+from herald.auth.deps import ADMIN_ONLY, Principal
+from herald.mailconfig import service, testmail
+from herald.mailconfig.account import MailAccount
+from herald.mailconfig.models import EmailConfig
+from herald.mailconfig.schemas import (
+    DEFAULT_PORT,
+    DEFAULT_SECURITY,
+    EmailConfigIn,
+    EmailConfigOut,
+    TestMessageIn,
+    TestMessageOut,
+)
+from herald.runtime import get_session, get_settings_dep
+from herald.settings import Settings
+
+router = APIRouter(tags=["settings"])
+
+# Function scope, as in herald.auth.deps: one session per request, committed before the response.
+Db = Annotated[Session, Depends(get_session, scope="function")]
+AdminUser = Annotated[Principal, Depends(ADMIN_ONLY)]
+AppSettings = Annotated[Settings, Depends(get_settings_dep)]
+
+
+def _view(row: EmailConfig | None) -> EmailConfigOut:
+    if row is None:
+        return EmailConfigOut(
+            configured=False,
+            host="",
+            port=DEFAULT_PORT,
+            username="",
+            security=DEFAULT_SECURITY,
+            default_from_name="",
+            default_from_email="",
+            password_set=False,
+            updated_at=None,
+        )
+    return EmailConfigOut(
+        configured=True,
+        host=row.host,
+        port=row.port,
+        username=row.username,
+        security=service.parse_security(row.security),
+        default_from_name=row.default_from_name,
+        default_from_email=row.default_from_email,
+        password_set=row.password_sealed is not None,
+        updated_at=row.updated_at,
+    )
+
+
+@router.get("/api/settings/email", response_model=EmailConfigOut, response_model_by_alias=True)
+def get_email_config(principal: AdminUser, session: Db) -> EmailConfigOut:
+    return _view(service.get_config(session, principal.org_id))
+
+
+@router.put("/api/settings/email", response_model=EmailConfigOut, response_model_by_alias=True)
+def put_email_config(
+    body: EmailConfigIn,
+    principal: AdminUser,
+    session: Db,
+    settings: AppSettings,
+) -> EmailConfigOut:
+    return _view(service.save_config(session, settings, principal.org_id, body))
+
+
+def _load_account(session: Session, settings: Settings, principal: Principal) -> MailAccount:
+    account = service.load_mail_account(session, settings, principal.org_id)
+    # Nothing to write: end the transaction now, so that it (and on SQLite the write lock a
+    # POST starts with) is not held while a slow SMTP server takes its time.
+    session.rollback()
+    return account
+
+
+@router.post(
+    "/api/settings/email/test", response_model=TestMessageOut, response_model_by_alias=True
+)
+async def send_test_message(
+    body: TestMessageIn,
+    principal: AdminUser,
+    session: Db,
+    settings: AppSettings,
+) -> TestMessageOut:
+    account = await run_in_threadpool(_load_account, session, settings, principal)
+    reply = await testmail.send_test_message(account, body.to)
+    return TestMessageOut(ok=True, code=reply.code, message=reply.text)

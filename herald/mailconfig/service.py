@@ -1,0 +1,91 @@
+"""Reading and saving an org's email configuration, and turning it into a usable mail account."""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy.orm import Session
+
+from herald.errors import Conflict
+from herald.mailconfig.account import MailAccount
+from herald.mailconfig.models import EmailConfig
+from herald.mailconfig.repository import EmailConfigRepository
+from herald.mailconfig.schemas import SECURITY_MODES, EmailConfigIn, Security
+from herald.marketing.transport import SmtpSettings
+from herald.secretbox import SecretBox
+from herald.settings import Settings
+
+SMTP_SECRETBOX_PURPOSE = "herald.smtp"
+
+
+def smtp_box(settings: Settings) -> SecretBox:
+    return SecretBox(settings.secret_key, SMTP_SECRETBOX_PURPOSE)
+
+
+def get_config(session: Session, org_id: uuid.UUID) -> EmailConfig | None:
+    return EmailConfigRepository(session, org_id).current()
+
+
+def save_config(
+    session: Session, settings: Settings, org_id: uuid.UUID, data: EmailConfigIn
+) -> EmailConfig:
+    """Replace the org's configuration. The password changes only when one is given:
+    ``None`` keeps the stored one, ``""`` clears it."""
+    values = {
+        "host": data.host,
+        "port": data.port,
+        "username": data.username,
+        "security": data.security,
+        "default_from_name": data.default_from_name,
+        "default_from_email": data.default_from_email,
+    }
+    row = EmailConfigRepository(session, org_id).current_or_new(EmailConfig(**values))
+    for name, value in values.items():
+        setattr(row, name, value)
+    if data.password is not None:
+        row.password_sealed = smtp_box(settings).seal(data.password) if data.password else None
+    session.flush()
+    return row
+
+
+def load_mail_account(session: Session, settings: Settings, org_id: uuid.UUID) -> MailAccount:
+    """The org's SMTP account for sending; 409 when there is none or its password is unreadable."""
+    row = get_config(session, org_id)
+    if row is None:
+        raise Conflict(
+            "Email is not configured for your organisation yet: "
+            "an ADMIN sets it under Settings → Email configuration.",
+            code="smtp_not_configured",
+        )
+    return MailAccount(
+        smtp=SmtpSettings(
+            host=row.host,
+            port=row.port,
+            security=parse_security(row.security),
+            username=row.username,
+            password=_open_password(settings, row),
+            verify_tls=settings.smtp_verify_tls,
+        ),
+        from_name=row.default_from_name,
+        from_email=row.default_from_email,
+    )
+
+
+def _open_password(settings: Settings, row: EmailConfig) -> str:
+    if row.password_sealed is None:
+        return ""
+    try:
+        return smtp_box(settings).open(row.password_sealed)
+    except ValueError:
+        raise Conflict(
+            "The stored SMTP password cannot be decrypted (HERALD_SECRET_KEY was probably "
+            "changed). Enter the password again under Settings → Email configuration.",
+            code="smtp_password_unreadable",
+        ) from None
+
+
+def parse_security(value: str) -> Security:
+    for mode in SECURITY_MODES:
+        if value == mode:
+            return mode
+    raise ValueError(f"unknown SMTP security mode {value!r} stored in email_configs")
