@@ -1,0 +1,82 @@
+"""The FastAPI app factory: routers, error handlers, health check."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import APIRouter, FastAPI
+from fastapi.responses import JSONResponse
+from sqlalchemy import text
+
+from herald.auth.routes import router as auth_router
+from herald.crm.routes import router as crm_router
+from herald.error_handlers import error_response, install_error_handlers
+from herald.log import configure_logging
+from herald.mailconfig.routes import router as mailconfig_router
+from herald.marketing.public import router as public_router
+from herald.marketing.routes import router as marketing_router
+from herald.marketing.tracking import OpenRecorder
+from herald.orgs.routes import router as orgs_router
+from herald.runtime import Runtime
+from herald.settings import Settings, get_settings
+
+
+def create_app(
+    settings: Settings | None = None,
+    runtime: Runtime | None = None,
+    embedded_worker: bool = False,
+) -> FastAPI:
+    """The web app; ``embedded_worker`` also runs a sending worker in this process."""
+    settings = settings or (runtime.settings if runtime else get_settings())
+    configure_logging(settings.log_level, settings.log_json)
+    runtime = runtime or Runtime.from_settings(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        recorder = OpenRecorder(runtime, settings.open_flush_seconds)
+        app.state.open_recorder = recorder
+        recorder.start()
+        worker = None
+        if embedded_worker:
+            from herald.marketing.embedded import EmbeddedWorker
+
+            worker = EmbeddedWorker(runtime)
+            worker.start()
+        try:
+            yield
+        finally:
+            if worker:
+                await asyncio.to_thread(worker.stop)
+            await recorder.stop()
+
+    app = FastAPI(
+        lifespan=lifespan,
+        title="Herald",
+        summary="Bulk email campaigns for CRM contacts.",
+        version="0.1.0",
+        docs_url="/api/docs",
+        redoc_url=None,
+        openapi_url="/api/openapi.json",
+    )
+    app.state.runtime = runtime
+    install_error_handlers(app)
+    app.include_router(auth_router)
+    for router in _area_routers():
+        app.include_router(router)
+
+    @app.get("/healthz", tags=["health"])
+    def healthz() -> JSONResponse:
+        try:
+            with runtime.engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+        except Exception:  # any database failure means "not healthy", reported, not raised
+            return error_response(503, "database_unavailable", "The database cannot be reached.")
+        return JSONResponse({"status": "ok"})
+
+    return app
+
+
+def _area_routers() -> list[APIRouter]:
+    return [crm_router, mailconfig_router, marketing_router, orgs_router, public_router]

@@ -1,0 +1,139 @@
+"""Launching a campaign: one transaction that takes the DRAFT, creates every send, and queues them.
+
+The sends are created with one INSERT ... SELECT, so a launch to a million contacts never
+holds them in Python memory.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from sqlalchemy import ColumnElement, Select, func, insert, literal, select, update
+from sqlalchemy.orm import Session
+
+from herald.crm.models import Contact
+from herald.db import UTCDateTime, utcnow
+from herald.errors import Conflict
+from herald.mailconfig.models import EmailConfig
+from herald.marketing.models import Campaign, CampaignStatus, MarketingSend, SendStatus
+from herald.marketing.repository import CampaignRepository
+
+
+class LaunchFailed(Conflict):
+    """The launch itself failed; the campaign is now FAILED with the reason (kept)."""
+
+    keep_changes = True
+
+
+def random_token_sql(dialect: str) -> ColumnElement[str]:
+    """64 hex characters (32 bytes) from the database's CSPRNG, evaluated once per row."""
+    if dialect == "postgresql":
+        both = func.concat(func.gen_random_uuid(), func.gen_random_uuid())
+        return func.replace(both, "-", "")  # two v4 UUIDs: 244 random bits
+    return func.lower(func.hex(func.randomblob(32)))
+
+
+def eligible_contacts(org_id: uuid.UUID, audience: dict[str, Any]) -> Select[Any]:
+    """Contacts with an email who have not opted out, filtered by the audience."""
+    stmt = select(Contact).where(
+        Contact.org_id == org_id,
+        Contact.email_key.is_not(None),
+        Contact.marketing_opt_out.is_(False),
+    )
+    if audience.get("type") == "STATUS":
+        stmt = stmt.where(Contact.status.in_(list(audience.get("statuses") or [])))
+    return stmt
+
+
+def count_eligible(session: Session, org_id: uuid.UUID, audience: dict[str, Any]) -> int:
+    counted = eligible_contacts(org_id, audience).with_only_columns(func.count())
+    return int(session.scalar(counted) or 0)
+
+
+def _fail(session: Session, campaign: Campaign, reason: str, code: str) -> LaunchFailed:
+    taken = session.execute(
+        update(Campaign)
+        .where(Campaign.id == campaign.id, Campaign.status == CampaignStatus.DRAFT.value)
+        .values(status=CampaignStatus.FAILED.value, failure_reason=reason, updated_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+    if not taken.rowcount:  # type: ignore[attr-defined]
+        return LaunchFailed("Only a DRAFT campaign can be launched.", code="not_draft")
+    session.refresh(campaign)
+    return LaunchFailed(reason, code=code, details={"status": CampaignStatus.FAILED.value})
+
+
+def launch_campaign(session: Session, org_id: uuid.UUID, campaign_id: str | uuid.UUID) -> Campaign:
+    """DRAFT -> SENDING with one QUEUED send per eligible contact; 409 unless DRAFT.
+
+    Two launches at once: the conditional UPDATE lets exactly one of them win.
+    """
+    campaign = CampaignRepository(session, org_id).get_for_update(campaign_id)
+    if campaign.status != CampaignStatus.DRAFT.value:
+        raise Conflict("Only a DRAFT campaign can be launched.", code="not_draft")
+    config = session.scalars(select(EmailConfig).where(EmailConfig.org_id == org_id)).first()
+    if config is None or not config.host:
+        raise _fail(
+            session,
+            campaign,
+            "SMTP is not configured: set it up under Settings → Email configuration.",
+            "smtp_not_configured",
+        )
+    if not (campaign.from_email or config.default_from_email):
+        raise _fail(
+            session,
+            campaign,
+            "No sender address: give the campaign a From email or set the default one "
+            "under Settings → Email configuration.",
+            "sender_missing",
+        )
+
+    now = utcnow()
+    taken = session.execute(
+        update(Campaign)
+        .where(Campaign.id == campaign.id, Campaign.status == CampaignStatus.DRAFT.value)
+        .values(status=CampaignStatus.SENDING.value, launched_at=now, updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    if not taken.rowcount:  # type: ignore[attr-defined]
+        raise Conflict("Only a DRAFT campaign can be launched.", code="not_draft")
+
+    dialect = session.get_bind().dialect.name
+    when = literal(now, UTCDateTime)
+    source = eligible_contacts(org_id, campaign.audience).with_only_columns(
+        literal(org_id, MarketingSend.org_id.type),
+        literal(campaign.id, MarketingSend.campaign_id.type),
+        Contact.id,
+        Contact.email,
+        Contact.first_name,
+        Contact.last_name,
+        Contact.company_name,
+        random_token_sql(dialect),
+        literal(SendStatus.QUEUED.value),
+        literal(0),
+        when,
+        when,
+    )
+    columns = [
+        "org_id", "campaign_id", "contact_id", "email", "first_name", "last_name",
+        "company_name", "token", "status", "attempts", "next_attempt_at", "created_at",
+    ]  # fmt: skip
+    inserted = session.execute(
+        insert(MarketingSend).from_select(columns, source),
+        execution_options={"preserve_rowcount": True},
+    )
+    recipients = int(inserted.rowcount or 0)  # type: ignore[attr-defined]
+
+    values: dict[str, Any] = {"recipients": recipients}
+    if recipients == 0:
+        values.update(status=CampaignStatus.SENT.value, completed_at=now)
+    session.execute(
+        update(Campaign)
+        .where(Campaign.id == campaign.id)
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+    session.flush()
+    session.refresh(campaign)
+    return campaign

@@ -1,0 +1,136 @@
+"""Campaigns and their sends. The sends table is also the work queue of the workers."""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import uuid
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    Uuid,
+    text,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from herald.db import Base, IdMixin, OrgScoped, TimestampMixin, UTCDateTime, utcnow
+
+
+class CampaignStatus(enum.StrEnum):
+    DRAFT = "DRAFT"
+    SENDING = "SENDING"
+    SENT = "SENT"
+    FAILED = "FAILED"
+
+
+class SendStatus(enum.StrEnum):
+    QUEUED = "QUEUED"
+    SENDING = "SENDING"  # in an SMTP transaction: may be delivered if its worker dies now
+    DELIVERED = "DELIVERED"
+    FAILED = "FAILED"
+    UNKNOWN = "UNKNOWN"
+
+
+TERMINAL_SEND_STATUSES = (SendStatus.DELIVERED, SendStatus.FAILED, SendStatus.UNKNOWN)
+
+
+class Campaign(IdMixin, OrgScoped, TimestampMixin, Base):
+    """A one-off email to an audience. Counters are kept with the sends, never counted."""
+
+    __tablename__ = "campaigns"
+    __table_args__ = (Index("ix_campaigns_org_created", "org_id", "created_at", "id"),)
+
+    name: Mapped[str] = mapped_column(String(200))
+    from_name: Mapped[str] = mapped_column(String(200), default="")
+    from_email: Mapped[str] = mapped_column(String(320), default="")
+    subject: Mapped[str] = mapped_column(String(998))
+    html_body: Mapped[str] = mapped_column(Text, default="")
+    text_body: Mapped[str] = mapped_column(Text, default="")
+    audience: Mapped[dict[str, Any]] = mapped_column(JSON, default=lambda: {"type": "ALL"})
+    status: Mapped[str] = mapped_column(String(16), default=CampaignStatus.DRAFT.value)
+
+    recipients: Mapped[int] = mapped_column(Integer, default=0)
+    delivered: Mapped[int] = mapped_column(Integer, default=0)
+    failed: Mapped[int] = mapped_column(Integer, default=0)
+    unknown: Mapped[int] = mapped_column(Integer, default=0)
+    opens: Mapped[int] = mapped_column(Integer, default=0)
+
+    launched_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, default=None)
+    completed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, default=None)
+    failure_reason: Mapped[str | None] = mapped_column(Text, default=None)
+    # Set by a worker that cannot reach or log in to the org's SMTP server: sending pauses
+    # (nobody is failed) until held_until, and the reason is shown to the operator.
+    hold_reason: Mapped[str | None] = mapped_column(Text, default=None)
+    held_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, default=None)
+
+    @property
+    def open_rate(self) -> float:
+        return self.opens / self.delivered if self.delivered else 0.0
+
+    @property
+    def pending(self) -> int:
+        return max(self.recipients - self.delivered - self.failed - self.unknown, 0)
+
+
+def _send_id_type() -> BigInteger:
+    return BigInteger().with_variant(Integer(), "sqlite")
+
+
+class MarketingSend(OrgScoped, Base):
+    """One recipient of one campaign. The recipient's fields are copied at launch.
+
+    Queue columns: a QUEUED send whose lease is empty or expired and whose
+    ``next_attempt_at`` has come is claimable.
+    """
+
+    __tablename__ = "marketing_sends"
+    __table_args__ = (
+        Index("ix_marketing_sends_campaign", "campaign_id", "id"),
+        Index("ix_marketing_sends_campaign_status", "campaign_id", "status"),
+        Index(
+            "ix_marketing_sends_queue",
+            "next_attempt_at",
+            "id",
+            postgresql_where=text("status = 'QUEUED'"),
+            sqlite_where=text("status = 'QUEUED'"),
+        ),
+        Index(
+            "ix_marketing_sends_inflight",
+            "lease_expires_at",
+            postgresql_where=text("status = 'SENDING'"),
+            sqlite_where=text("status = 'SENDING'"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(_send_id_type(), primary_key=True, autoincrement=True)
+    campaign_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("campaigns.id", ondelete="CASCADE")
+    )
+    contact_id: Mapped[uuid.UUID | None] = mapped_column(
+        Uuid, ForeignKey("contacts.id", ondelete="SET NULL"), index=True
+    )
+    email: Mapped[str] = mapped_column(String(320))
+    first_name: Mapped[str] = mapped_column(String(200), default="")
+    last_name: Mapped[str] = mapped_column(String(200), default="")
+    company_name: Mapped[str] = mapped_column(String(200), default="")
+    token: Mapped[str] = mapped_column(String(64), unique=True)
+
+    status: Mapped[str] = mapped_column(String(16), default=SendStatus.QUEUED.value)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(Text, default=None)
+    next_attempt_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    first_attempt_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, default=None)
+    lease_owner: Mapped[str | None] = mapped_column(String(64), default=None)
+    lease_expires_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, default=None)
+
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    delivered_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, default=None)
+    opened_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, default=None)
+    unsubscribed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, default=None)

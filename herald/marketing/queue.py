@@ -1,0 +1,338 @@
+"""The sends table as a work queue: claim a batch with a lease, mark sends in flight,
+record outcomes with their counters, and recover what dead workers left behind.
+
+A send moves QUEUED (claimable) -> QUEUED with a lease (claimed) -> SENDING (in an SMTP
+transaction) -> DELIVERED | FAILED | UNKNOWN, or back to QUEUED for a retry. Every function
+here runs inside the caller's unit of work; SQLite callers begin it as a writer.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+
+from sqlalchemy import ColumnElement, and_, func, literal_column, or_, select, update
+from sqlalchemy.orm import Session
+
+from herald.crm.models import Contact
+from herald.db import utcnow
+from herald.marketing.models import Campaign, CampaignStatus, MarketingSend, SendStatus
+
+S = MarketingSend
+# Inlined, not bound: SQLite uses a partial index only when the query names its condition
+# with the same constant (status = 'QUEUED').
+IS_QUEUED = S.status == literal_column("'QUEUED'")
+IS_SENDING = S.status == literal_column("'SENDING'")
+UNKNOWN_REASON = (
+    "The worker stopped while this message was in its SMTP transaction, so it may have "
+    "been delivered. It is not re-sent automatically; use Resend if it did not arrive."
+)
+
+
+@dataclass(frozen=True)
+class ClaimedSend:
+    id: int
+    contact_id: uuid.UUID | None
+    email: str
+    first_name: str
+    last_name: str
+    company_name: str
+    token: str
+    attempts: int
+    first_attempt_at: dt.datetime | None
+
+
+@dataclass
+class Batch:
+    campaign_id: uuid.UUID
+    org_id: uuid.UUID
+    sends: list[ClaimedSend]
+
+
+@dataclass
+class Outcomes:
+    """What happened to the sends of one dispatch, to be recorded in one transaction."""
+
+    delivered: list[int] = field(default_factory=list)
+    failed: list[tuple[int, str]] = field(default_factory=list)
+    retry: list[tuple[ClaimedSend, str]] = field(default_factory=list)
+    unknown: list[tuple[int, str]] = field(default_factory=list)
+
+
+def _claimable(now: dt.datetime) -> list[ColumnElement[bool]]:
+    return [
+        IS_QUEUED,
+        S.next_attempt_at <= now,
+        or_(S.lease_expires_at.is_(None), S.lease_expires_at < now),
+    ]
+
+
+def _lock_skip_locked(stmt, session: Session):  # type: ignore[no-untyped-def]
+    """PostgreSQL: rows another worker is claiming are skipped, not waited for.
+
+    SQLite needs nothing: the caller's BEGIN IMMEDIATE already made this worker the only writer.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        return stmt.with_for_update(skip_locked=True)
+    return stmt
+
+
+def claim_batch(
+    session: Session, owner: str, lease_seconds: float, size: int = 100
+) -> Batch | None:
+    """Lease up to ``size`` claimable sends of the campaign that has waited longest."""
+    now = utcnow()
+    held = select(Campaign.id).where(Campaign.held_until > now)
+    first = session.execute(
+        select(S.campaign_id, S.org_id)
+        .where(*_claimable(now), S.campaign_id.not_in(held))
+        .order_by(S.next_attempt_at, S.id)
+        .limit(1)
+    ).first()
+    if first is None:
+        return None
+    campaign_id, org_id = first
+    rows = session.execute(
+        _lock_skip_locked(
+            select(
+                S.id,
+                S.contact_id,
+                S.email,
+                S.first_name,
+                S.last_name,
+                S.company_name,
+                S.token,
+                S.attempts,
+                S.first_attempt_at,
+            )
+            .where(S.campaign_id == campaign_id, *_claimable(now))
+            .order_by(S.next_attempt_at, S.id)
+            .limit(size),
+            session,
+        )
+    ).all()
+    if not rows:
+        return None
+    session.execute(
+        update(S)
+        .where(S.id.in_([r.id for r in rows]))
+        .values(lease_owner=owner, lease_expires_at=now + dt.timedelta(seconds=lease_seconds))
+        .execution_options(synchronize_session=False)
+    )
+    return Batch(campaign_id, org_id, [ClaimedSend(*row) for row in rows])
+
+
+def renew_leases(session: Session, owner: str, lease_seconds: float) -> None:
+    session.execute(
+        update(S)
+        .where(S.lease_owner == owner, S.status.in_([SendStatus.QUEUED, SendStatus.SENDING]))
+        .values(lease_expires_at=utcnow() + dt.timedelta(seconds=lease_seconds))
+        .execution_options(synchronize_session=False)
+    )
+
+
+def start_dispatch(
+    session: Session, owner: str, campaign_id: uuid.UUID, sends: list[ClaimedSend]
+) -> tuple[list[ClaimedSend], Outcomes]:
+    """Mark sends SENDING just before their SMTP transactions; this must commit first.
+
+    A contact who opted out (or was deleted) since the launch gets nothing: that send is
+    FAILED with the reason instead.
+    """
+    ids = [s.id for s in sends]
+    blocked = {
+        row[0]
+        for row in session.execute(
+            select(S.id)
+            .outerjoin(Contact, Contact.id == S.contact_id)
+            .where(S.id.in_(ids), or_(Contact.id.is_(None), Contact.marketing_opt_out.is_(True)))
+        )
+    }
+    go = [s for s in sends if s.id not in blocked]
+    now = utcnow()
+    if go:
+        session.execute(
+            update(S)
+            .where(S.id.in_([s.id for s in go]), S.lease_owner == owner)
+            .values(
+                status=SendStatus.SENDING.value,
+                first_attempt_at=func.coalesce(S.first_attempt_at, now),
+            )
+            .execution_options(synchronize_session=False)
+        )
+    skipped = Outcomes(
+        failed=[
+            (i, "Not sent: the contact opted out or was deleted after the launch.") for i in blocked
+        ]
+    )
+    return go, skipped
+
+
+def retry_delay(attempts: int, base_seconds: float) -> float:
+    """Exponential backoff with full jitter: base * 2^(n-1), scaled by 0.5 to 1.5."""
+    return base_seconds * (2 ** max(attempts - 1, 0)) * (0.5 + random.random())  # noqa: S311
+
+
+def record_outcomes(
+    session: Session,
+    owner: str,
+    campaign_id: uuid.UUID,
+    outcomes: Outcomes,
+    retry_base_seconds: float,
+    retry_window_seconds: float,
+) -> None:
+    """Write every outcome of a dispatch and move the campaign's counters with them.
+
+    Only sends still leased to ``owner`` are touched: if this worker lost its lease (and a
+    recovery marked the send UNKNOWN), the other record stands and nothing is counted twice.
+    """
+    now = utcnow()
+    counts: Counter[str] = Counter()
+    mine = and_(S.lease_owner == owner)
+    done = {"lease_owner": None, "lease_expires_at": None}
+
+    if outcomes.delivered:
+        result = session.execute(
+            update(S)
+            .where(S.id.in_(outcomes.delivered), mine)
+            .values(
+                status=SendStatus.DELIVERED.value,
+                delivered_at=now,
+                attempts=S.attempts + 1,
+                error=None,
+                **done,
+            )
+            .returning(S.id)
+            .execution_options(synchronize_session=False)
+        )
+        counts["delivered"] += len(result.all())
+
+    failed = list(outcomes.failed)
+    for send, error in outcomes.retry:
+        started = send.first_attempt_at or now
+        delay = retry_delay(send.attempts + 1, retry_base_seconds)
+        next_at = now + dt.timedelta(seconds=delay)
+        if (next_at - started).total_seconds() > retry_window_seconds:
+            failed.append((send.id, f"Deferred past the retry window; last answer: {error}"))
+            continue
+        session.execute(
+            update(S)
+            .where(S.id == send.id, mine)
+            .values(
+                status=SendStatus.QUEUED.value,
+                attempts=S.attempts + 1,
+                error=error,
+                next_attempt_at=next_at,
+                **done,
+            )
+            .execution_options(synchronize_session=False)
+        )
+
+    for kind, rows in (("failed", failed), ("unknown", outcomes.unknown)):
+        for send_id, error in rows:
+            result = session.execute(
+                update(S)
+                .where(S.id == send_id, mine)
+                .values(
+                    status=SendStatus.FAILED.value
+                    if kind == "failed"
+                    else SendStatus.UNKNOWN.value,
+                    attempts=S.attempts + 1,
+                    error=error[:2000],
+                    **done,
+                )
+                .returning(S.id)
+                .execution_options(synchronize_session=False)
+            )
+            counts[kind] += len(result.all())
+
+    add_to_counters(session, campaign_id, counts)
+
+
+def add_to_counters(session: Session, campaign_id: uuid.UUID, counts: Counter[str]) -> None:
+    """Move a campaign's counters, and mark it SENT once no send is pending."""
+    if not any(counts.values()):
+        return
+    session.execute(
+        update(Campaign)
+        .where(Campaign.id == campaign_id)
+        .values(
+            delivered=Campaign.delivered + counts["delivered"],
+            failed=Campaign.failed + counts["failed"],
+            unknown=Campaign.unknown + counts["unknown"],
+            updated_at=utcnow(),
+        )
+        .execution_options(synchronize_session=False)
+    )
+    mark_sent_if_done(session, campaign_id)
+
+
+def mark_sent_if_done(session: Session, campaign_id: uuid.UUID) -> None:
+    now = utcnow()
+    session.execute(
+        update(Campaign)
+        .where(
+            Campaign.id == campaign_id,
+            Campaign.status == CampaignStatus.SENDING.value,
+            Campaign.delivered + Campaign.failed + Campaign.unknown >= Campaign.recipients,
+        )
+        .values(status=CampaignStatus.SENT.value, completed_at=now, hold_reason=None)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def release(session: Session, owner: str, send_ids: list[int]) -> None:
+    """Give claimed sends back to the queue untouched (shutdown, or the campaign is held)."""
+    if not send_ids:
+        return
+    session.execute(
+        update(S)
+        .where(S.id.in_(send_ids), S.lease_owner == owner, S.status == SendStatus.QUEUED.value)
+        .values(lease_owner=None, lease_expires_at=None)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def hold_campaign(session: Session, campaign_id: uuid.UUID, reason: str, seconds: float) -> None:
+    session.execute(
+        update(Campaign)
+        .where(Campaign.id == campaign_id)
+        .values(hold_reason=reason[:2000], held_until=utcnow() + dt.timedelta(seconds=seconds))
+        .execution_options(synchronize_session=False)
+    )
+
+
+def clear_hold(session: Session, campaign_id: uuid.UUID) -> None:
+    session.execute(
+        update(Campaign)
+        .where(Campaign.id == campaign_id, Campaign.hold_reason.is_not(None))
+        .values(hold_reason=None, held_until=None)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def recover_expired(session: Session) -> int:
+    """Sends left SENDING by a worker whose lease ran out become UNKNOWN (never re-sent).
+
+    Sends it had only claimed need nothing: an expired lease makes them claimable again.
+    """
+    now = utcnow()
+    result = session.execute(
+        update(S)
+        .where(IS_SENDING, S.lease_expires_at < now)
+        .values(
+            status=SendStatus.UNKNOWN.value,
+            error=UNKNOWN_REASON,
+            lease_owner=None,
+            lease_expires_at=None,
+        )
+        .returning(S.campaign_id)
+        .execution_options(synchronize_session=False)
+    )
+    per_campaign = Counter(row[0] for row in result.all())
+    for campaign_id, n in per_campaign.items():
+        add_to_counters(session, campaign_id, Counter(unknown=n))
+    return sum(per_campaign.values())

@@ -1,0 +1,138 @@
+"""Org-scoped queries on campaigns and sends for the API and pages.
+
+The workers' queue queries (claim, lease, outcomes) live in queue.py.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from sqlalchemy import Row, Select, func, or_, select, update
+from sqlalchemy.orm import Session
+
+from herald.db import utcnow
+from herald.errors import NotFound
+from herald.marketing.models import Campaign, MarketingSend, SendStatus
+from herald.tenancy import OrgRepository
+
+
+class CampaignRepository(OrgRepository[Campaign]):
+    model = Campaign
+    noun = "campaign"
+
+    def get_for_update(self, id_: str | uuid.UUID) -> Campaign:
+        campaign = self.get(id_)
+        self.session.refresh(campaign, with_for_update=True)
+        return campaign
+
+    def newest_first(self, status: str | None = None) -> Select[Any]:
+        stmt = self.select()
+        if status is not None:
+            stmt = stmt.where(Campaign.status == status)
+        return stmt.order_by(Campaign.created_at.desc(), Campaign.id.desc())
+
+    def page(self, stmt: Select[Any], page: int, page_size: int) -> list[Campaign]:
+        return list(self.session.scalars(stmt.offset((page - 1) * page_size).limit(page_size)))
+
+
+class SendRepository:
+    """Sends have integer ids; like every tenant query these are scoped by org."""
+
+    def __init__(self, session: Session, org_id: uuid.UUID) -> None:
+        self.session = session
+        self.org_id = org_id
+
+    def select(self, *columns: Any) -> Select[Any]:
+        stmt = select(*columns) if columns else select(MarketingSend)
+        return stmt.where(MarketingSend.org_id == self.org_id)
+
+    def get(self, send_id: str | int) -> MarketingSend:
+        try:
+            parsed = int(send_id)
+        except (TypeError, ValueError):
+            raise NotFound("Send not found.") from None
+        if not 0 < parsed < 2**63:
+            raise NotFound("Send not found.")
+        send = self.session.scalars(self.select().where(MarketingSend.id == parsed)).one_or_none()
+        if send is None:
+            raise NotFound("Send not found.")
+        return send
+
+    def log(
+        self, campaign_id: uuid.UUID, status: str | None = None, query: str | None = None
+    ) -> Select[Any]:
+        """The campaign's sends by id; ``query`` matches a substring of the email or names."""
+        stmt = self.select().where(MarketingSend.campaign_id == campaign_id)
+        if status is not None:
+            stmt = stmt.where(MarketingSend.status == status)
+        if query:
+            escaped = query.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            pattern = f"%{escaped}%"
+            stmt = stmt.where(
+                or_(
+                    *(
+                        column.ilike(pattern, escape="\\")
+                        for column in (
+                            MarketingSend.email,
+                            MarketingSend.first_name,
+                            MarketingSend.last_name,
+                        )
+                    )
+                )
+            )
+        return stmt.order_by(MarketingSend.id)
+
+    def page(self, stmt: Select[Any], page: int, page_size: int) -> list[MarketingSend]:
+        return list(self.session.scalars(stmt.offset((page - 1) * page_size).limit(page_size)))
+
+    def count(self, stmt: Select[Any]) -> int:
+        counted = stmt.order_by(None).with_only_columns(func.count()).select_from(MarketingSend)
+        return int(self.session.scalar(counted) or 0)
+
+    def export_page(self, campaign_id: uuid.UUID, after_id: int, limit: int) -> list[Row[Any]]:
+        """Keyset page for the CSV: the columns it shows, for sends with an id over ``after_id``."""
+        stmt = (
+            self.select(
+                MarketingSend.id,
+                MarketingSend.email,
+                MarketingSend.first_name,
+                MarketingSend.last_name,
+                MarketingSend.status,
+                MarketingSend.delivered_at,
+                MarketingSend.opened_at,
+                MarketingSend.error,
+            )
+            .where(MarketingSend.campaign_id == campaign_id, MarketingSend.id > after_id)
+            .order_by(MarketingSend.id)
+            .limit(limit)
+        )
+        return list(self.session.execute(stmt).all())
+
+    def requeue(self, send: MarketingSend, from_status: str) -> bool:
+        """Put a finished send back in the queue, due now; False if its status moved meanwhile.
+
+        The error stays until the new outcome replaces it; attempts restart at 0 so the
+        retry backoff and window start afresh.
+        """
+        result = self.session.execute(
+            update(MarketingSend)
+            .where(
+                MarketingSend.id == send.id,
+                MarketingSend.org_id == self.org_id,
+                MarketingSend.status == from_status,
+            )
+            .values(
+                status=SendStatus.QUEUED.value,
+                attempts=0,
+                next_attempt_at=utcnow(),
+                first_attempt_at=None,
+                lease_owner=None,
+                lease_expires_at=None,
+            )
+            .execution_options(synchronize_session=False)
+        )
+        if not result.rowcount:  # type: ignore[attr-defined]
+            return False
+        self.session.refresh(send)
+        return True

@@ -1,0 +1,283 @@
+"""The Marketing API. Every route needs the `marketing` licence and ADMIN or MANAGER; writes
+(every POST, PUT, PATCH and DELETE) need ADMIN."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi.responses import StreamingResponse
+from fastapi.routing import APIRoute
+from sqlalchemy.orm import Session
+from starlette.exceptions import HTTPException
+from starlette.types import Message
+
+from herald.auth.deps import MARKETING_READ, MARKETING_WRITE, Principal
+from herald.errors import PayloadTooLarge
+from herald.marketing import export, service
+from herald.marketing.launch import launch_campaign
+from herald.marketing.models import CampaignStatus, SendStatus
+from herald.marketing.schemas import (
+    AudienceCountIn,
+    AudienceCountOut,
+    CampaignIn,
+    CampaignOut,
+    CampaignPatchIn,
+    LaunchOut,
+    SendOut,
+    StatsOut,
+)
+from herald.orgs.models import Role
+from herald.runtime import get_runtime, get_session
+from herald.schemas import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, ApiModel, Page
+
+MAX_PAGE = 1_000_000_000
+# Two bodies of at most 1 MB each, JSON-escaped, and the rest: anything larger is refused
+# with 413 while it arrives, before it is parsed.
+MAX_REQUEST_BYTES = 8 * 1024 * 1024
+
+
+def _too_large() -> PayloadTooLarge:
+    return PayloadTooLarge(
+        f"The request body is larger than the limit of {MAX_REQUEST_BYTES} bytes.",
+        details={"maxBytes": MAX_REQUEST_BYTES},
+    )
+
+
+class _BodyTooLarge(HTTPException):
+    """Raised from inside the body stream: FastAPI lets HTTPException through unchanged."""
+
+    def __init__(self) -> None:
+        super().__init__(status_code=413)
+
+
+class BoundedBodyRoute(APIRoute):
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def bounded_handler(request: Request) -> Response:
+            declared = request.headers.get("content-length", "")
+            if declared.isdigit() and int(declared) > MAX_REQUEST_BYTES:
+                raise _too_large()
+            received = 0
+            receive = request.receive
+
+            async def bounded_receive() -> Message:
+                nonlocal received
+                message = await receive()
+                received += len(message.get("body", b""))
+                if received > MAX_REQUEST_BYTES:
+                    raise _BodyTooLarge()
+                return message
+
+            try:
+                return await handler(Request(request.scope, bounded_receive))
+            except _BodyTooLarge:
+                raise _too_large() from None
+
+        return bounded_handler
+
+
+router = APIRouter(prefix="/api/marketing", tags=["marketing"], route_class=BoundedBodyRoute)
+
+
+class AccessOut(ApiModel):
+    feature: str
+    role: str
+    can_write: bool
+
+
+@router.get("/access", response_model=AccessOut, response_model_by_alias=True)
+def access(principal: Principal = Depends(MARKETING_READ)) -> AccessOut:
+    """What the caller may do in the Marketing module (the pages use it for their buttons)."""
+    return AccessOut(
+        feature="marketing", role=principal.role.value, can_write=principal.role == Role.ADMIN
+    )
+
+
+# --- campaigns ---
+
+
+@router.get("/campaigns", response_model=Page[CampaignOut])
+def list_campaigns(
+    status: CampaignStatus | None = Query(None, description="Only campaigns with this status."),
+    page: int = Query(1, ge=1, le=MAX_PAGE),
+    page_size: int = Query(DEFAULT_PAGE_SIZE, alias="pageSize", ge=1, le=MAX_PAGE_SIZE),
+    principal: Principal = Depends(MARKETING_READ),
+    session: Session = Depends(get_session, scope="function"),
+) -> Page[CampaignOut]:
+    """Newest first: createdAt, then id, descending."""
+    found = service.list_campaigns(
+        session, principal.org_id, status=status, page=page, page_size=page_size
+    )
+    return Page(
+        items=[CampaignOut.model_validate(c) for c in found.items],
+        total=found.total,
+        page=found.page,
+        page_size=found.page_size,
+    )
+
+
+@router.post("/campaigns", status_code=201, response_model=CampaignOut)
+def create_campaign(
+    body: CampaignIn,
+    principal: Principal = Depends(MARKETING_WRITE),
+    session: Session = Depends(get_session, scope="function"),
+) -> CampaignOut:
+    return CampaignOut.model_validate(service.create_campaign(session, principal.org_id, body))
+
+
+@router.get("/campaigns/{campaign_id}", response_model=CampaignOut)
+def get_campaign(
+    campaign_id: str,
+    principal: Principal = Depends(MARKETING_READ),
+    session: Session = Depends(get_session, scope="function"),
+) -> CampaignOut:
+    return CampaignOut.model_validate(service.get_campaign(session, principal.org_id, campaign_id))
+
+
+@router.patch("/campaigns/{campaign_id}", response_model=CampaignOut)
+def patch_campaign(
+    campaign_id: str,
+    body: CampaignPatchIn,
+    principal: Principal = Depends(MARKETING_WRITE),
+    session: Session = Depends(get_session, scope="function"),
+) -> CampaignOut:
+    """Only the fields sent change; 409 `not_draft` unless the campaign is a DRAFT."""
+    campaign = service.update_campaign(session, principal.org_id, campaign_id, body)
+    return CampaignOut.model_validate(campaign)
+
+
+@router.put("/campaigns/{campaign_id}", response_model=CampaignOut)
+def replace_campaign(
+    campaign_id: str,
+    body: CampaignIn,
+    principal: Principal = Depends(MARKETING_WRITE),
+    session: Session = Depends(get_session, scope="function"),
+) -> CampaignOut:
+    """Every field is replaced (left out: its default); 409 `not_draft` unless a DRAFT."""
+    campaign = service.update_campaign(session, principal.org_id, campaign_id, body)
+    return CampaignOut.model_validate(campaign)
+
+
+@router.delete("/campaigns/{campaign_id}", status_code=204, response_class=Response)
+def delete_campaign(
+    campaign_id: str,
+    principal: Principal = Depends(MARKETING_WRITE),
+    session: Session = Depends(get_session, scope="function"),
+) -> Response:
+    service.delete_campaign(session, principal.org_id, campaign_id)
+    return Response(status_code=204)
+
+
+@router.post("/campaigns/{campaign_id}/launch", status_code=202, response_model=LaunchOut)
+def launch(
+    campaign_id: str,
+    principal: Principal = Depends(MARKETING_WRITE),
+    session: Session = Depends(get_session, scope="function"),
+) -> LaunchOut:
+    """DRAFT -> SENDING (SENT at once when nobody is eligible). 409 `not_draft`; 409
+    `smtp_not_configured` / `sender_missing` leave the campaign FAILED with the reason."""
+    campaign = launch_campaign(session, principal.org_id, campaign_id)
+    return LaunchOut(status=campaign.status, recipients=campaign.recipients)
+
+
+@router.post("/campaigns/{campaign_id}/duplicate", status_code=201, response_model=CampaignOut)
+def duplicate_campaign(
+    campaign_id: str,
+    principal: Principal = Depends(MARKETING_WRITE),
+    session: Session = Depends(get_session, scope="function"),
+) -> CampaignOut:
+    copy = service.duplicate_campaign(session, principal.org_id, campaign_id)
+    return CampaignOut.model_validate(copy)
+
+
+@router.get("/campaigns/{campaign_id}/stats", response_model=StatsOut)
+def campaign_stats(
+    campaign_id: str,
+    principal: Principal = Depends(MARKETING_READ),
+    session: Session = Depends(get_session, scope="function"),
+) -> StatsOut:
+    """From the campaign's counters; openRate = opens / delivered (0 when none delivered)."""
+    return StatsOut.model_validate(service.get_campaign(session, principal.org_id, campaign_id))
+
+
+@router.post("/audience/count", response_model=AudienceCountOut)
+def audience_count(
+    body: AudienceCountIn,
+    principal: Principal = Depends(MARKETING_WRITE),
+    session: Session = Depends(get_session, scope="function"),
+) -> AudienceCountOut:
+    """The campaign form's live count: `{"audience": {...}}` -> `{"recipients": N}`, how many
+    contacts a launch to that audience would mail now. Changes nothing, but it is a POST
+    (the audience is in the body), so like every Marketing POST it is ADMIN-only: only
+    ADMINs edit the form."""
+    return AudienceCountOut(
+        recipients=service.count_audience(session, principal.org_id, body.audience)
+    )
+
+
+# --- sends: the email log, its CSV, resends ---
+
+
+@router.get("/campaigns/{campaign_id}/sends", response_model=Page[SendOut])
+def list_sends(
+    campaign_id: str,
+    status: SendStatus | None = Query(None, description="Only sends with this status."),
+    q: str | None = Query(None, description="Part of the email, first or last name."),
+    page: int = Query(1, ge=1, le=MAX_PAGE),
+    page_size: int = Query(DEFAULT_PAGE_SIZE, alias="pageSize", ge=1, le=MAX_PAGE_SIZE),
+    principal: Principal = Depends(MARKETING_READ),
+    session: Session = Depends(get_session, scope="function"),
+) -> Page[SendOut]:
+    """The email log, by send id."""
+    found = service.list_sends(
+        session,
+        principal.org_id,
+        campaign_id,
+        status=status,
+        query=q,
+        page=page,
+        page_size=page_size,
+    )
+    return Page(
+        items=[SendOut.model_validate(s) for s in found.items],
+        total=found.total,
+        page=found.page,
+        page_size=found.page_size,
+    )
+
+
+@router.get("/campaigns/{campaign_id}/sends.csv", response_class=StreamingResponse)
+def export_sends(
+    campaign_id: str,
+    request: Request,
+    principal: Principal = Depends(MARKETING_READ),
+    session: Session = Depends(get_session, scope="function"),
+) -> StreamingResponse:
+    """One row per send, streamed; cells that a spreadsheet would run as formulas are
+    prefixed with an apostrophe. The request's session ends before the stream starts (it is
+    function-scoped); the stream reads in short sessions of its own."""
+    campaign = service.get_campaign(session, principal.org_id, campaign_id)
+    filename = export.attachment_name(campaign.name)
+    chunks = export.csv_chunks(get_runtime(request).sessions, principal.org_id, campaign.id)
+    return StreamingResponse(
+        chunks,
+        media_type="text/csv; charset=utf-8",
+        headers={
+            "Content-Disposition": f'attachment; filename="{filename}"',
+            "Cache-Control": "no-store",
+            "X-Content-Type-Options": "nosniff",
+        },
+    )
+
+
+@router.post("/sends/{send_id}/resend", status_code=202, response_model=SendOut)
+def resend(
+    send_id: str,
+    principal: Principal = Depends(MARKETING_WRITE),
+    session: Session = Depends(get_session, scope="function"),
+) -> SendOut:
+    """A FAILED or UNKNOWN send back to the queue (202, the send now QUEUED); 409 otherwise."""
+    return SendOut.model_validate(service.resend(session, principal.org_id, send_id))

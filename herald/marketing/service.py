@@ -1,0 +1,279 @@
+"""Campaign rules: what a valid campaign is, that only a DRAFT changes, duplicates, stats,
+the email log and resends. Launching lives in herald.marketing.launch."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from email_validator import EmailNotValidError, validate_email
+from sqlalchemy.orm import Session
+
+from herald.crm import fields as crm_fields
+from herald.crm.service import list_statuses
+from herald.errors import Conflict, ValidationFailed
+from herald.marketing import merge
+from herald.marketing.compose import compile_bodies
+from herald.marketing.launch import count_eligible
+from herald.marketing.models import Campaign, CampaignStatus, MarketingSend, SendStatus
+from herald.marketing.queue import add_to_counters
+from herald.marketing.repository import CampaignRepository, SendRepository
+from herald.marketing.schemas import AudienceIn, CampaignIn, CampaignPatchIn
+
+MAX_NAME_LENGTH = 200
+MAX_FROM_NAME_LENGTH = 200
+MAX_EMAIL_LENGTH = 320
+MAX_SUBJECT_LENGTH = 998
+MAX_BODY_BYTES = 1024 * 1024  # each of htmlBody and textBody, UTF-8 encoded
+COPY_SUFFIX = " (copy)"
+RESENDABLE = (SendStatus.FAILED.value, SendStatus.UNKNOWN.value)
+
+# C0 controls and DEL in one-line fields: CR/LF would reach the mail headers, NUL breaks storage.
+_LINE_UNSAFE = re.compile(r"[\x00-\x1f\x7f]")
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Listing(Generic[T]):
+    items: list[T]
+    total: int
+    page: int
+    page_size: int
+
+
+def _not_draft(action: str) -> Conflict:
+    return Conflict(f"Only a DRAFT campaign can be {action}.", code="not_draft")
+
+
+# --- field rules: each takes the raw input and returns what is stored, or raises a 422 ---
+
+
+def _storable(value: str, field: str) -> None:
+    """No NUL (PostgreSQL text refuses it) and no lone surrogates (not encodable as UTF-8)."""
+    if "\x00" in value:
+        raise ValidationFailed(f"{field} must not contain NUL characters.", field=field)
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValidationFailed(f"{field} is not valid Unicode text.", field=field) from None
+
+
+def _line(value: str | None, field: str, max_length: int, *, required: bool = False) -> str:
+    """A one-line text, trimmed: no line breaks or other control characters, even at the ends."""
+    raw = value or ""
+    _storable(raw, field)
+    if _LINE_UNSAFE.search(raw):
+        raise ValidationFailed(
+            f"{field} must be one line: no line breaks or other control characters.", field=field
+        )
+    text = raw.strip()
+    if required and not text:
+        raise ValidationFailed(f"{field} is required.", field=field)
+    if len(text) > max_length:
+        raise ValidationFailed(f"{field} must be at most {max_length} characters.", field=field)
+    return text
+
+
+def _from_email(value: str | None) -> str:
+    """A valid address, or empty for the org's default sender. Syntax only: no DNS lookup."""
+    email = _line(value, "fromEmail", MAX_EMAIL_LENGTH)
+    if email:
+        try:
+            validate_email(email, check_deliverability=False)
+        except EmailNotValidError as exc:
+            raise ValidationFailed(
+                f"fromEmail is not a valid address: {exc}", field="fromEmail"
+            ) from None
+    return email
+
+
+def _subject(value: str | None) -> str:
+    subject = _line(value, "subject", MAX_SUBJECT_LENGTH, required=True)
+    merge.validate(subject, "subject", allow_links=False)
+    return subject
+
+
+def _body(value: str | None, field: str) -> str:
+    body = value or ""
+    _storable(body, field)
+    if len(body.encode("utf-8")) > MAX_BODY_BYTES:
+        raise ValidationFailed(f"{field} must be at most {MAX_BODY_BYTES // 1024} KB.", field=field)
+    merge.validate(body, field)
+    return body
+
+
+def _audience(session: Session, org_id: uuid.UUID, audience: AudienceIn | None) -> dict[str, Any]:
+    """The audience as stored; statuses matched case-insensitively, kept as the org spells them."""
+    if audience is None:
+        raise ValidationFailed("audience cannot be null.", field="audience")
+    if audience.type == "ALL":
+        return {"type": "ALL"}
+    field = "audience.statuses"
+    if not audience.statuses:
+        raise ValidationFailed("A STATUS audience needs at least one contact status.", field=field)
+    known = {name.upper(): name for name in list_statuses(session, org_id)}
+    chosen: list[str] = []
+    for wanted in audience.statuses:
+        name = known.get(wanted.strip().upper())
+        if name is None:
+            shown = wanted if len(wanted) <= 50 else wanted[:50] + "..."
+            raise ValidationFailed(
+                f"Status {shown!r} is not one of this org's contact statuses: "
+                f"{', '.join(known.values())}.",
+                field=field,
+            )
+        if name not in chosen:
+            chosen.append(name)
+    return {"type": "STATUS", "statuses": chosen}
+
+
+def _cleaned(session: Session, org_id: uuid.UUID, name: str, value: Any) -> Any:
+    """The stored value of one input field (by its Python name)."""
+    if name == "name":
+        return _line(value, "name", MAX_NAME_LENGTH, required=True)
+    if name == "from_name":
+        return _line(value, "fromName", MAX_FROM_NAME_LENGTH)
+    if name == "from_email":
+        return _from_email(value)
+    if name == "subject":
+        return _subject(value)
+    if name == "html_body":
+        return _body(value, "htmlBody")
+    if name == "text_body":
+        return _body(value, "textBody")
+    if name == "audience":
+        return _audience(session, org_id, value)
+    raise AssertionError(f"no rule for campaign field {name}")
+
+
+FIELDS = ("name", "from_name", "from_email", "subject", "html_body", "text_body", "audience")
+
+
+def _apply(
+    session: Session, org_id: uuid.UUID, campaign: Campaign, data: CampaignIn | CampaignPatchIn
+) -> None:
+    """Check and set the fields of ``data`` that were sent (every one, for a CampaignIn)."""
+    sent = data.model_fields_set if isinstance(data, CampaignPatchIn) else set(FIELDS)
+    for name in FIELDS:
+        if name in sent:
+            setattr(campaign, name, _cleaned(session, org_id, name, getattr(data, name)))
+    if sent & {"html_body", "text_body"}:
+        # The message the workers will build, checked now rather than at launch: catches
+        # placeholders that only appear once HTML entities are decoded, or in generated text.
+        compile_bodies(campaign.html_body or "", campaign.text_body or "")
+
+
+# --- campaigns ---
+
+
+def list_campaigns(
+    session: Session,
+    org_id: uuid.UUID,
+    *,
+    status: CampaignStatus | None = None,
+    page: int = 1,
+    page_size: int = 50,
+) -> Listing[Campaign]:
+    repo = CampaignRepository(session, org_id)
+    stmt = repo.newest_first(status.value if status else None)
+    return Listing(repo.page(stmt, page, page_size), repo.count(stmt), page, page_size)
+
+
+def get_campaign(session: Session, org_id: uuid.UUID, campaign_id: str) -> Campaign:
+    return CampaignRepository(session, org_id).get(campaign_id)
+
+
+def create_campaign(session: Session, org_id: uuid.UUID, data: CampaignIn) -> Campaign:
+    campaign = Campaign(status=CampaignStatus.DRAFT.value)
+    _apply(session, org_id, campaign, data)
+    return CampaignRepository(session, org_id).add(campaign)
+
+
+def _draft_for_update(
+    session: Session, org_id: uuid.UUID, campaign_id: str, action: str
+) -> Campaign:
+    """The campaign, row-locked (PostgreSQL) so that a launch cannot slip in; 409 unless DRAFT."""
+    campaign = CampaignRepository(session, org_id).get_for_update(campaign_id)
+    if campaign.status != CampaignStatus.DRAFT.value:
+        raise _not_draft(action)
+    return campaign
+
+
+def update_campaign(
+    session: Session, org_id: uuid.UUID, campaign_id: str, data: CampaignIn | CampaignPatchIn
+) -> Campaign:
+    """PATCH (a CampaignPatchIn: the fields sent) or PUT (a CampaignIn: every field)."""
+    campaign = _draft_for_update(session, org_id, campaign_id, "edited")
+    _apply(session, org_id, campaign, data)
+    session.flush()
+    return campaign
+
+
+def delete_campaign(session: Session, org_id: uuid.UUID, campaign_id: str) -> None:
+    campaign = _draft_for_update(session, org_id, campaign_id, "deleted")
+    CampaignRepository(session, org_id).delete(campaign)
+
+
+def duplicate_campaign(session: Session, org_id: uuid.UUID, campaign_id: str) -> Campaign:
+    """A new DRAFT with the content of any campaign, whatever its status, and zero counts."""
+    source = CampaignRepository(session, org_id).get(campaign_id)
+    name = source.name[: MAX_NAME_LENGTH - len(COPY_SUFFIX)] + COPY_SUFFIX
+    copy = Campaign(
+        name=name,
+        from_name=source.from_name,
+        from_email=source.from_email,
+        subject=source.subject,
+        html_body=source.html_body,
+        text_body=source.text_body,
+        audience=dict(source.audience),
+        status=CampaignStatus.DRAFT.value,
+    )
+    return CampaignRepository(session, org_id).add(copy)
+
+
+def count_audience(session: Session, org_id: uuid.UUID, audience: AudienceIn) -> int:
+    """How many contacts a launch to ``audience`` would mail now."""
+    return count_eligible(session, org_id, _audience(session, org_id, audience))
+
+
+# --- sends: the email log and resends ---
+
+
+def list_sends(
+    session: Session,
+    org_id: uuid.UUID,
+    campaign_id: str,
+    *,
+    status: SendStatus | None = None,
+    query: str | None = None,
+    page: int = 1,
+    page_size: int = 50,
+) -> Listing[MarketingSend]:
+    campaign = CampaignRepository(session, org_id).get(campaign_id)
+    repo = SendRepository(session, org_id)
+    stmt = repo.log(campaign.id, status.value if status else None, crm_fields.clean_query(query))
+    return Listing(repo.page(stmt, page, page_size), repo.count(stmt), page, page_size)
+
+
+def resend(session: Session, org_id: uuid.UUID, send_id: str) -> MarketingSend:
+    """A FAILED or UNKNOWN send goes back to the queue, due now; 409 for any other status.
+
+    Its campaign's failed or unknown counter gives it back; a SENT campaign stays SENT
+    and its counts follow the new outcome.
+    """
+    repo = SendRepository(session, org_id)
+    send = repo.get(send_id)
+    previous = send.status
+    if previous in RESENDABLE and repo.requeue(send, previous):
+        add_to_counters(session, send.campaign_id, Counter({previous.lower(): -1}))
+        return send
+    session.refresh(send)
+    raise Conflict(
+        f"Only a FAILED or UNKNOWN send can be resent; this one is {send.status}.",
+        code="not_resendable",
+        details={"status": send.status},
+    )

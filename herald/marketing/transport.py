@@ -1,0 +1,239 @@
+"""A small SMTP client for bulk sending: persistent connections, PIPELINING, and an exact
+account of how far each transaction got.
+
+Why our own: knowing whether a failure happened before or after the final dot decides
+whether a message may be retried (before: nothing was accepted) or must be left UNKNOWN
+(after: the server may have accepted it). Pipelining MAIL, RCPT and DATA also halves the
+round trips per message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import enum
+import ssl
+from dataclasses import dataclass, field
+
+DEFAULT_TIMEOUT = 60.0
+_MAX_LINE = 8192
+
+
+class Phase(enum.Enum):
+    """How far a transaction got when it failed."""
+
+    BEFORE_DATA = "before_data"  # nothing sent that could be delivered: safe to retry
+    AFTER_DOT = "after_dot"  # the whole message went out: the server may have accepted it
+
+
+@dataclass(frozen=True)
+class Reply:
+    code: int
+    text: str
+
+    @property
+    def ok(self) -> bool:
+        return 200 <= self.code < 400
+
+    @property
+    def transient(self) -> bool:
+        return 400 <= self.code < 500
+
+    def __str__(self) -> str:
+        return f"{self.code} {self.text}".strip()
+
+
+class SmtpError(Exception):
+    """The server refused something; ``reply`` says what."""
+
+    def __init__(self, reply: Reply, during: str) -> None:
+        super().__init__(f"{during}: {reply}")
+        self.reply = reply
+        self.during = during
+
+
+class ConnectionLost(Exception):
+    """The connection failed mid-transaction; ``phase`` says whether a retry is safe."""
+
+    def __init__(self, message: str, phase: Phase) -> None:
+        super().__init__(message)
+        self.phase = phase
+
+
+@dataclass(frozen=True)
+class SmtpSettings:
+    host: str
+    port: int
+    security: str = "starttls"  # "starttls" | "tls" | "none"
+    username: str = ""
+    password: str = field(default="", repr=False)
+    timeout: float = DEFAULT_TIMEOUT
+    verify_tls: bool = True
+    local_hostname: str = "herald.localdomain"
+
+    def tls_context(self) -> ssl.SSLContext:
+        context = ssl.create_default_context()
+        if not self.verify_tls:
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        return context
+
+
+def dot_stuff(message: bytes) -> bytes:
+    """RFC 5321 transparency, plus the terminating dot."""
+    if message.startswith(b"."):
+        message = b"." + message
+    message = message.replace(b"\r\n.", b"\r\n..")
+    if not message.endswith(b"\r\n"):
+        message += b"\r\n"
+    return message + b".\r\n"
+
+
+class SmtpConnection:
+    """One authenticated SMTP session, used for many messages in turn (not concurrently)."""
+
+    def __init__(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, settings: SmtpSettings
+    ) -> None:
+        self._reader = reader
+        self._writer = writer
+        self.settings = settings
+        self.extensions: dict[str, str] = {}
+        self.broken = False
+
+    @classmethod
+    async def open(cls, settings: SmtpSettings) -> SmtpConnection:
+        """Connect, greet, secure and log in; SmtpError or OSError when that fails."""
+        ssl_context = settings.tls_context() if settings.security == "tls" else None
+        reader, writer = await asyncio.wait_for(
+            asyncio.open_connection(
+                settings.host,
+                settings.port,
+                ssl=ssl_context,
+                server_hostname=settings.host if ssl_context else None,
+                limit=_MAX_LINE * 4,
+            ),
+            settings.timeout,
+        )
+        conn = cls(reader, writer, settings)
+        try:
+            await conn._expect(await conn._read_reply(), "greeting")
+            await conn._ehlo()
+            if settings.security == "starttls":
+                if "starttls" not in conn.extensions:
+                    raise SmtpError(Reply(0, "the server does not offer STARTTLS"), "STARTTLS")
+                await conn._command("STARTTLS", "STARTTLS")
+                await writer.start_tls(settings.tls_context(), server_hostname=settings.host)
+                await conn._ehlo()
+            if settings.username:
+                await conn._login()
+        except BaseException:
+            conn.abort()
+            raise
+        return conn
+
+    async def send(self, sender: str, recipient: str, message: bytes) -> Reply:
+        """Send one message; the final reply (2xx) or SmtpError / ConnectionLost."""
+        if self.broken:
+            raise ConnectionLost("connection already broken", Phase.BEFORE_DATA)
+        commands = [f"MAIL FROM:<{sender}>", f"RCPT TO:<{recipient}>", "DATA"]
+        phase = Phase.BEFORE_DATA
+        try:
+            if "pipelining" in self.extensions:
+                self._write("".join(c + "\r\n" for c in commands))
+                replies = [await self._read_reply() for _ in commands]
+            else:
+                replies = []
+                for command in commands:
+                    self._write(command + "\r\n")
+                    replies.append(await self._read_reply())
+                    if not replies[-1].ok:
+                        break
+            for command, reply in zip(commands, replies, strict=False):
+                if not reply.ok:
+                    if replies[-1].code == 354:  # DATA accepted without a recipient: end it
+                        self._write(".\r\n")
+                        await self._read_reply()
+                    await self._reset()
+                    raise SmtpError(reply, command.split(":")[0])
+            if replies[-1].code != 354:
+                await self._reset()
+                raise SmtpError(replies[-1], "DATA")
+            self._writer.write(dot_stuff(message))
+            phase = Phase.AFTER_DOT
+            reply = await self._read_reply()
+        except (OSError, EOFError, asyncio.IncompleteReadError, TimeoutError, ssl.SSLError) as exc:
+            self.abort()
+            raise ConnectionLost(f"connection lost: {exc or type(exc).__name__}", phase) from exc
+        if not reply.ok:
+            raise SmtpError(reply, "end of DATA")
+        return reply
+
+    async def close(self) -> None:
+        if not self.broken:
+            try:
+                self._write("QUIT\r\n")
+                await asyncio.wait_for(self._read_reply(), 5)
+            except (OSError, EOFError, asyncio.IncompleteReadError, TimeoutError, ssl.SSLError):
+                pass
+        self.abort()
+
+    def abort(self) -> None:
+        self.broken = True
+        self._writer.close()
+
+    # -- protocol details --------------------------------------------------------------
+
+    def _write(self, data: str) -> None:
+        self._writer.write(data.encode("utf-8"))
+
+    async def _read_reply(self) -> Reply:
+        lines: list[str] = []
+        while True:
+            raw = await asyncio.wait_for(self._reader.readline(), self.settings.timeout)
+            if not raw:
+                raise EOFError("the server closed the connection")
+            line = raw.decode("utf-8", "replace").rstrip("\r\n")
+            if len(line) < 3 or not line[:3].isdigit():
+                raise EOFError(f"malformed reply line {line[:80]!r}")
+            lines.append(line[4:])
+            if len(line) == 3 or line[3] != "-":
+                return Reply(int(line[:3]), "\n".join(lines).strip())
+
+    async def _command(self, command: str, during: str) -> Reply:
+        self._write(command + "\r\n")
+        return await self._expect(await self._read_reply(), during)
+
+    @staticmethod
+    async def _expect(reply: Reply, during: str) -> Reply:
+        if not reply.ok:
+            raise SmtpError(reply, during)
+        return reply
+
+    async def _ehlo(self) -> None:
+        reply = await self._command(f"EHLO {self.settings.local_hostname}", "EHLO")
+        self.extensions = {}
+        for line in reply.text.split("\n")[1:]:
+            name, _, params = line.strip().partition(" ")
+            self.extensions[name.lower()] = params
+
+    async def _login(self) -> None:
+        methods = self.extensions.get("auth", "").upper().split()
+        user, password = self.settings.username, self.settings.password
+        if "PLAIN" in methods or not methods:
+            token = base64.b64encode(f"\0{user}\0{password}".encode()).decode()
+            await self._command(f"AUTH PLAIN {token}", "AUTH")
+            return
+        if "LOGIN" not in methods:
+            raise SmtpError(Reply(0, f"no supported AUTH method in {methods}"), "AUTH")
+        self._write("AUTH LOGIN\r\n")
+        for value in (user, password):
+            reply = await self._read_reply()
+            if reply.code != 334:
+                raise SmtpError(reply, "AUTH")
+            self._write(base64.b64encode(value.encode()).decode() + "\r\n")
+        await self._expect(await self._read_reply(), "AUTH")
+
+    async def _reset(self) -> None:
+        self._write("RSET\r\n")
+        await self._read_reply()

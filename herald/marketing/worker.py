@@ -1,0 +1,296 @@
+"""The sending worker: claims batches of 100 sends, delivers them over pooled SMTP
+connections, and records outcomes in batched commits.
+
+Any number of workers may run, in one process or many, on one machine (SQLite) or many
+(PostgreSQL): the queue functions make every claim exclusive. SIGTERM lets in-flight
+messages finish and gives claimed but unstarted sends back to the queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import functools
+import os
+import socket
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
+
+from herald.db import unit_of_work
+from herald.errors import Conflict
+from herald.log import get_logger
+from herald.mailconfig.service import load_mail_account
+from herald.marketing import queue
+from herald.marketing.compose import CampaignMessage, InvalidAddress, Recipient
+from herald.marketing.models import Campaign
+from herald.marketing.pool import ConnectionPool, ServerUnavailable
+from herald.marketing.transport import ConnectionLost, Phase, SmtpError, SmtpSettings
+from herald.runtime import Runtime
+
+log = get_logger("herald.worker")
+T = TypeVar("T")
+
+DISPATCH_CHUNK = 20  # sends of one batch marked in flight together
+BATCH_SIZE = 100
+BATCHES_IN_FLIGHT = 2
+
+
+@dataclass(frozen=True)
+class CampaignJob:
+    campaign_id: uuid.UUID
+    message: CampaignMessage
+    sender: str
+    smtp: SmtpSettings
+
+
+class Worker:
+    def __init__(
+        self,
+        runtime: Runtime,
+        concurrency: int = 4,
+        owner: str | None = None,
+        batches_in_flight: int = BATCHES_IN_FLIGHT,
+        poll_seconds: float = 0.5,
+        smtp_timeout: float = 60.0,
+    ) -> None:
+        self.runtime = runtime
+        self.settings = runtime.settings
+        self.concurrency = max(1, concurrency)
+        self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.batches_in_flight = max(1, batches_in_flight)
+        self.poll_seconds = poll_seconds
+        self.smtp_timeout = smtp_timeout
+        self._stopping = asyncio.Event()
+        self._jobs: dict[uuid.UUID, CampaignJob] = {}
+        self._pools: dict[SmtpSettings, ConnectionPool] = {}
+
+    # -- database work runs in threads, one unit of work each ----------------------------
+
+    async def _db(self, fn: Callable[[Session], T]) -> T:
+        def run() -> T:
+            with unit_of_work(self.runtime.sessions) as session:
+                return fn(session)
+
+        return await asyncio.to_thread(run)
+
+    @property
+    def max_in_flight(self) -> int:
+        """The most sends one crash of this worker can leave UNKNOWN."""
+        return DISPATCH_CHUNK * self.batches_in_flight
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    async def run(self) -> None:
+        log.info("worker.started", owner=self.owner, concurrency=self.concurrency)
+        upkeep = asyncio.create_task(self._upkeep())
+        slots = asyncio.Semaphore(self.batches_in_flight)
+        tasks: set[asyncio.Task[None]] = set()
+        try:
+            while not self._stopping.is_set():
+                await slots.acquire()
+                if self._stopping.is_set():
+                    slots.release()
+                    break
+                batch = await self._db(
+                    lambda s: queue.claim_batch(
+                        s, self.owner, self.settings.lease_seconds, BATCH_SIZE
+                    )
+                )
+                if batch is None:
+                    slots.release()
+                    await self._sleep(self.poll_seconds)
+                    continue
+                task = asyncio.create_task(self._process(batch))
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
+                task.add_done_callback(lambda _t: slots.release())
+        finally:
+            if tasks:
+                await asyncio.gather(*tasks, return_exceptions=True)
+            upkeep.cancel()
+            for pool in self._pools.values():
+                await pool.close()
+            log.info("worker.stopped", owner=self.owner)
+
+    async def _sleep(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), seconds)
+
+    async def _upkeep(self) -> None:
+        """Keep our leases alive and turn dead workers' in-flight sends UNKNOWN."""
+        interval = max(self.settings.lease_seconds / 3, 0.2)
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self._db(
+                    lambda s: queue.renew_leases(s, self.owner, self.settings.lease_seconds)
+                )
+                recovered = await self._db(queue.recover_expired)
+                if recovered:
+                    log.warning("sends.recovered_unknown", count=recovered)
+            except SQLAlchemyError as exc:  # a database outage must not end the upkeep loop
+                log.error("worker.upkeep_failed", error=str(exc))
+
+    # -- one batch ------------------------------------------------------------------------
+
+    def _load_job(self, session: Session, campaign_id: uuid.UUID) -> CampaignJob | None:
+        """The campaign's composed message and its org's SMTP account (cached while unchanged).
+
+        Conflict (no configuration, unreadable password) holds the campaign with the reason.
+        """
+        campaign = session.get(Campaign, campaign_id)
+        if campaign is None:
+            return None
+        account = load_mail_account(session, self.settings, campaign.org_id)
+        smtp = dataclasses.replace(account.smtp, timeout=self.smtp_timeout)
+        cached = self._jobs.get(campaign_id)
+        if cached and cached.smtp == smtp:
+            return cached
+        message = CampaignMessage(
+            subject=campaign.subject,
+            html_body=campaign.html_body,
+            text_body=campaign.text_body,
+            from_name=campaign.from_name or account.from_name,
+            from_email=campaign.from_email or account.from_email,
+            base_url=self.settings.base_url,
+        )
+        job = CampaignJob(campaign_id, message, message.envelope_from(), smtp)
+        self._jobs[campaign_id] = job
+        return job
+
+    def _pool(self, smtp: SmtpSettings) -> ConnectionPool:
+        pool = self._pools.get(smtp)
+        if pool is None:
+            pool = self._pools[smtp] = ConnectionPool(smtp, self.concurrency)
+        return pool
+
+    async def _process(self, batch: queue.Batch) -> None:
+        """Send a batch chunk by chunk. One transaction records a chunk's outcomes and
+        marks the next chunk in flight, so the database sees one commit per chunk."""
+        remaining = list(batch.sends)
+        due: queue.Outcomes | None = None  # outcomes sent but not yet recorded
+        try:
+            job = await self._db(lambda s: self._load_job(s, batch.campaign_id))
+            if job is None:
+                return
+            pool = self._pool(job.smtp)
+            while remaining and not self._stopping.is_set():
+                await pool.ensure_one()
+                start = functools.partial(
+                    self._record_and_start,
+                    campaign_id=job.campaign_id,
+                    recorded=due,
+                    chunk=remaining[:DISPATCH_CHUNK],
+                )
+                go, skipped = await self._db(start)
+                due, remaining = None, remaining[DISPATCH_CHUNK:]
+                due = await self._send_chunk(job, pool, go, skipped)
+        except ServerUnavailable as exc:
+            log.warning("campaign.held", campaign_id=str(batch.campaign_id), reason=str(exc))
+            await self._hold(
+                batch.campaign_id, f"Sending paused: {exc}. Herald retries automatically."
+            )
+        except Conflict as exc:  # no SMTP configuration, or its password is unreadable
+            await self._hold(batch.campaign_id, f"Sending paused: {exc.message}")
+        except InvalidAddress as exc:  # the campaign's own sender address
+            await self._hold(
+                batch.campaign_id, f"Sending paused: the From address is invalid ({exc})."
+            )
+        finally:
+            ids = [s.id for s in remaining]
+            last = due
+            await self._db(lambda s: self._finish(s, batch.campaign_id, last, ids))
+
+    def _record_and_start(
+        self,
+        session: Session,
+        campaign_id: uuid.UUID,
+        recorded: queue.Outcomes | None,
+        chunk: list[queue.ClaimedSend],
+    ) -> tuple[list[queue.ClaimedSend], queue.Outcomes]:
+        if recorded is not None:
+            self._record(session, campaign_id, recorded)
+        return queue.start_dispatch(session, self.owner, campaign_id, chunk)
+
+    def _record(self, session: Session, campaign_id: uuid.UUID, outcomes: queue.Outcomes) -> None:
+        queue.record_outcomes(
+            session,
+            self.owner,
+            campaign_id,
+            outcomes,
+            self.settings.retry_base_seconds,
+            self.settings.retry_window_seconds,
+        )
+
+    def _finish(
+        self,
+        session: Session,
+        campaign_id: uuid.UUID,
+        outcomes: queue.Outcomes | None,
+        unsent: list[int],
+    ) -> None:
+        """Record the last chunk, give back what was not started, lift a lapsed hold."""
+        if outcomes is not None:
+            self._record(session, campaign_id, outcomes)
+            queue.clear_hold(session, campaign_id)
+        queue.release(session, self.owner, unsent)
+
+    async def _hold(self, campaign_id: uuid.UUID, reason: str) -> None:
+        seconds = self.settings.retry_base_seconds
+        await self._db(lambda s: queue.hold_campaign(s, campaign_id, reason, seconds))
+
+    async def _send_chunk(
+        self,
+        job: CampaignJob,
+        pool: ConnectionPool,
+        go: list[queue.ClaimedSend],
+        outcomes: queue.Outcomes,
+    ) -> queue.Outcomes:
+        results = await asyncio.gather(*(self._deliver(job, pool, send) for send in go))
+        for send, (kind, detail) in zip(go, results, strict=True):
+            if kind == "delivered":
+                outcomes.delivered.append(send.id)
+            elif kind == "retry":
+                outcomes.retry.append((send, detail))
+            elif kind == "unknown":
+                outcomes.unknown.append((send.id, detail))
+            else:
+                outcomes.failed.append((send.id, detail))
+        return outcomes
+
+    async def _deliver(
+        self, job: CampaignJob, pool: ConnectionPool, send: queue.ClaimedSend
+    ) -> tuple[str, str]:
+        recipient = Recipient(
+            email=send.email,
+            first_name=send.first_name,
+            last_name=send.last_name,
+            company_name=send.company_name,
+            token=send.token,
+        )
+        try:
+            data = job.message.render(recipient)
+        except InvalidAddress as exc:
+            return "failed", f"Not sent: the address cannot be used ({exc})."
+        try:
+            async with pool.connection() as conn:
+                await conn.send(job.sender, send.email, data)
+            return "delivered", ""
+        except SmtpError as exc:
+            return ("retry" if exc.reply.transient else "failed"), str(exc.reply)
+        except ConnectionLost as exc:
+            if exc.phase is Phase.AFTER_DOT:
+                return "unknown", (
+                    f"The connection was lost after the whole message was sent ({exc}); "
+                    "it may have been delivered, so it is not re-sent automatically."
+                )
+            return "retry", str(exc)
+        except ServerUnavailable as exc:
+            return "retry", str(exc)

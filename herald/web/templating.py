@@ -1,0 +1,30 @@
+"""Jinja2 templates (autoescaped) and the per-response CSP nonce."""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+
+from fastapi.templating import Jinja2Templates
+
+TEMPLATES_DIR = Path(__file__).parent / "templates"
+templates = Jinja2Templates(directory=str(TEMPLATES_DIR))
+
+
+def new_nonce() -> str:
+    return secrets.token_urlsafe(16)
+
+
+def csp_header(nonce: str) -> str:
+    """Nothing but our own origin, and inline code only with this response's nonce."""
+    return (
+        "default-src 'self'; "
+        f"script-src 'self' 'nonce-{nonce}'; "
+        f"style-src 'self' 'nonce-{nonce}'; "
+        "img-src 'self' data:; "
+        "frame-src 'self'; "
+        "form-action 'self'; "
+        "base-uri 'none'; "
+        "object-src 'none'; "
+        "frame-ancestors 'none'"
+    )

@@ -1,0 +1,96 @@
+"""The public endpoints in every message: the open pixel and the unsubscribe page."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from herald.crm.models import Contact
+from herald.db import unit_of_work
+from tests.marketing.engine import arrange, assert_counters_match_sends, campaign, sends, wait_until
+
+
+def contact_opted_out(runtime, email: str) -> bool:
+    with unit_of_work(runtime.sessions, write=False) as session:
+        return bool(session.scalar(select(Contact.marketing_opt_out).where(Contact.email == email)))
+
+
+def test_the_pixel_is_a_gif_without_cookies_and_counts_one_unique_open(
+    client, runtime, smtp_server
+):
+    arranged = arrange(runtime, smtp_server, 3)
+    token = sends(runtime, arranged.campaign_id)[0].token
+    for _ in range(3):
+        response = client.get(f"/t/{token}.gif")
+        assert response.status_code == 200
+        assert response.headers["content-type"] == "image/gif"
+        assert response.content.startswith(b"GIF89a")
+        assert "set-cookie" not in response.headers
+        assert "no-store" in response.headers["cache-control"]
+    wait_until(lambda: campaign(runtime, arranged.campaign_id).opens == 1, timeout=10)
+    client.get(f"/t/{sends(runtime, arranged.campaign_id)[1].token}.gif")
+    wait_until(lambda: campaign(runtime, arranged.campaign_id).opens == 2, timeout=10)
+    assert_counters_match_sends(runtime, arranged.campaign_id)
+
+
+def test_unknown_or_malformed_pixel_tokens_still_get_the_gif_and_change_nothing(
+    client, runtime, smtp_server
+):
+    arranged = arrange(runtime, smtp_server, 1)
+    token = sends(runtime, arranged.campaign_id)[0].token
+    tampered = token[:-1] + ("0" if token[-1] != "0" else "1")
+    for bad in (tampered, "x" * 64, "short", "..%2F..%2Fetc%2Fpasswd", "%00", "a/b/c"):
+        response = client.get(f"/t/{bad}.gif")
+        assert response.status_code == 200
+        assert response.headers["content-type"] == "image/gif"
+    client.get("/t/" + "a" * 64 + ".gif")
+    import time
+
+    time.sleep(1.5)
+    assert campaign(runtime, arranged.campaign_id).opens == 0
+
+
+def test_get_on_the_unsubscribe_link_changes_nothing(client, runtime, smtp_server):
+    arranged = arrange(runtime, smtp_server, 1)
+    token = sends(runtime, arranged.campaign_id)[0].token
+    response = client.get(f"/u/{token}")
+    assert response.status_code == 200
+    assert '<form id="unsubscribe" method="post"' in response.text
+    assert "<button" in response.text  # works with scripts off
+    assert "nonce-" in response.headers["content-security-policy"]
+    assert "set-cookie" not in response.headers
+    assert not contact_opted_out(runtime, arranged.emails[0])
+
+
+def test_posting_the_page_unsubscribes_and_repeating_is_harmless(client, runtime, smtp_server):
+    arranged = arrange(runtime, smtp_server, 2)
+    token = sends(runtime, arranged.campaign_id)[0].token
+    for _ in range(2):
+        response = client.post(f"/u/{token}")
+        assert response.status_code == 200
+        assert "You are unsubscribed" in response.text
+    assert contact_opted_out(runtime, arranged.emails[0])
+    assert not contact_opted_out(runtime, arranged.emails[1])
+    assert "You are unsubscribed" in client.get(f"/u/{token}").text
+
+
+def test_rfc8058_one_click_post_urlencoded_and_multipart(client, runtime, smtp_server):
+    arranged = arrange(runtime, smtp_server, 2)
+    first, second = (s.token for s in sends(runtime, arranged.campaign_id))
+    response = client.post(f"/u/{first}", data={"List-Unsubscribe": "One-Click"})
+    assert response.status_code == 200 and "set-cookie" not in response.headers
+    response = client.post(f"/u/{second}", files={"List-Unsubscribe": (None, "One-Click")})
+    assert response.status_code == 200 and "set-cookie" not in response.headers
+    assert all(contact_opted_out(runtime, e) for e in arranged.emails)
+
+
+def test_unknown_or_tampered_unsubscribe_tokens_get_a_generic_page(client, runtime, smtp_server):
+    arranged = arrange(runtime, smtp_server, 1)
+    token = sends(runtime, arranged.campaign_id)[0].token
+    tampered = token[:-1] + ("0" if token[-1] != "0" else "1")
+    for bad in (tampered, "nope", "A" * 64):
+        for method in ("GET", "POST"):
+            response = client.request(method, f"/u/{bad}")
+            assert response.status_code == 404
+            assert "This link is not valid" in response.text
+            assert arranged.emails[0] not in response.text
+    assert not contact_opted_out(runtime, arranged.emails[0])
