@@ -1,5 +1,5 @@
 # Herald developer commands. `make run` and `make test` are all a newcomer needs.
-.PHONY: setup run test test-sqlite test-postgres lint format migration
+.PHONY: setup run test test-sqlite test-postgres lint format migration screenshots
 
 UV ?= $(shell command -v uv 2>/dev/null || echo "$(CURDIR)/.venv-tools/bin/uv")
 VENV := .venv
@@ -35,16 +35,20 @@ test-postgres: setup
 	$(PYTEST) -q --junitxml=.reports/postgres.xml
 
 lint: setup
-	$(VENV)/bin/ruff check herald tests bench
-	$(VENV)/bin/ruff format --check herald tests bench
+	$(VENV)/bin/ruff check herald tests bench scripts
+	$(VENV)/bin/ruff format --check herald tests bench scripts
 	$(VENV)/bin/mypy herald
 
 format: setup
-	$(VENV)/bin/ruff check --fix herald tests bench
-	$(VENV)/bin/ruff format herald tests bench
+	$(VENV)/bin/ruff check --fix herald tests bench scripts
+	$(VENV)/bin/ruff format herald tests bench scripts
 
 # Regenerate a migration from the models: make migration MESSAGE="add campaigns"
 migration: setup
 	rm -f /tmp/herald-migration.db
 	HERALD_DATABASE_URL=sqlite:////tmp/herald-migration.db $(VENV)/bin/alembic upgrade head
 	HERALD_DATABASE_URL=sqlite:////tmp/herald-migration.db $(VENV)/bin/alembic revision --autogenerate -m "$(MESSAGE)"
+
+# Regenerate docs/screenshots/ from every page in Debian's Chromium (apt-get install chromium).
+screenshots: setup
+	$(VENV)/bin/python scripts/screenshots.py

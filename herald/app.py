@@ -8,19 +8,29 @@ from contextlib import asynccontextmanager
 
 from fastapi import APIRouter, FastAPI
 from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
 from sqlalchemy import text
 
 from herald.auth.routes import router as auth_router
+from herald.auth.views import router as account_pages
 from herald.crm.routes import router as crm_router
+from herald.crm.views import router as crm_pages
 from herald.error_handlers import error_response, install_error_handlers
 from herald.log import configure_logging
 from herald.mailconfig.routes import router as mailconfig_router
+from herald.mailconfig.views import router as mailconfig_pages
 from herald.marketing.public import router as public_router
 from herald.marketing.routes import router as marketing_router
 from herald.marketing.tracking import OpenRecorder
+from herald.marketing.views import router as marketing_pages
 from herald.orgs.routes import router as orgs_router
+from herald.orgs.views import router as orgs_pages
 from herald.runtime import Runtime
 from herald.settings import Settings, get_settings
+from herald.web.auth_views import router as auth_pages
+from herald.web.home import router as home_pages
+from herald.web.session import SilentRefresh
+from herald.web.templating import STATIC_DIR
 
 
 def create_app(
@@ -61,6 +71,8 @@ def create_app(
         openapi_url="/api/openapi.json",
     )
     app.state.runtime = runtime
+    app.add_middleware(SilentRefresh, runtime=runtime)
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     install_error_handlers(app)
     app.include_router(auth_router)
     for router in _area_routers():
@@ -79,4 +91,17 @@ def create_app(
 
 
 def _area_routers() -> list[APIRouter]:
-    return [crm_router, mailconfig_router, marketing_router, orgs_router, public_router]
+    return [
+        crm_router,
+        mailconfig_router,
+        marketing_router,
+        orgs_router,
+        public_router,
+        auth_pages,
+        home_pages,
+        marketing_pages,
+        crm_pages,
+        mailconfig_pages,
+        orgs_pages,
+        account_pages,
+    ]

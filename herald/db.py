@@ -12,6 +12,8 @@ from sqlalchemy import DateTime, ForeignKey, MetaData, TypeDecorator, Uuid, crea
 from sqlalchemy.engine import Dialect, Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
+from herald.errors import HeraldError
+
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_name)s",
@@ -127,6 +129,12 @@ def unit_of_work(factory: sessionmaker[Session], write: bool = True) -> Iterator
     try:
         yield session
         session.commit()
+    except HeraldError as exc:
+        if exc.keep_changes:
+            session.commit()
+        else:
+            session.rollback()
+        raise
     except BaseException:
         session.rollback()
         raise

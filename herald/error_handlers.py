@@ -6,7 +6,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, RedirectResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from herald.errors import HeraldError
@@ -55,8 +55,40 @@ def _validation_details(exc: RequestValidationError) -> list[dict[str, Any]]:
     return details
 
 
-async def _herald_error(_request: Request, exc: Exception) -> JSONResponse:
+def wants_page(request: Request) -> bool:
+    """Pages get HTML errors; the API, tracking and anything asking for JSON get JSON."""
+    path = request.url.path
+    if path.startswith(("/api/", "/t/", "/healthz")):
+        return False
+    return "text/html" in request.headers.get("accept", "")
+
+
+_PAGE_TITLES = {
+    401: "Please log in",
+    403: "Not allowed",
+    404: "Page not found",
+    405: "Not allowed",
+    409: "That cannot be done now",
+    413: "Too large",
+    422: "Please check your input",
+    429: "Too many attempts",
+}
+
+
+def error_page(request: Request, status: int, message: str) -> Response:
+    from herald.web.pages import render
+
+    title = _PAGE_TITLES.get(status, "Something went wrong")
+    return render(request, "errors/error.html", status=status, title=title, message=message)
+
+
+async def _herald_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HeraldError)
+    location = getattr(exc, "location", None)
+    if location:
+        return RedirectResponse(location, status_code=303)
+    if wants_page(request):
+        return error_page(request, exc.status, exc.message)
     return error_response(exc.status, exc.code, exc.message, exc.details, exc.headers)
 
 
@@ -68,7 +100,7 @@ async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
     return error_response(422, "validation_error", message, details)
 
 
-async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
+async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
     code = _HTTP_CODES.get(exc.status_code, "http_error")
     message = exc.detail if isinstance(exc.detail, str) else "Request failed."
@@ -77,6 +109,8 @@ async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
     if exc.status_code == 405:
         message = "This method is not allowed on this resource."
     headers = dict(exc.headers) if exc.headers else None
+    if wants_page(request):
+        return error_page(request, exc.status_code, message)
     return error_response(exc.status_code, code, message, None, headers)
 
 

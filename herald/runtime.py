@@ -9,8 +9,7 @@ from fastapi import Request
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from herald.db import begin_write, make_engine, make_session_factory
-from herald.errors import HeraldError
+from herald.db import make_engine, make_session_factory, unit_of_work
 from herald.settings import Settings
 
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -42,20 +41,7 @@ def get_session(request: Request) -> Iterator[Session]:
 
     Requests that may write (anything but GET/HEAD/OPTIONS) start as writers.
     """
-    session = get_runtime(request).sessions()
-    if request.method not in READ_METHODS:
-        begin_write(session)
-    try:
+    with unit_of_work(
+        get_runtime(request).sessions, write=request.method not in READ_METHODS
+    ) as session:
         yield session
-        session.commit()
-    except HeraldError as exc:
-        if exc.keep_changes:
-            session.commit()
-        else:
-            session.rollback()
-        raise
-    except BaseException:
-        session.rollback()
-        raise
-    finally:
-        session.close()

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import Generic, TypeVar
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, field_validator
 from pydantic.alias_generators import to_camel
+
+from herald.text import storable_problem
 
 T = TypeVar("T")
 
@@ -22,6 +24,15 @@ class ApiModel(BaseModel):
         from_attributes=True,
         extra="forbid",
     )
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _storable_text(cls, value: object) -> object:
+        """No NUL and no lone surrogates in any text field (else a 422, never a 500)."""
+        for text in value if isinstance(value, list) else [value]:
+            if isinstance(text, str) and (problem := storable_problem(text)):
+                raise ValueError(f"The text {problem}.")
+        return value
 
 
 class Page(ApiModel, Generic[T]):

@@ -5,13 +5,20 @@ from __future__ import annotations
 import uuid
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import ColumnElement, Select, func, or_, select
 from sqlalchemy.orm import Session
 
 from herald.db import OrgScoped
 from herald.errors import NotFound
 
 M = TypeVar("M", bound=OrgScoped)
+
+
+def contains_text(query: str, *columns: Any) -> ColumnElement[bool]:
+    """Case-insensitive "contains" on any of ``columns``; % and _ in the query are literal."""
+    escaped = query.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    pattern = f"%{escaped}%"
+    return or_(*(column.ilike(pattern, escape="\\") for column in columns))
 
 
 def parse_id(value: str | uuid.UUID) -> uuid.UUID | None:

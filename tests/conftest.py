@@ -93,11 +93,13 @@ def db(runtime: Runtime) -> Iterator[Session]:
 
 
 class LiveServer:
-    def __init__(self, runtime: Runtime) -> None:
-        self.port = free_port()
+    def __init__(
+        self, runtime: Runtime, port: int | None = None, embedded_worker: bool = False
+    ) -> None:
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         config = uvicorn.Config(
-            create_app(runtime=runtime),
+            create_app(runtime=runtime, embedded_worker=embedded_worker),
             host="127.0.0.1",
             port=self.port,
             log_level="warning",
@@ -154,3 +156,21 @@ def client(live_server: LiveServer) -> Iterator[httpx.Client]:
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
     return Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def fresh_queue(runtime: Runtime) -> Iterator[None]:
+    """Sends a test leaves QUEUED (or in flight) are retired afterwards, so that no later
+    test's worker picks them up. Autouse in the suites that create sends."""
+    yield
+    from sqlalchemy import update
+
+    from herald.db import unit_of_work
+    from herald.marketing.models import MarketingSend
+
+    with unit_of_work(runtime.sessions) as session:
+        session.execute(
+            update(MarketingSend)
+            .where(MarketingSend.status.in_(["QUEUED", "SENDING"]))
+            .values(status="FAILED", error="Retired by the test that made it.", lease_owner=None)
+        )

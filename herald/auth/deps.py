@@ -15,8 +15,6 @@ from herald.orgs.models import Org, Role, User
 from herald.runtime import get_session, get_settings_dep
 from herald.settings import Settings
 
-ACCESS_COOKIE = "herald_access"
-
 
 @dataclass(frozen=True)
 class Principal:
@@ -25,17 +23,20 @@ class Principal:
     email: str
     role: Role
     features: frozenset[str]
+    org_name: str = ""
 
     def has_feature(self, feature: str) -> bool:
         return feature in self.features
 
 
 def bearer_token(request: Request) -> str | None:
+    """The API's token: the Authorization header only. Cookies are the pages' business, so
+    a cross-site request can never act on the API with a browser's cookies."""
     header = request.headers.get("authorization", "")
     scheme, _, value = header.partition(" ")
     if scheme.lower() == "bearer" and value.strip():
         return value.strip()
-    return request.cookies.get(ACCESS_COOKIE) or None
+    return None
 
 
 def current_user(
@@ -46,6 +47,12 @@ def current_user(
     token = bearer_token(request)
     if token is None:
         raise NotAuthenticated("Log in first: send Authorization: Bearer <accessToken>.")
+    return principal_for_token(session, settings, token)
+
+
+def principal_for_token(session: Session, settings: Settings, token: str) -> Principal:
+    """Who a valid access token belongs to, checked against the database (active user,
+    same org); NotAuthenticated otherwise."""
     claims = decode_access_token(settings, token)
     user = session.get(User, claims.user_id)
     if user is None or not user.is_active or user.org_id != claims.org_id:
@@ -59,6 +66,7 @@ def current_user(
         email=user.email,
         role=Role(user.role),
         features=frozenset(org.features or []),
+        org_name=org.name,
     )
 
 

@@ -18,6 +18,7 @@ from herald.errors import Conflict, NotAuthenticated, ValidationFailed
 from herald.orgs.models import Org, User
 from herald.secretbox import SecretBox
 from herald.settings import Settings
+from herald.text import storable_problem
 
 INVALID_CREDENTIALS = "The email or password is incorrect."
 
@@ -74,6 +75,8 @@ def authenticate(
     session: Session, settings: Settings, email: str, password: str, mfa_code: str | None
 ) -> User:
     """The user for these credentials, or NotAuthenticated. Throttling is the caller's edge."""
+    if storable_problem(email) or storable_problem(password):
+        raise NotAuthenticated(INVALID_CREDENTIALS, code="invalid_credentials")
     normalised = email.strip().lower()
     user = session.scalars(select(User).where(User.email == normalised)).one_or_none()
     password_ok = verify_password(user.password_hash if user else None, password)

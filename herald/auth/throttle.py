@@ -14,7 +14,9 @@ from herald.settings import Settings
 
 
 def account_key(email: str) -> str:
-    return "acct:" + email.strip().lower()[:320]
+    # NUL and lone surrogates cannot be stored: replace them, the key only has to be stable
+    cleaned = email.strip().lower()[:320].replace("\x00", "\ufffd")
+    return "acct:" + cleaned.encode("utf-8", "replace").decode("utf-8")
 
 
 def address_key(address: str) -> str:

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from email_validator import EmailNotValidError, validate_email
 
 from herald.errors import ValidationFailed
+from herald.text import storable_problem
 
 MAX_EMAIL_LENGTH = 320
 MAX_NAME_LENGTH = 200
@@ -33,6 +34,8 @@ def clean_text(value: str | None, field: str, max_length: int = MAX_NAME_LENGTH)
     value = value.strip()
     if len(value) > max_length:
         raise ValidationFailed(f"{field} must be at most {max_length} characters.", field=field)
+    if problem := storable_problem(value):
+        raise ValidationFailed(f"{field} {problem}.", field=field)
     if _CONTROL_CHARS.search(value):
         raise ValidationFailed(
             f"{field} must not contain control characters (such as NUL or line breaks).",

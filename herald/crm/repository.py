@@ -11,12 +11,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import ARRAY
 
 from herald.crm.models import Contact, ContactStatus
-from herald.tenancy import OrgRepository
-
-
-def _like_pattern(text: str) -> str:
-    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return f"%{escaped}%"
+from herald.tenancy import OrgRepository, contains_text
 
 
 class StatusRepository(OrgRepository[ContactStatus]):
@@ -38,18 +33,13 @@ class ContactRepository(OrgRepository[Contact]):
         if status is not None:
             stmt = stmt.where(Contact.status == status)
         if query:
-            pattern = _like_pattern(query)
             stmt = stmt.where(
-                or_(
-                    *(
-                        column.ilike(pattern, escape="\\")
-                        for column in (
-                            Contact.email,
-                            Contact.first_name,
-                            Contact.last_name,
-                            Contact.company_name,
-                        )
-                    )
+                contains_text(
+                    query,
+                    Contact.email,
+                    Contact.first_name,
+                    Contact.last_name,
+                    Contact.company_name,
                 )
             )
         return stmt.order_by(Contact.created_at.desc(), Contact.id.desc())

@@ -13,6 +13,7 @@ from starlette.types import Message
 
 from herald.errors import PayloadTooLarge
 from herald.runtime import get_runtime
+from herald.text import is_number
 
 # Room for the multipart boundaries and part headers around the file itself.
 MULTIPART_OVERHEAD = 64 * 1024
@@ -45,7 +46,7 @@ class UploadLimitRoute(APIRoute):
             limit = get_runtime(request).settings.max_upload_bytes
             allowed = limit + MULTIPART_OVERHEAD
             declared = request.headers.get("content-length", "")
-            if declared.isdigit() and int(declared) > allowed:
+            if is_number(declared) and int(declared) > allowed:
                 raise too_large(limit)
             received = 0
             receive = request.receive

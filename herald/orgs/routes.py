@@ -6,13 +6,11 @@ from fastapi import APIRouter, Depends
 from sqlalchemy.orm import Session
 
 from herald.auth.deps import ADMIN_ONLY, Principal, current_user
-from herald.errors import Conflict, NotFound
 from herald.orgs import service
 from herald.orgs.models import User
 from herald.orgs.schemas import MeOut, UserCreateIn, UserPatchIn, UserRow
 from herald.runtime import get_session
 from herald.schemas import Page
-from herald.tenancy import parse_id
 
 router = APIRouter(tags=["users"])
 
@@ -50,14 +48,6 @@ def create_user(
     return UserRow.model_validate(user)
 
 
-def _org_user(session: Session, principal: Principal, user_id: str) -> User:
-    parsed = parse_id(user_id)
-    user = session.get(User, parsed) if parsed else None
-    if user is None or user.org_id != principal.org_id:
-        raise NotFound("User not found.")
-    return user
-
-
 @router.patch("/api/settings/users/{user_id}", response_model=UserRow, response_model_by_alias=True)
 def patch_user(
     user_id: str,
@@ -65,14 +55,6 @@ def patch_user(
     principal: Principal = Depends(ADMIN_ONLY),
     session: Session = Depends(get_session, scope="function"),
 ) -> UserRow:
-    user = _org_user(session, principal, user_id)
-    if user.id == principal.user_id and (
-        (body.role is not None and body.role.value != user.role) or body.is_active is False
-    ):
-        raise Conflict("You cannot demote or deactivate yourself.", code="self_change")
-    if body.role is not None:
-        user.role = body.role.value
-    if body.is_active is not None:
-        user.is_active = body.is_active
-    session.flush()
+    user = service.get_org_user(session, principal.org_id, user_id)
+    service.update_user(session, principal.user_id, user, role=body.role, is_active=body.is_active)
     return UserRow.model_validate(user)

@@ -12,6 +12,7 @@ from herald.auth.passwords import hash_password
 from herald.crm.models import DEFAULT_STATUSES, ContactStatus
 from herald.errors import Conflict, NotFound, ValidationFailed
 from herald.orgs.models import KNOWN_FEATURES, Org, Role, User
+from herald.tenancy import parse_id
 
 MIN_PASSWORD_LENGTH = 8
 
@@ -95,3 +96,33 @@ def list_users(session: Session, org: Org) -> list[User]:
     return list(
         session.scalars(select(User).where(User.org_id == org.id).order_by(User.created_at))
     )
+
+
+def get_org_user(session: Session, org_id: uuid.UUID, user_id: str | uuid.UUID) -> User:
+    """A user of this org; another org's user is not found, like one that does not exist."""
+    parsed = parse_id(user_id)
+    user = session.get(User, parsed) if parsed else None
+    if user is None or user.org_id != org_id:
+        raise NotFound("User not found.")
+    return user
+
+
+def update_user(
+    session: Session,
+    actor_id: uuid.UUID,
+    user: User,
+    *,
+    role: Role | None = None,
+    is_active: bool | None = None,
+) -> User:
+    """Change a user's role or active flag; nobody demotes or deactivates themselves."""
+    if user.id == actor_id and (
+        (role is not None and role.value != user.role) or is_active is False
+    ):
+        raise Conflict("You cannot demote or deactivate yourself.", code="self_change")
+    if role is not None:
+        user.role = role.value
+    if is_active is not None:
+        user.is_active = is_active
+    session.flush()
+    return user

@@ -106,10 +106,14 @@ def peak_memory_of_import(runtime, rows: int) -> int:
 
 
 def test_memory_does_not_grow_with_the_file(runtime):
-    """5,000 more rows held in memory would take over 5 MB; streamed, the peak stays put."""
-    small = peak_memory_of_import(runtime, CHUNK_SIZE)
-    large = peak_memory_of_import(runtime, 6 * CHUNK_SIZE)
-    assert large < small + 1_500_000, f"peak {small / 1e6:.1f} MB, then {large / 1e6:.1f} MB"
+    """10,000 more rows held in memory would take over 10 MB; streamed, the peak stays put.
+
+    A first import warms the caches (statements, type adapters) so only rows are compared.
+    """
+    peak_memory_of_import(runtime, 2 * CHUNK_SIZE)
+    small = peak_memory_of_import(runtime, 2 * CHUNK_SIZE)
+    large = peak_memory_of_import(runtime, 12 * CHUNK_SIZE)
+    assert large < small + 3_000_000, f"peak {small / 1e6:.1f} MB, then {large / 1e6:.1f} MB"
 
 
 def test_duplicates_across_chunks_update_the_first(runtime):

@@ -1,0 +1,101 @@
+"""Settings → My account (every role): MFA enrolment with a QR code drawn on the server."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import segno
+from fastapi import APIRouter, Depends, Form, Request
+from fastapi.responses import HTMLResponse, RedirectResponse
+from sqlalchemy.orm import Session
+
+from herald.auth import service
+from herald.auth.deps import Principal
+from herald.errors import Conflict, ValidationFailed
+from herald.orgs.models import User
+from herald.runtime import get_session, get_settings_dep
+from herald.settings import Settings
+from herald.web.csrf import verify_csrf
+from herald.web.deps import page_user
+from herald.web.pages import redirect, render
+
+router = APIRouter(include_in_schema=False)
+
+Db = Annotated[Session, Depends(get_session, scope="function")]
+Me = Annotated[Principal, Depends(page_user)]
+AppSettings = Annotated[Settings, Depends(get_settings_dep)]
+
+
+def _user(session: Session, principal: Principal) -> User:
+    user = session.get(User, principal.user_id)
+    assert user is not None  # page_user just loaded it
+    return user
+
+
+def qr_data_uri(url: str) -> str:
+    """The otpauth URL as a PNG data: URI, so no third party ever sees the secret."""
+    return str(segno.make(url, error="m").png_data_uri(scale=5, border=2))
+
+
+def _render(
+    request: Request,
+    principal: Principal,
+    user: User,
+    *,
+    secret: str | None = None,
+    otpauth_url: str | None = None,
+    error: str | None = None,
+    notice: str | None = None,
+    status: int = 200,
+) -> HTMLResponse:
+    return render(
+        request,
+        "settings/account.html",
+        principal,
+        status=status,
+        user=user,
+        pending=bool(user.mfa_secret) and not user.mfa_enabled,
+        secret=secret,
+        otpauth_url=otpauth_url,
+        qr=qr_data_uri(otpauth_url) if otpauth_url else None,
+        error=error,
+        notice=notice,
+    )
+
+
+@router.get("/settings/account", response_class=HTMLResponse)
+def account_page(request: Request, principal: Me, session: Db, mfa: str = "") -> HTMLResponse:
+    notice = "MFA is now on: you will need a code from your app each time you log in."
+    return _render(request, principal, _user(session, principal), notice=notice if mfa else None)
+
+
+@router.post(
+    "/settings/account/mfa/setup", response_class=HTMLResponse, dependencies=[Depends(verify_csrf)]
+)
+def mfa_setup(request: Request, principal: Me, session: Db, settings: AppSettings) -> HTMLResponse:
+    user = _user(session, principal)
+    try:
+        secret, url = service.mfa_setup(session, settings, user)
+    except Conflict as exc:
+        return _render(request, principal, user, error=exc.message, status=exc.status)
+    return _render(request, principal, user, secret=secret, otpauth_url=url)
+
+
+@router.post(
+    "/settings/account/mfa/enable", response_model=None, dependencies=[Depends(verify_csrf)]
+)
+def mfa_enable(
+    request: Request,
+    principal: Me,
+    session: Db,
+    settings: AppSettings,
+    code: Annotated[str, Form(max_length=16)] = "",
+) -> HTMLResponse | RedirectResponse:
+    user = _user(session, principal)
+    try:
+        service.mfa_enable(session, settings, user, code)
+    except (ValidationFailed, Conflict) as exc:
+        session.rollback()
+        user = _user(session, principal)
+        return _render(request, principal, user, error=exc.message, status=exc.status)
+    return redirect("/settings/account?mfa=on")

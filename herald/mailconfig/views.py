@@ -1,0 +1,177 @@
+"""Settings → Email configuration (ADMIN only): the SMTP form and the "Send test email" form."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import anyio.from_thread
+from fastapi import APIRouter, Depends, Form, Request
+from fastapi.responses import HTMLResponse, RedirectResponse
+from pydantic import ValidationError
+from sqlalchemy.orm import Session
+
+from herald.auth.deps import Principal
+from herald.errors import Conflict
+from herald.mailconfig import service, testmail
+from herald.mailconfig.schemas import (
+    DEFAULT_PORT,
+    DEFAULT_SECURITY,
+    SECURITY_MODES,
+    EmailConfigIn,
+    TestMessageIn,
+)
+from herald.runtime import get_session, get_settings_dep
+from herald.settings import Settings
+from herald.text import is_number
+from herald.web.csrf import verify_csrf
+from herald.web.deps import admin_page
+from herald.web.pages import redirect, render
+
+router = APIRouter(include_in_schema=False)
+
+Db = Annotated[Session, Depends(get_session, scope="function")]
+Admin = Annotated[Principal, Depends(admin_page)]
+AppSettings = Annotated[Settings, Depends(get_settings_dep)]
+Text = Annotated[str, Form(max_length=2000)]
+
+
+def pydantic_errors(exc: ValidationError) -> dict[str, str]:
+    """Field (JSON name) -> message, for showing each next to its input."""
+    errors: dict[str, str] = {}
+    for err in exc.errors():
+        loc = [str(part) for part in err.get("loc", ())]
+        name = loc[0] if loc else "form"
+        errors.setdefault(name, str(err.get("msg", "Invalid value.")))
+    return errors
+
+
+def _stored_values(session: Session, principal: Principal) -> dict[str, Any]:
+    row = service.get_config(session, principal.org_id)
+    if row is None:
+        return {
+            "configured": False,
+            "host": "",
+            "port": DEFAULT_PORT,
+            "security": DEFAULT_SECURITY,
+            "username": "",
+            "passwordSet": False,
+            "defaultFromName": "",
+            "defaultFromEmail": "",
+        }
+    return {
+        "configured": True,
+        "host": row.host,
+        "port": row.port,
+        "security": row.security,
+        "username": row.username,
+        "passwordSet": row.password_sealed is not None,
+        "defaultFromName": row.default_from_name,
+        "defaultFromEmail": row.default_from_email,
+    }
+
+
+def _render(
+    request: Request,
+    principal: Principal,
+    session: Session,
+    *,
+    values: dict[str, Any] | None = None,
+    errors: dict[str, str] | None = None,
+    notice: str | None = None,
+    test: dict[str, Any] | None = None,
+    status: int = 200,
+) -> HTMLResponse:
+    stored = _stored_values(session, principal)
+    return render(
+        request,
+        "settings/email.html",
+        principal,
+        status=status,
+        values=values or stored,
+        stored=stored,
+        errors=errors or {},
+        notice=notice,
+        test=test or {"to": principal.email},
+        security_modes=SECURITY_MODES,
+    )
+
+
+@router.get("/settings/email", response_class=HTMLResponse)
+def email_settings(
+    request: Request, principal: Admin, session: Db, saved: str = ""
+) -> HTMLResponse:
+    notice = "Email configuration saved." if saved else None
+    return _render(request, principal, session, notice=notice)
+
+
+@router.post("/settings/email", response_model=None, dependencies=[Depends(verify_csrf)])
+def save_email_settings(
+    request: Request,
+    principal: Admin,
+    session: Db,
+    settings: AppSettings,
+    host: Text = "",
+    port: Text = "",
+    security: Text = "",
+    username: Text = "",
+    password: Text = "",
+    default_from_name: Text = "",
+    default_from_email: Text = "",
+) -> HTMLResponse | RedirectResponse:
+    entered: dict[str, Any] = {
+        "host": host,
+        "port": int(port) if is_number(port.strip()) else port,
+        "security": security,
+        "username": username,
+        # Write-only: an empty field keeps the stored password.
+        "password": password or None,
+        "defaultFromName": default_from_name,
+        "defaultFromEmail": default_from_email,
+    }
+    try:
+        data = EmailConfigIn.model_validate(entered)
+    except ValidationError as exc:
+        shown = {**entered, "password": None, "port": port}
+        return _render(
+            request,
+            principal,
+            session,
+            values=shown,
+            errors=pydantic_errors(exc),
+            status=422,
+        )
+    service.save_config(session, settings, principal.org_id, data)
+    return redirect("/settings/email?saved=1")
+
+
+@router.post(
+    "/settings/email/test", response_class=HTMLResponse, dependencies=[Depends(verify_csrf)]
+)
+def send_test_email(
+    request: Request,
+    principal: Admin,
+    session: Db,
+    settings: AppSettings,
+    to: Annotated[str, Form(max_length=400)] = "",
+) -> HTMLResponse:
+    test: dict[str, Any] = {"to": to}
+    try:
+        address = TestMessageIn(to=to).to
+        account = service.load_mail_account(session, settings, principal.org_id)
+    except ValidationError as exc:
+        test["fieldError"] = pydantic_errors(exc).get("to", "Enter a valid email address.")
+        return _render(request, principal, session, test=test, status=422)
+    except Conflict as exc:
+        test["error"] = exc.message
+        return _render(request, principal, session, test=test, status=exc.status)
+    # Nothing to write: end the transaction (and SQLite's write lock) before talking SMTP.
+    session.rollback()
+    try:
+        reply = anyio.from_thread.run(testmail.send_test_message, account, address)
+    except testmail.SmtpFailed as exc:
+        test["error"] = exc.message
+        test["code"] = exc.details["smtpCode"]
+        test["text"] = exc.details["smtpMessage"]
+        return _render(request, principal, session, test=test, status=exc.status)
+    test.update(ok=True, code=reply.code, text=reply.text)
+    return _render(request, principal, session, test=test)

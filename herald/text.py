@@ -1,0 +1,20 @@
+"""What text Herald can store: no NUL (PostgreSQL refuses it in text) and no lone
+surrogates (not encodable as UTF-8). Checked on every API input and every page form."""
+
+from __future__ import annotations
+
+
+def storable_problem(value: str) -> str | None:
+    """Why ``value`` cannot be stored, or None when it can."""
+    if "\x00" in value:
+        return "must not contain NUL characters"
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return "is not valid Unicode text"
+    return None
+
+
+def is_number(value: str) -> bool:
+    """ASCII digits only: str.isdigit() also accepts '²' and '①', which int() refuses."""
+    return value.isascii() and value.isdigit()
