@@ -305,6 +305,15 @@ def _display_name(name: str) -> str:
     return " ".join(strip_controls(name).split())
 
 
+def smtp_address(address: str) -> str:
+    """The form of ``address`` for SMTP's MAIL FROM and RCPT TO: punycode domain, and an
+    ASCII local part (we do not speak SMTPUTF8), else InvalidAddress."""
+    ascii_address = _ascii_domain(address)
+    if not ascii_address.isascii():
+        raise InvalidAddress(f"{address!r} has non-ASCII characters before the @")
+    return ascii_address
+
+
 def _ascii_domain(address: str) -> str:
     """``address`` with an internationalized domain in its ASCII (punycode) form."""
     local, _, domain = address.partition("@")

@@ -62,6 +62,17 @@ class Outcomes:
     unknown: list[tuple[int, str]] = field(default_factory=list)
 
 
+def db_now(session: Session) -> dt.datetime:
+    """The time leases are measured in. PostgreSQL's clock, so that workers on machines
+    whose clocks disagree still agree on whose lease has run out; SQLite's workers share
+    one machine and its clock."""
+    if session.get_bind().dialect.name == "postgresql":
+        value = session.scalar(select(func.now()))
+        assert isinstance(value, dt.datetime)
+        return value.astimezone(dt.UTC)
+    return utcnow()
+
+
 def _claimable(now: dt.datetime) -> list[ColumnElement[bool]]:
     return [
         IS_QUEUED,
@@ -84,7 +95,7 @@ def claim_batch(
     session: Session, owner: str, lease_seconds: float, size: int = 100
 ) -> Batch | None:
     """Lease up to ``size`` claimable sends of the campaign that has waited longest."""
-    now = utcnow()
+    now = db_now(session)
     held = select(Campaign.id).where(Campaign.held_until > now)
     first = session.execute(
         select(S.campaign_id, S.org_id)
@@ -125,13 +136,16 @@ def claim_batch(
     return Batch(campaign_id, org_id, [ClaimedSend(*row) for row in rows])
 
 
-def renew_leases(session: Session, owner: str, lease_seconds: float) -> None:
-    session.execute(
-        update(S)
-        .where(S.lease_owner == owner, S.status.in_([SendStatus.QUEUED, SendStatus.SENDING]))
-        .values(lease_expires_at=utcnow() + dt.timedelta(seconds=lease_seconds))
-        .execution_options(synchronize_session=False)
-    )
+def renew_leases(session: Session, owner: str, send_ids: list[int], lease_seconds: float) -> None:
+    """Extend the leases of the sends this worker is working on (and only those)."""
+    until = db_now(session) + dt.timedelta(seconds=lease_seconds)
+    for start in range(0, len(send_ids), 500):
+        session.execute(
+            update(S)
+            .where(S.id.in_(send_ids[start : start + 500]), S.lease_owner == owner)
+            .values(lease_expires_at=until)
+            .execution_options(synchronize_session=False)
+        )
 
 
 def start_dispatch(
@@ -151,18 +165,29 @@ def start_dispatch(
             .where(S.id.in_(ids), or_(Contact.id.is_(None), Contact.marketing_opt_out.is_(True)))
         )
     }
-    go = [s for s in sends if s.id not in blocked]
-    now = utcnow()
-    if go:
-        session.execute(
+    candidates = [s for s in sends if s.id not in blocked]
+    now = db_now(session)
+    marked: set[int] = set()
+    if candidates:
+        # Only sends whose lease is still ours and still running: a worker that lost its
+        # lease (paused, cut off from the database) must not send what another one took.
+        result = session.execute(
             update(S)
-            .where(S.id.in_([s.id for s in go]), S.lease_owner == owner)
+            .where(
+                S.id.in_([s.id for s in candidates]),
+                S.lease_owner == owner,
+                IS_QUEUED,
+                S.lease_expires_at > now,
+            )
             .values(
                 status=SendStatus.SENDING.value,
                 first_attempt_at=func.coalesce(S.first_attempt_at, now),
             )
+            .returning(S.id)
             .execution_options(synchronize_session=False)
         )
+        marked = {row[0] for row in result.all()}
+    go = [s for s in candidates if s.id in marked]
     skipped = Outcomes(
         failed=[
             (i, "Not sent: the contact opted out or was deleted after the launch.") for i in blocked
@@ -189,7 +214,7 @@ def record_outcomes(
     Only sends still leased to ``owner`` are touched: if this worker lost its lease (and a
     recovery marked the send UNKNOWN), the other record stands and nothing is counted twice.
     """
-    now = utcnow()
+    now = db_now(session)
     counts: Counter[str] = Counter()
     mine = and_(S.lease_owner == owner)
     done = {"lease_owner": None, "lease_expires_at": None}
@@ -300,7 +325,9 @@ def hold_campaign(session: Session, campaign_id: uuid.UUID, reason: str, seconds
     session.execute(
         update(Campaign)
         .where(Campaign.id == campaign_id)
-        .values(hold_reason=reason[:2000], held_until=utcnow() + dt.timedelta(seconds=seconds))
+        .values(
+            hold_reason=reason[:2000], held_until=db_now(session) + dt.timedelta(seconds=seconds)
+        )
         .execution_options(synchronize_session=False)
     )
 
@@ -319,7 +346,7 @@ def recover_expired(session: Session) -> int:
 
     Sends it had only claimed need nothing: an expired lease makes them claimable again.
     """
-    now = utcnow()
+    now = db_now(session)
     result = session.execute(
         update(S)
         .where(IS_SENDING, S.lease_expires_at < now)

@@ -8,13 +8,13 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy import Row, Select, func, or_, select, update
+from sqlalchemy import Row, Select, func, select, update
 from sqlalchemy.orm import Session
 
 from herald.db import utcnow
 from herald.errors import NotFound
 from herald.marketing.models import Campaign, MarketingSend, SendStatus
-from herald.tenancy import OrgRepository
+from herald.tenancy import OrgRepository, contains_text
 
 
 class CampaignRepository(OrgRepository[Campaign]):
@@ -67,18 +67,9 @@ class SendRepository:
         if status is not None:
             stmt = stmt.where(MarketingSend.status == status)
         if query:
-            escaped = query.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-            pattern = f"%{escaped}%"
             stmt = stmt.where(
-                or_(
-                    *(
-                        column.ilike(pattern, escape="\\")
-                        for column in (
-                            MarketingSend.email,
-                            MarketingSend.first_name,
-                            MarketingSend.last_name,
-                        )
-                    )
+                contains_text(
+                    query, MarketingSend.email, MarketingSend.first_name, MarketingSend.last_name
                 )
             )
         return stmt.order_by(MarketingSend.id)

@@ -31,6 +31,7 @@ from herald.marketing.schemas import (
 from herald.orgs.models import Role
 from herald.runtime import get_runtime, get_session
 from herald.schemas import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, ApiModel, Page
+from herald.text import is_number
 
 MAX_PAGE = 1_000_000_000
 # Two bodies of at most 1 MB each, JSON-escaped, and the rest: anything larger is refused
@@ -58,7 +59,7 @@ class BoundedBodyRoute(APIRoute):
 
         async def bounded_handler(request: Request) -> Response:
             declared = request.headers.get("content-length", "")
-            if declared.isdigit() and int(declared) > MAX_REQUEST_BYTES:
+            if is_number(declared) and int(declared) > MAX_REQUEST_BYTES:
                 raise _too_large()
             received = 0
             receive = request.receive

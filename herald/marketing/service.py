@@ -22,6 +22,7 @@ from herald.marketing.models import Campaign, CampaignStatus, MarketingSend, Sen
 from herald.marketing.queue import add_to_counters
 from herald.marketing.repository import CampaignRepository, SendRepository
 from herald.marketing.schemas import AudienceIn, CampaignIn, CampaignPatchIn
+from herald.text import storable_problem
 
 MAX_NAME_LENGTH = 200
 MAX_FROM_NAME_LENGTH = 200
@@ -54,12 +55,8 @@ def _not_draft(action: str) -> Conflict:
 
 def _storable(value: str, field: str) -> None:
     """No NUL (PostgreSQL text refuses it) and no lone surrogates (not encodable as UTF-8)."""
-    if "\x00" in value:
-        raise ValidationFailed(f"{field} must not contain NUL characters.", field=field)
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise ValidationFailed(f"{field} is not valid Unicode text.", field=field) from None
+    if problem := storable_problem(value):
+        raise ValidationFailed(f"{field} {problem}.", field=field)
 
 
 def _line(value: str | None, field: str, max_length: int, *, required: bool = False) -> str:

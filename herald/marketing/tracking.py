@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from herald.crm.models import Contact
 from herald.db import unit_of_work, utcnow
 from herald.log import get_logger
-from herald.marketing.models import Campaign, MarketingSend
+from herald.marketing.models import Campaign, MarketingSend, SendStatus
 from herald.orgs.models import Org
 from herald.runtime import Runtime
 
@@ -27,6 +27,7 @@ log = get_logger("herald.tracking")
 
 TOKEN_PATTERN = re.compile(r"^[0-9a-f]{64}$")
 FLUSH_SIZE = 5000
+MAX_PENDING = 200_000
 
 
 def well_formed(token: str) -> bool:
@@ -43,6 +44,8 @@ def record_opens(session: Session, tokens: list[str]) -> int:
             .where(
                 MarketingSend.token.in_(tokens[start : start + 500]),
                 MarketingSend.opened_at.is_(None),
+                # an open is counted against a delivery, so the open rate stays within 0..1
+                MarketingSend.status == SendStatus.DELIVERED.value,
             )
             .values(opened_at=now)
             .returning(MarketingSend.campaign_id)
@@ -70,6 +73,8 @@ class OpenRecorder:
         self._wake = asyncio.Event()
 
     def hit(self, token: str) -> None:
+        if len(self._pending) >= MAX_PENDING:  # the database is away: drop, don't grow
+            return
         self._pending.add(token)
         if len(self._pending) >= FLUSH_SIZE:
             self._wake.set()

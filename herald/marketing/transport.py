@@ -33,7 +33,8 @@ class Reply:
 
     @property
     def ok(self) -> bool:
-        return 200 <= self.code < 400
+        """2xx: accepted. (354 and 334 are continuations, checked where expected.)"""
+        return 200 <= self.code < 300
 
     @property
     def transient(self) -> bool:
@@ -123,6 +124,10 @@ class SmtpConnection:
                 if "starttls" not in conn.extensions:
                     raise SmtpError(Reply(0, "the server does not offer STARTTLS"), "STARTTLS")
                 await conn._command("STARTTLS", "STARTTLS")
+                if reader.at_eof() or len(getattr(reader, "_buffer", b"")):
+                    # Bytes that arrived before the handshake would be read as if they had
+                    # come over TLS: a man in the middle's injection. Refuse the session.
+                    raise SmtpError(Reply(0, "data arrived before the TLS handshake"), "STARTTLS")
                 await writer.start_tls(settings.tls_context(), server_hostname=settings.host)
                 await conn._ehlo()
             if settings.username:
@@ -147,9 +152,9 @@ class SmtpConnection:
                 for command in commands:
                     self._write(command + "\r\n")
                     replies.append(await self._read_reply())
-                    if not replies[-1].ok:
+                    if not (replies[-1].ok or replies[-1].code == 354):
                         break
-            for command, reply in zip(commands, replies, strict=False):
+            for command, reply in zip(commands[:2], replies, strict=False):
                 if not reply.ok:
                     if replies[-1].code == 354:  # DATA accepted without a recipient: end it
                         self._write(".\r\n")
@@ -162,7 +167,15 @@ class SmtpConnection:
             self._writer.write(dot_stuff(message))
             phase = Phase.AFTER_DOT
             reply = await self._read_reply()
-        except (OSError, EOFError, asyncio.IncompleteReadError, TimeoutError, ssl.SSLError) as exc:
+        except (
+            OSError,
+            EOFError,
+            ValueError,  # a reply line longer than the stream's limit
+            asyncio.IncompleteReadError,
+            asyncio.LimitOverrunError,
+            TimeoutError,
+            ssl.SSLError,
+        ) as exc:
             self.abort()
             raise ConnectionLost(f"connection lost: {exc or type(exc).__name__}", phase) from exc
         if not reply.ok:
@@ -194,7 +207,7 @@ class SmtpConnection:
             if not raw:
                 raise EOFError("the server closed the connection")
             line = raw.decode("utf-8", "replace").rstrip("\r\n")
-            if len(line) < 3 or not line[:3].isdigit():
+            if len(line) < 3 or not (line[:3].isascii() and line[:3].isdigit()):
                 raise EOFError(f"malformed reply line {line[:80]!r}")
             lines.append(line[4:])
             if len(line) == 3 or line[3] != "-":

@@ -27,7 +27,7 @@ from herald.errors import Conflict
 from herald.log import get_logger
 from herald.mailconfig.service import load_mail_account
 from herald.marketing import queue
-from herald.marketing.compose import CampaignMessage, InvalidAddress, Recipient
+from herald.marketing.compose import CampaignMessage, InvalidAddress, Recipient, smtp_address
 from herald.marketing.models import Campaign
 from herald.marketing.pool import ConnectionPool, ServerUnavailable
 from herald.marketing.transport import ConnectionLost, Phase, SmtpError, SmtpSettings
@@ -62,19 +62,21 @@ class Worker:
         self.runtime = runtime
         self.settings = runtime.settings
         self.concurrency = max(1, concurrency)
-        self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        host = socket.gethostname()[:32]
+        self.owner = owner or f"{host}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.batches_in_flight = max(1, batches_in_flight)
         self.poll_seconds = poll_seconds
         self.smtp_timeout = smtp_timeout
         self._stopping = asyncio.Event()
         self._jobs: dict[uuid.UUID, CampaignJob] = {}
+        self._held: set[int] = set()  # sends leased to this worker right now
         self._pools: dict[SmtpSettings, ConnectionPool] = {}
 
     # -- database work runs in threads, one unit of work each ----------------------------
 
-    async def _db(self, fn: Callable[[Session], T]) -> T:
+    async def _db(self, fn: Callable[[Session], T], write: bool = True) -> T:
         def run() -> T:
-            with unit_of_work(self.runtime.sessions) as session:
+            with unit_of_work(self.runtime.sessions, write=write) as session:
                 return fn(session)
 
         return await asyncio.to_thread(run)
@@ -129,9 +131,15 @@ class Worker:
         while True:
             await asyncio.sleep(interval)
             try:
-                await self._db(
-                    lambda s: queue.renew_leases(s, self.owner, self.settings.lease_seconds)
-                )
+                held = sorted(self._held)
+                if held:
+                    renew = functools.partial(
+                        queue.renew_leases,
+                        owner=self.owner,
+                        send_ids=held,
+                        lease_seconds=self.settings.lease_seconds,
+                    )
+                    await self._db(renew)
                 recovered = await self._db(queue.recover_expired)
                 if recovered:
                     log.warning("sends.recovered_unknown", count=recovered)
@@ -161,7 +169,7 @@ class Worker:
             from_email=campaign.from_email or account.from_email,
             base_url=self.settings.base_url,
         )
-        job = CampaignJob(campaign_id, message, message.envelope_from(), smtp)
+        job = CampaignJob(campaign_id, message, smtp_address(message.envelope_from()), smtp)
         self._jobs[campaign_id] = job
         return job
 
@@ -177,7 +185,7 @@ class Worker:
         remaining = list(batch.sends)
         due: queue.Outcomes | None = None  # outcomes sent but not yet recorded
         try:
-            job = await self._db(lambda s: self._load_job(s, batch.campaign_id))
+            job = await self._db(lambda s: self._load_job(s, batch.campaign_id), write=False)
             if job is None:
                 return
             pool = self._pool(job.smtp)
@@ -199,6 +207,8 @@ class Worker:
             )
         except Conflict as exc:  # no SMTP configuration, or its password is unreadable
             await self._hold(batch.campaign_id, f"Sending paused: {exc.message}")
+        except SQLAlchemyError as exc:  # the database went away mid-batch
+            log.error("batch.failed", campaign_id=str(batch.campaign_id), error=str(exc)[:500])
         except InvalidAddress as exc:  # the campaign's own sender address
             await self._hold(
                 batch.campaign_id, f"Sending paused: the From address is invalid ({exc})."
@@ -206,7 +216,15 @@ class Worker:
         finally:
             ids = [s.id for s in remaining]
             last = due
-            await self._db(lambda s: self._finish(s, batch.campaign_id, last, ids))
+            try:
+                await self._db(lambda s: self._finish(s, batch.campaign_id, last, ids))
+            except SQLAlchemyError as exc:
+                # Nothing more to do here: what is in flight ends UNKNOWN when the lease
+                # runs out, what was only claimed goes back to the queue.
+                log.error(
+                    "batch.finish_failed", campaign_id=str(batch.campaign_id), error=str(exc)[:500]
+                )
+            self._held.difference_update(s.id for s in batch.sends)
 
     def _record_and_start(
         self,
@@ -253,8 +271,16 @@ class Worker:
         go: list[queue.ClaimedSend],
         outcomes: queue.Outcomes,
     ) -> queue.Outcomes:
-        results = await asyncio.gather(*(self._deliver(job, pool, send) for send in go))
-        for send, (kind, detail) in zip(go, results, strict=True):
+        results = await asyncio.gather(
+            *(self._deliver(job, pool, send) for send in go), return_exceptions=True
+        )
+        for send, result in zip(go, results, strict=True):
+            if isinstance(result, BaseException):
+                # A failure we did not foresee: the message may have gone out, so it is
+                # never retried automatically.
+                log.error("send.unexpected_error", send_id=send.id, error=repr(result)[:500])
+                result = ("unknown", f"Unexpected error while sending ({type(result).__name__}).")
+            kind, detail = result
             if kind == "delivered":
                 outcomes.delivered.append(send.id)
             elif kind == "retry":
@@ -277,11 +303,12 @@ class Worker:
         )
         try:
             data = job.message.render(recipient)
+            rcpt = smtp_address(send.email)
         except InvalidAddress as exc:
             return "failed", f"Not sent: the address cannot be used ({exc})."
         try:
             async with pool.connection() as conn:
-                await conn.send(job.sender, send.email, data)
+                await conn.send(job.sender, rcpt, data)
             return "delivered", ""
         except SmtpError as exc:
             return ("retry" if exc.reply.transient else "failed"), str(exc.reply)

@@ -234,3 +234,22 @@ def stop_process(process: subprocess.Popen[bytes], sig: int = signal.SIGTERM) ->
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+def mark_delivered(runtime: Runtime, campaign_id: uuid.UUID) -> None:
+    """As if a worker had delivered every send (for tests of what comes after delivery)."""
+    from sqlalchemy import update
+
+    from herald.db import utcnow
+
+    with unit_of_work(runtime.sessions) as session:
+        n = session.execute(
+            update(MarketingSend)
+            .where(MarketingSend.campaign_id == campaign_id)
+            .values(status="DELIVERED", delivered_at=utcnow(), attempts=1)
+        ).rowcount
+        session.execute(
+            update(Campaign)
+            .where(Campaign.id == campaign_id)
+            .values(delivered=n, status="SENT", completed_at=utcnow())
+        )

@@ -6,7 +6,14 @@ from sqlalchemy import select
 
 from herald.crm.models import Contact
 from herald.db import unit_of_work
-from tests.marketing.engine import arrange, assert_counters_match_sends, campaign, sends, wait_until
+from tests.marketing.engine import (
+    arrange,
+    assert_counters_match_sends,
+    campaign,
+    mark_delivered,
+    sends,
+    wait_until,
+)
 
 
 def contact_opted_out(runtime, email: str) -> bool:
@@ -18,6 +25,7 @@ def test_the_pixel_is_a_gif_without_cookies_and_counts_one_unique_open(
     client, runtime, smtp_server
 ):
     arranged = arrange(runtime, smtp_server, 3)
+    mark_delivered(runtime, arranged.campaign_id)
     token = sends(runtime, arranged.campaign_id)[0].token
     for _ in range(3):
         response = client.get(f"/t/{token}.gif")
@@ -30,6 +38,17 @@ def test_the_pixel_is_a_gif_without_cookies_and_counts_one_unique_open(
     client.get(f"/t/{sends(runtime, arranged.campaign_id)[1].token}.gif")
     wait_until(lambda: campaign(runtime, arranged.campaign_id).opens == 2, timeout=10)
     assert_counters_match_sends(runtime, arranged.campaign_id)
+    assert campaign(runtime, arranged.campaign_id).open_rate == 2 / 3
+
+
+def test_an_open_of_a_message_not_delivered_is_not_counted(client, runtime, smtp_server):
+    """Opens count against deliveries, so the open rate never passes 1."""
+    arranged = arrange(runtime, smtp_server, 1)
+    client.get(f"/t/{sends(runtime, arranged.campaign_id)[0].token}.gif")
+    import time
+
+    time.sleep(1.5)
+    assert campaign(runtime, arranged.campaign_id).opens == 0
 
 
 def test_unknown_or_malformed_pixel_tokens_still_get_the_gif_and_change_nothing(

@@ -1,0 +1,490 @@
+"""The Marketing pages: campaign list, form, detail (KPIs, live progress, sandboxed preview,
+send test, opens chart) and email log, plus the small JSON endpoints their scripts poll.
+
+Thin: each handler reads the form, calls the service and renders; the rules and the queries
+live in herald.marketing.service / launch / preview / charts.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Form, Query, Request
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, StreamingResponse
+from sqlalchemy.orm import Session
+
+from herald.auth.deps import Principal
+from herald.crm.service import list_statuses
+from herald.errors import Conflict, HeraldError, ValidationFailed
+from herald.mailconfig.service import load_mail_account
+from herald.marketing import charts, export, preview, service
+from herald.marketing.launch import count_eligible, launch_campaign
+from herald.marketing.models import Campaign, CampaignStatus, SendStatus
+from herald.marketing.schemas import AudienceIn, CampaignIn
+from herald.orgs.models import Role
+from herald.runtime import get_runtime, get_session, get_settings_dep
+from herald.settings import Settings
+from herald.web.csrf import verify_csrf
+from herald.web.deps import marketing_page, marketing_writer_page
+from herald.web.pages import redirect, render
+
+router = APIRouter(include_in_schema=False)
+
+Db = Annotated[Session, Depends(get_session, scope="function")]
+Reader = Annotated[Principal, Depends(marketing_page)]
+Writer = Annotated[Principal, Depends(marketing_writer_page)]
+AppSettings = Annotated[Settings, Depends(get_settings_dep)]
+Csrf = [Depends(verify_csrf)]
+PageNumber = Annotated[int, Query(ge=1, le=1_000_000)]
+
+CAMPAIGNS_PER_PAGE = 20
+SENDS_PER_PAGE = 50
+READ_ONLY_REASON = "Only an ADMIN can change campaigns."
+
+# Messages shown after a redirect, by key: the query string never carries text to show.
+NOTICES = {
+    "created": ("ok", "Campaign saved as a draft."),
+    "saved": ("ok", "Changes saved."),
+    "launched": ("ok", "Campaign launched: sending has started."),
+    "duplicated": ("ok", "This is a new draft copied from the campaign."),
+    "deleted": ("ok", "Campaign deleted."),
+    "resent": ("ok", "The send is queued again."),
+    "not_draft": ("error", "Only a DRAFT campaign can be edited, launched or deleted."),
+    "not_resendable": ("error", "Only a FAILED or UNKNOWN send can be resent."),
+}
+
+# Service field names (camelCase, as the API names them) -> this form's field names.
+FORM_FIELDS = {
+    "name": "name",
+    "fromName": "from_name",
+    "fromEmail": "from_email",
+    "subject": "subject",
+    "htmlBody": "html_body",
+    "textBody": "text_body",
+    "audience": "audience",
+    "audience.statuses": "audience",
+}
+
+
+def _notice(key: str | None) -> tuple[str, str] | None:
+    return NOTICES.get(key or "")
+
+
+def _pages(total: int, page_size: int) -> int:
+    return max(math.ceil(total / page_size), 1)
+
+
+def _can_write(principal: Principal) -> bool:
+    return principal.role == Role.ADMIN
+
+
+# --- the list ---
+
+
+@router.get("/marketing", response_class=HTMLResponse)
+def campaign_list(
+    request: Request, principal: Reader, session: Db, page: PageNumber = 1, notice: str = ""
+) -> HTMLResponse:
+    found = service.list_campaigns(
+        session, principal.org_id, page=page, page_size=CAMPAIGNS_PER_PAGE
+    )
+    return render(
+        request,
+        "marketing/list.html",
+        principal,
+        campaigns=found.items,
+        page=found.page,
+        pages=_pages(found.total, CAMPAIGNS_PER_PAGE),
+        total=found.total,
+        can_write=_can_write(principal),
+        notice=_notice(notice),
+    )
+
+
+# --- the form ---
+
+
+def _form_values(campaign: Campaign | None) -> dict[str, Any]:
+    if campaign is None:
+        return {"audience_type": "ALL", "statuses": []}
+    audience = campaign.audience or {"type": "ALL"}
+    return {
+        "name": campaign.name,
+        "from_name": campaign.from_name,
+        "from_email": campaign.from_email,
+        "subject": campaign.subject,
+        "html_body": campaign.html_body,
+        "text_body": campaign.text_body,
+        "audience_type": audience.get("type", "ALL"),
+        "statuses": list(audience.get("statuses") or []),
+    }
+
+
+def _render_form(
+    request: Request,
+    principal: Principal,
+    session: Session,
+    campaign: Campaign | None,
+    values: dict[str, Any],
+    errors: dict[str, str] | None = None,
+    status: int = 200,
+) -> HTMLResponse:
+    audience = {"type": values["audience_type"], "statuses": values["statuses"]}
+    return render(
+        request,
+        "marketing/form.html",
+        principal,
+        status=status,
+        campaign=campaign,
+        values=values,
+        errors=errors or {},
+        org_statuses=list_statuses(session, principal.org_id),
+        eligible=count_eligible(session, principal.org_id, audience),
+    )
+
+
+def _campaign_in(values: dict[str, Any]) -> CampaignIn:
+    statuses = values["statuses"] if values["audience_type"] == "STATUS" else None
+    return CampaignIn(
+        name=values["name"],
+        from_name=values["from_name"],
+        from_email=values["from_email"],
+        subject=values["subject"],
+        html_body=values["html_body"],
+        text_body=values["text_body"],
+        audience=AudienceIn(type=values["audience_type"], statuses=statuses),
+    )
+
+
+def _field_errors(exc: ValidationFailed) -> dict[str, str]:
+    errors: dict[str, str] = {}
+    for detail in exc.details or [{"field": "", "message": exc.message}]:
+        field = FORM_FIELDS.get(str(detail.get("field")), "form")
+        errors.setdefault(field, str(detail.get("message")))
+    return errors
+
+
+def campaign_form(
+    name: Annotated[str, Form(max_length=1000)] = "",
+    from_name: Annotated[str, Form(max_length=1000)] = "",
+    from_email: Annotated[str, Form(max_length=1000)] = "",
+    subject: Annotated[str, Form(max_length=2000)] = "",
+    html_body: Annotated[str, Form(max_length=2_000_000)] = "",
+    text_body: Annotated[str, Form(max_length=2_000_000)] = "",
+    audience_type: Annotated[str, Form()] = "ALL",
+    statuses: Annotated[list[str] | None, Form()] = None,
+) -> dict[str, Any]:
+    """The posted form as the template's values (what was entered, for a re-render)."""
+    return {
+        "name": name,
+        "from_name": from_name,
+        "from_email": from_email,
+        "subject": subject,
+        "html_body": html_body,
+        "text_body": text_body,
+        "audience_type": "STATUS" if audience_type == "STATUS" else "ALL",
+        "statuses": statuses or [],
+    }
+
+
+FormValues = Annotated[dict[str, Any], Depends(campaign_form)]
+
+
+@router.get("/marketing/campaigns/new", response_class=HTMLResponse)
+def new_campaign(request: Request, principal: Writer, session: Db) -> HTMLResponse:
+    return _render_form(request, principal, session, None, _form_values(None))
+
+
+@router.post("/marketing/campaigns", response_model=None, dependencies=Csrf)
+def create_campaign(
+    request: Request, principal: Writer, session: Db, values: FormValues
+) -> HTMLResponse | RedirectResponse:
+    try:
+        campaign = service.create_campaign(session, principal.org_id, _campaign_in(values))
+    except ValidationFailed as exc:
+        session.rollback()
+        errors = _field_errors(exc)
+        return _render_form(request, principal, session, None, values, errors, 422)
+    return redirect(f"/marketing/campaigns/{campaign.id}?notice=created")
+
+
+@router.get("/marketing/campaigns/{campaign_id}/edit", response_model=None)
+def edit_campaign(
+    request: Request, campaign_id: str, principal: Writer, session: Db
+) -> HTMLResponse | RedirectResponse:
+    campaign = service.get_campaign(session, principal.org_id, campaign_id)
+    if campaign.status != CampaignStatus.DRAFT.value:
+        return redirect(f"/marketing/campaigns/{campaign.id}?notice=not_draft")
+    return _render_form(request, principal, session, campaign, _form_values(campaign))
+
+
+@router.post("/marketing/campaigns/{campaign_id}/edit", response_model=None, dependencies=Csrf)
+def update_campaign(
+    request: Request, campaign_id: str, principal: Writer, session: Db, values: FormValues
+) -> HTMLResponse | RedirectResponse:
+    try:
+        campaign = service.update_campaign(
+            session, principal.org_id, campaign_id, _campaign_in(values)
+        )
+    except ValidationFailed as exc:
+        session.rollback()
+        campaign = service.get_campaign(session, principal.org_id, campaign_id)
+        errors = _field_errors(exc)
+        return _render_form(request, principal, session, campaign, values, errors, 422)
+    return redirect(f"/marketing/campaigns/{campaign.id}?notice=saved")
+
+
+@router.post("/marketing/audience-count.json", dependencies=Csrf)
+def audience_count(
+    principal: Reader,
+    session: Db,
+    audience_type: Annotated[str, Form()] = "ALL",
+    statuses: Annotated[list[str] | None, Form()] = None,
+) -> JSONResponse:
+    """The form's live count of eligible recipients (changes nothing)."""
+    kind = "STATUS" if audience_type == "STATUS" else "ALL"
+    audience = AudienceIn(type=kind, statuses=(statuses or []) if kind == "STATUS" else None)
+    try:
+        recipients = service.count_audience(session, principal.org_id, audience)
+    except ValidationFailed as exc:
+        return JSONResponse({"recipients": 0, "message": exc.message})
+    return JSONResponse({"recipients": recipients, "message": ""})
+
+
+# --- the detail page ---
+
+
+def _stats(campaign: Campaign) -> dict[str, Any]:
+    done = campaign.delivered + campaign.failed + campaign.unknown
+    progress = round(100 * done / campaign.recipients) if campaign.recipients else 0
+    return {
+        "status": campaign.status,
+        "recipients": campaign.recipients,
+        "delivered": campaign.delivered,
+        "failed": campaign.failed,
+        "unknown": campaign.unknown,
+        "pending": campaign.pending,
+        "opens": campaign.opens,
+        "openRate": f"{campaign.open_rate * 100:.1f}%",
+        "progress": progress,
+        "holdReason": campaign.hold_reason or "",
+    }
+
+
+def _render_detail(
+    request: Request,
+    principal: Principal,
+    session: Session,
+    campaign: Campaign,
+    *,
+    notice: tuple[str, str] | None = None,
+    test_to: str = "",
+    status: int = 200,
+) -> HTMLResponse:
+    draft = campaign.status == CampaignStatus.DRAFT.value
+    return render(
+        request,
+        "marketing/detail.html",
+        principal,
+        status=status,
+        campaign=campaign,
+        stats=_stats(campaign),
+        can_write=_can_write(principal),
+        read_only_reason=READ_ONLY_REASON,
+        draft=draft,
+        eligible=count_eligible(session, principal.org_id, campaign.audience) if draft else 0,
+        bars=charts.bars(charts.opens_per_hour(session, principal.org_id, campaign.id)),
+        chart_width=charts.CHART_WIDTH,
+        chart_height=charts.CHART_HEIGHT,
+        notice=notice,
+        test_to=test_to,
+    )
+
+
+@router.get("/marketing/campaigns/{campaign_id}", response_class=HTMLResponse)
+def campaign_detail(
+    request: Request, campaign_id: str, principal: Reader, session: Db, notice: str = ""
+) -> HTMLResponse:
+    campaign = service.get_campaign(session, principal.org_id, campaign_id)
+    return _render_detail(request, principal, session, campaign, notice=_notice(notice))
+
+
+@router.get("/marketing/campaigns/{campaign_id}/stats.json")
+def campaign_stats(campaign_id: str, principal: Reader, session: Db) -> JSONResponse:
+    campaign = service.get_campaign(session, principal.org_id, campaign_id)
+    return JSONResponse(_stats(campaign), headers={"Cache-Control": "no-store"})
+
+
+@router.get("/marketing/campaigns/{campaign_id}/preview")
+def campaign_preview(
+    campaign_id: str, principal: Reader, session: Db, settings: AppSettings
+) -> HTMLResponse:
+    """The email for the sample contact, under a CSP that forbids every script and sandboxes it."""
+    campaign = service.get_campaign(session, principal.org_id, campaign_id)
+    html = preview.preview_html(session, principal.org_id, campaign, settings.base_url)
+    return HTMLResponse(
+        html,
+        headers={
+            "Content-Security-Policy": preview.PREVIEW_CSP,
+            "X-Content-Type-Options": "nosniff",
+            "X-Frame-Options": "SAMEORIGIN",
+            "Referrer-Policy": "no-referrer",
+            "Cache-Control": "no-store",
+        },
+    )
+
+
+@router.post("/marketing/campaigns/{campaign_id}/launch", dependencies=Csrf)
+def launch(campaign_id: str, principal: Writer, session: Db) -> RedirectResponse:
+    """A failed launch (SMTP not configured...) leaves the campaign FAILED with its reason,
+    which the detail page shows; a campaign no longer DRAFT gets a message."""
+    try:
+        campaign = launch_campaign(session, principal.org_id, campaign_id)
+    except Conflict as exc:
+        if exc.code == "not_draft":
+            return redirect(f"/marketing/campaigns/{campaign_id}?notice=not_draft")
+        return redirect(f"/marketing/campaigns/{campaign_id}")
+    return redirect(f"/marketing/campaigns/{campaign.id}?notice=launched")
+
+
+@router.post("/marketing/campaigns/{campaign_id}/duplicate", dependencies=Csrf)
+def duplicate(campaign_id: str, principal: Writer, session: Db) -> RedirectResponse:
+    copy = service.duplicate_campaign(session, principal.org_id, campaign_id)
+    return redirect(f"/marketing/campaigns/{copy.id}?notice=duplicated")
+
+
+@router.post("/marketing/campaigns/{campaign_id}/delete", dependencies=Csrf)
+def delete(campaign_id: str, principal: Writer, session: Db) -> RedirectResponse:
+    try:
+        service.delete_campaign(session, principal.org_id, campaign_id)
+    except Conflict:
+        return redirect(f"/marketing/campaigns/{campaign_id}?notice=not_draft")
+    return redirect("/marketing?notice=deleted")
+
+
+@router.post("/marketing/campaigns/{campaign_id}/test", dependencies=Csrf)
+def send_test(
+    request: Request,
+    campaign_id: str,
+    principal: Writer,
+    session: Db,
+    settings: AppSettings,
+    to: Annotated[str, Form(max_length=320)] = "",
+) -> HTMLResponse:
+    """Send the campaign as the sample contact gets it to one address; show the SMTP answer."""
+    campaign = service.get_campaign(session, principal.org_id, campaign_id)
+    address = to.strip()
+    try:
+        address = preview.checked_test_address(to)
+        account = load_mail_account(session, settings, principal.org_id)
+        message = preview.compile_message(
+            campaign,
+            settings.base_url,
+            from_name=account.from_name,
+            from_email=account.from_email,
+            subject_prefix=preview.TEST_SUBJECT_PREFIX,
+        )
+        sample = preview.sample_recipient(session, principal.org_id, campaign)
+        session.rollback()  # nothing to write: hold no transaction while SMTP takes its time
+        reply = preview.send_test(message, sample, account, address)
+    except HeraldError as exc:
+        campaign = service.get_campaign(session, principal.org_id, campaign_id)
+        return _render_detail(
+            request,
+            principal,
+            session,
+            campaign,
+            notice=("error", f"The test was not sent: {exc.message}"),
+            test_to=address,
+            status=exc.status,
+        )
+    campaign = service.get_campaign(session, principal.org_id, campaign_id)
+    answer = f"Test sent to {address}. The SMTP server answered: {reply}"
+    return _render_detail(
+        request, principal, session, campaign, notice=("ok", answer), test_to=address
+    )
+
+
+# --- the email log ---
+
+
+@router.get("/marketing/campaigns/{campaign_id}/log", response_class=HTMLResponse)
+def email_log(
+    request: Request,
+    campaign_id: str,
+    principal: Reader,
+    session: Db,
+    status: str = "",
+    q: Annotated[str, Query(max_length=200)] = "",
+    page: PageNumber = 1,
+    notice: str = "",
+) -> HTMLResponse:
+    chosen = SendStatus(status) if status in SendStatus.__members__ else None
+    campaign = service.get_campaign(session, principal.org_id, campaign_id)
+    found = service.list_sends(
+        session,
+        principal.org_id,
+        campaign_id,
+        status=chosen,
+        query=q or None,
+        page=page,
+        page_size=SENDS_PER_PAGE,
+    )
+    return render(
+        request,
+        "marketing/log.html",
+        principal,
+        campaign=campaign,
+        sends=found.items,
+        total=found.total,
+        page=found.page,
+        pages=_pages(found.total, SENDS_PER_PAGE),
+        status_filter=chosen.value if chosen else "",
+        q=q,
+        send_statuses=[s.value for s in SendStatus],
+        resendable=service.RESENDABLE,
+        can_write=_can_write(principal),
+        read_only_reason=READ_ONLY_REASON,
+        notice=_notice(notice),
+    )
+
+
+@router.get("/marketing/campaigns/{campaign_id}/sends.csv")
+def export_sends(
+    request: Request, campaign_id: str, principal: Reader, session: Db
+) -> StreamingResponse:
+    """The same CSV as the API's sends.csv, for the page's Download CSV link."""
+    campaign = service.get_campaign(session, principal.org_id, campaign_id)
+    chunks = export.csv_chunks(get_runtime(request).sessions, principal.org_id, campaign.id)
+    filename = export.attachment_name(campaign.name)
+    return StreamingResponse(
+        chunks,
+        media_type="text/csv; charset=utf-8",
+        headers={
+            "Content-Disposition": f'attachment; filename="{filename}"',
+            "Cache-Control": "no-store",
+            "X-Content-Type-Options": "nosniff",
+        },
+    )
+
+
+@router.post("/marketing/sends/{send_id}/resend", dependencies=Csrf)
+def resend(
+    send_id: str,
+    principal: Writer,
+    session: Db,
+    back: Annotated[str, Form(max_length=2000)] = "",
+) -> RedirectResponse:
+    try:
+        send = service.resend(session, principal.org_id, send_id)
+    except Conflict:
+        target, notice = back, "not_resendable"
+    else:
+        target, notice = f"/marketing/campaigns/{send.campaign_id}/log", "resent"
+        if back.startswith(target):
+            target = back
+    if not target.startswith("/marketing/campaigns/") or "\\" in target:
+        target = "/marketing"
+    separator = "&" if "?" in target else "?"
+    return redirect(f"{target}{separator}notice={notice}")
