@@ -13,6 +13,7 @@ from sqlalchemy import text
 
 from herald.auth.routes import router as auth_router
 from herald.auth.views import router as account_pages
+from herald.bodylimit import BodyLimit
 from herald.crm.routes import router as crm_router
 from herald.crm.views import router as crm_pages
 from herald.error_handlers import error_response, install_error_handlers
@@ -72,6 +73,7 @@ def create_app(
     )
     app.state.runtime = runtime
     app.add_middleware(SilentRefresh, runtime=runtime)
+    app.add_middleware(BodyLimit, settings=settings)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     install_error_handlers(app)
     app.include_router(auth_router)

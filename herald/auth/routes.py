@@ -5,10 +5,9 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Request, Response
 from sqlalchemy.orm import Session
 
-from herald.auth import service, throttle
+from herald.auth import service
 from herald.auth.deps import current_user_row
 from herald.auth.schemas import LoginIn, MfaEnableIn, MfaEnableOut, MfaSetupOut, TokenOut, UserOut
-from herald.errors import NotAuthenticated
 from herald.orgs.models import User
 from herald.runtime import get_session, get_settings_dep
 from herald.settings import Settings
@@ -62,14 +61,7 @@ def login(
     settings: Settings = Depends(get_settings_dep),
 ) -> TokenOut:
     address = client_address(request)
-    try:
-        issued = service.login(session, settings, body.email, body.password, body.mfa_code, address)
-    except NotAuthenticated:
-        # The failure must count even though the request fails: commit it on its own.
-        session.rollback()
-        throttle.record_failure(session, body.email, address)
-        session.commit()
-        raise
+    issued = service.login(session, settings, body.email, body.password, body.mfa_code, address)
     set_refresh_cookie(response, settings, issued.refresh_token)
     return token_body(settings, issued)
 

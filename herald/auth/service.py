@@ -97,8 +97,17 @@ def login(
     mfa_code: str | None,
     address: str,
 ) -> IssuedTokens:
+    """Tokens for these credentials. The attempt is counted as a failure before the password
+    is checked (and forgiven on success), under a per-account lock, so parallel guesses
+    cannot slip past the throttle; a failure's count is kept although the answer is 401."""
+    throttle.lock_account(session, email)
     throttle.check_allowed(session, settings, email, address)
-    user = authenticate(session, settings, email, password, mfa_code)
+    throttle.record_failure(session, email, address)
+    try:
+        user = authenticate(session, settings, email, password, mfa_code)
+    except NotAuthenticated as exc:
+        exc.keep_changes = True
+        raise
     throttle.clear_account(session, settings, email)
     user.last_login_at = utcnow()
     return _issue(session, settings, user, family=uuid.uuid4())

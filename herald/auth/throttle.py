@@ -23,6 +23,13 @@ def address_key(address: str) -> str:
     return "addr:" + address[:64]
 
 
+def lock_account(session: Session, email: str) -> None:
+    """Serialise one account's login attempts until the transaction ends. PostgreSQL: an
+    advisory lock; SQLite: the request's BEGIN IMMEDIATE already made it the only writer."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(select(func.pg_advisory_xact_lock(func.hashtext(account_key(email)))))
+
+
 def _failures_since(session: Session, key: str, since: dt.datetime) -> int:
     stmt = select(func.count()).where(LoginFailure.key == key, LoginFailure.created_at >= since)
     return int(session.scalar(stmt) or 0)
@@ -51,7 +58,8 @@ def record_failure(session: Session, email: str, address: str) -> None:
 
 
 def clear_account(session: Session, settings: Settings, email: str) -> None:
-    """A successful login forgives the account's failures and prunes expired rows."""
+    """A successful login forgives the account's failures (this attempt's included) and
+    prunes expired rows."""
     expired = utcnow() - dt.timedelta(seconds=settings.login_window_seconds)
     session.execute(delete(LoginFailure).where(LoginFailure.key == account_key(email)))
     session.execute(delete(LoginFailure).where(LoginFailure.created_at < expired))

@@ -21,4 +21,12 @@ def serve(
     settings = get_settings()
     require_secret_key(settings)
     app = create_app(settings, embedded_worker=not no_worker)
-    uvicorn.run(app, host=host, port=port, log_level="info", proxy_headers=False)
+    # No access log: its lines would carry the tokens of tracking and unsubscribe links.
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        log_level=settings.log_level.lower(),
+        access_log=False,
+        proxy_headers=False,
+    )

@@ -15,7 +15,7 @@ from herald.crm.schemas import (
     ImportResultOut,
     StatusOut,
 )
-from herald.crm.upload import UploadLimitRoute, too_large
+from herald.crm.upload import too_large
 from herald.runtime import get_session, get_settings_dep
 from herald.schemas import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Page
 from herald.settings import Settings
@@ -23,7 +23,7 @@ from herald.settings import Settings
 MAX_PAGE = 1_000_000_000
 
 router = APIRouter(prefix="/api/crm", tags=["crm"])
-upload_router = APIRouter(route_class=UploadLimitRoute)
+upload_router = APIRouter()
 
 
 @router.get("/statuses", response_model=Page[StatusOut])

@@ -16,7 +16,7 @@ from herald.crm import service
 from herald.crm.importer import import_contacts
 from herald.crm.models import Contact
 from herald.crm.schemas import ContactCreateIn, ContactPatchIn
-from herald.crm.upload import UploadLimitRoute, too_large
+from herald.crm.upload import too_large
 from herald.errors import Conflict, ValidationFailed
 from herald.orgs.models import Role
 from herald.runtime import get_session, get_settings_dep
@@ -27,7 +27,7 @@ from herald.web.deps import crm_writer_page, page_user
 from herald.web.pages import field_errors, redirect, render
 
 router = APIRouter(include_in_schema=False)
-upload_pages = APIRouter(include_in_schema=False, route_class=UploadLimitRoute)
+upload_pages = APIRouter(include_in_schema=False)
 
 Db = Annotated[Session, Depends(get_session, scope="function")]
 Reader = Annotated[Principal, Depends(page_user)]

@@ -3,18 +3,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine
-from typing import Any
-
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import StreamingResponse
-from fastapi.routing import APIRoute
 from sqlalchemy.orm import Session
-from starlette.exceptions import HTTPException
-from starlette.types import Message
 
 from herald.auth.deps import MARKETING_READ, MARKETING_WRITE, Principal
-from herald.errors import PayloadTooLarge
 from herald.marketing import export, service
 from herald.marketing.launch import launch_campaign
 from herald.marketing.models import CampaignStatus, SendStatus
@@ -31,56 +24,9 @@ from herald.marketing.schemas import (
 from herald.orgs.models import Role
 from herald.runtime import get_runtime, get_session
 from herald.schemas import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, ApiModel, Page
-from herald.text import is_number
 
 MAX_PAGE = 1_000_000_000
-# Two bodies of at most 1 MB each, JSON-escaped, and the rest: anything larger is refused
-# with 413 while it arrives, before it is parsed.
-MAX_REQUEST_BYTES = 8 * 1024 * 1024
-
-
-def _too_large() -> PayloadTooLarge:
-    return PayloadTooLarge(
-        f"The request body is larger than the limit of {MAX_REQUEST_BYTES} bytes.",
-        details={"maxBytes": MAX_REQUEST_BYTES},
-    )
-
-
-class _BodyTooLarge(HTTPException):
-    """Raised from inside the body stream: FastAPI lets HTTPException through unchanged."""
-
-    def __init__(self) -> None:
-        super().__init__(status_code=413)
-
-
-class BoundedBodyRoute(APIRoute):
-    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        handler = super().get_route_handler()
-
-        async def bounded_handler(request: Request) -> Response:
-            declared = request.headers.get("content-length", "")
-            if is_number(declared) and int(declared) > MAX_REQUEST_BYTES:
-                raise _too_large()
-            received = 0
-            receive = request.receive
-
-            async def bounded_receive() -> Message:
-                nonlocal received
-                message = await receive()
-                received += len(message.get("body", b""))
-                if received > MAX_REQUEST_BYTES:
-                    raise _BodyTooLarge()
-                return message
-
-            try:
-                return await handler(Request(request.scope, bounded_receive))
-            except _BodyTooLarge:
-                raise _too_large() from None
-
-        return bounded_handler
-
-
-router = APIRouter(prefix="/api/marketing", tags=["marketing"], route_class=BoundedBodyRoute)
+router = APIRouter(prefix="/api/marketing", tags=["marketing"])
 
 
 class AccessOut(ApiModel):

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 from sqlalchemy.orm import Session
 
-from herald.auth import service, throttle
+from herald.auth import service
 from herald.auth.routes import client_address
 from herald.errors import NotAuthenticated, RateLimited
 from herald.runtime import get_session, get_settings_dep
@@ -48,11 +48,7 @@ def login_submit(
     address = client_address(request)
     try:
         issued = service.login(session, settings, email, password, mfa_code or None, address)
-    except (NotAuthenticated, RateLimited) as exc:
-        if isinstance(exc, NotAuthenticated):
-            session.rollback()
-            throttle.record_failure(session, email, address)
-            session.commit()
+    except (NotAuthenticated, RateLimited) as exc:  # the failure's count is kept
         status = 429 if isinstance(exc, RateLimited) else 401
         return render(
             request,

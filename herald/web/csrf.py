@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import hmac
 import secrets
+from urllib.parse import urlsplit
 
 from fastapi import Request
 
 from herald.errors import Forbidden
+from herald.runtime import get_runtime
 
 CSRF_COOKIE = "herald_csrf"
 CSRF_FIELD = "csrf_token"
@@ -25,11 +27,22 @@ def csrf_token(request: Request) -> str:
     return str(token)
 
 
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}".lower()
+
+
 def _same_origin(request: Request) -> bool:
+    """No Origin header (older browsers) passes; otherwise it must be this site, as the
+    request reached us or as HERALD_BASE_URL names it (behind a TLS-terminating proxy)."""
     origin = request.headers.get("origin")
-    if not origin or origin == "null":
-        return origin is None
-    return origin.rstrip("/") == str(request.base_url).rstrip("/")
+    if origin is None:
+        return True
+    settings = get_runtime(request).settings
+    return origin.lower().rstrip("/") in {
+        _origin(str(request.base_url)),
+        _origin(settings.base_url),
+    }
 
 
 async def verify_csrf(request: Request) -> None:

@@ -10,6 +10,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from herald.auth.deps import Principal
 from herald.errors import Conflict, HeraldError
 from herald.orgs.models import Role
+from herald.runtime import get_runtime
 from herald.web.csrf import CSRF_COOKIE, csrf_token
 from herald.web.templating import csp_header, new_nonce, templates
 
@@ -40,7 +41,7 @@ def render(
             httponly=True,
             samesite="strict",
             path="/",
-            secure=request.url.scheme == "https",
+            secure=get_runtime(request).settings.https,  # like the session cookies
         )
     return response
 

@@ -8,6 +8,7 @@ token is refreshed silently by ``SilentRefresh`` before the page's handler runs.
 from __future__ import annotations
 
 import asyncio
+import time
 from http.cookies import SimpleCookie
 from typing import Any
 
@@ -17,7 +18,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from herald.auth import service
-from herald.auth.tokens import decode_access_token
+from herald.auth.tokens import decode_access_token, hash_refresh_token
 from herald.db import unit_of_work
 from herald.errors import NotAuthenticated
 from herald.runtime import Runtime
@@ -80,9 +81,17 @@ class SilentRefresh:
     whose refresh cookie is good, rotate the tokens, hand the handler the new access token
     and send the browser the new cookies. A refresh that fails clears both cookies."""
 
+    # Two requests of one browser (a page and its polling, two tabs) may both find the
+    # access token expired. The refresh token may be used once, so the second would look
+    # like a replay and sign the person out: within this process, it gets the first one's
+    # result instead.
+    REUSE_SECONDS = 60.0
+
     def __init__(self, app: ASGIApp, runtime: Runtime) -> None:
         self.app = app
         self.runtime = runtime
+        self._lock = asyncio.Lock()
+        self._recent: dict[str, tuple[float, list[str] | None]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"].startswith(SKIP_PREFIXES):
@@ -113,6 +122,17 @@ class SilentRefresh:
         await self.app(scope, receive, send_with_cookies)
 
     async def _refresh(self, token: str) -> list[str] | None:
+        key = hash_refresh_token(token)
+        async with self._lock:
+            now = time.monotonic()
+            self._recent = {k: v for k, v in self._recent.items() if v[0] > now}
+            if key in self._recent:
+                return self._recent[key][1]
+            cookies = await self._rotate(token)
+            self._recent[key] = (now + self.REUSE_SECONDS, cookies)
+            return cookies
+
+    async def _rotate(self, token: str) -> list[str] | None:
         def rotate() -> list[str] | None:
             try:
                 with unit_of_work(self.runtime.sessions) as session:

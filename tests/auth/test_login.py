@@ -199,3 +199,19 @@ def test_throttling_is_shared_by_two_app_processes(start_server, runtime):
         f"{second.url}/api/auth/login", json={"email": user.email, "password": PASSWORD}
     )
     assert response.status_code == 429
+
+
+def test_parallel_guesses_cannot_slip_past_the_throttle(live_server, runtime):
+    from concurrent.futures import ThreadPoolExecutor
+
+    user = make_user(runtime, make_org(runtime))
+
+    def guess(i: int) -> int:
+        with httpx.Client(base_url=live_server.url, timeout=60) as c:
+            body = {"email": user.email, "password": f"wrong-{i}"}
+            return c.post("/api/auth/login", json=body).status_code
+
+    with ThreadPoolExecutor(max_workers=10) as pool:
+        codes = list(pool.map(guess, range(12)))
+    assert codes.count(401) == 5, codes
+    assert codes.count(429) == 7, codes
