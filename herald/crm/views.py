@@ -158,26 +158,33 @@ def new_contact(request: Request, principal: Writer, session: Db) -> HTMLRespons
     return _render_form(request, principal, session, contact=None, values=_form_values(None))
 
 
-@router.post("/crm/contacts/new", response_model=None, dependencies=[Depends(verify_csrf)])
-def create_contact(
-    request: Request,
-    principal: Writer,
-    session: Db,
+def contact_form(
     email: ContactField = "",
     first_name: ContactField = "",
     last_name: ContactField = "",
     company_name: ContactField = "",
     status: ContactField = "",
     marketing_opt_out: Annotated[str, Form(max_length=10)] = "",
+) -> dict[str, Any]:
+    """The contact form's fields, as the create and the edit page both post them."""
+    return {
+        "email": email,
+        "first_name": first_name,
+        "last_name": last_name,
+        "company_name": company_name,
+        "status": status,
+        "marketing_opt_out": bool(marketing_opt_out),
+    }
+
+
+@router.post("/crm/contacts/new", response_model=None, dependencies=[Depends(verify_csrf)])
+def create_contact(
+    request: Request,
+    principal: Writer,
+    session: Db,
+    form: Annotated[dict[str, Any], Depends(contact_form)],
 ) -> HTMLResponse | RedirectResponse:
-    data = ContactCreateIn(
-        email=email,
-        first_name=first_name,
-        last_name=last_name,
-        company_name=company_name,
-        status=status,
-        marketing_opt_out=bool(marketing_opt_out),
-    )
+    data = ContactCreateIn(**form)
     try:
         contact = service.create_contact(session, principal.org_id, data)
     except (ValidationFailed, Conflict) as exc:
@@ -215,21 +222,9 @@ def save_contact(
     contact_id: str,
     principal: Writer,
     session: Db,
-    email: ContactField = "",
-    first_name: ContactField = "",
-    last_name: ContactField = "",
-    company_name: ContactField = "",
-    status: ContactField = "",
-    marketing_opt_out: Annotated[str, Form(max_length=10)] = "",
+    form: Annotated[dict[str, Any], Depends(contact_form)],
 ) -> HTMLResponse | RedirectResponse:
-    data = ContactPatchIn(
-        email=email,
-        first_name=first_name,
-        last_name=last_name,
-        company_name=company_name,
-        status=status,
-        marketing_opt_out=bool(marketing_opt_out),
-    )
+    data = ContactPatchIn(**form)
     try:
         contact = service.update_contact(session, principal.org_id, contact_id, data)
     except (ValidationFailed, Conflict) as exc:
