@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import io
 import json
 import os
@@ -95,6 +96,7 @@ def test_streams_50000_rows_in_chunks(runtime):
 
 def peak_memory_of_import(runtime, rows: int) -> int:
     org = make_org(runtime)
+    gc.collect()
     tracemalloc.start()
     try:
         result = run_import(runtime, org.id, io.BufferedReader(GeneratedCsv(rows)))
@@ -106,15 +108,17 @@ def peak_memory_of_import(runtime, rows: int) -> int:
 
 
 def test_memory_does_not_grow_with_the_file(runtime):
-    """20,000 more rows held in memory would take over 20 MB; streamed, the peak stays put.
+    """30,000 more rows held as bare dicts would take 19 MB; streamed, the peak stays put.
 
     A first import of the large size warms the caches (statements, type adapters, which
-    on PostgreSQL grow a little with what they have seen), so only rows are compared.
+    on PostgreSQL grow a little with what they have seen), so only rows are compared. The
+    margin is wide because tracemalloc also sees other threads of the test process and
+    garbage waiting for the collector; holding the rows would still exceed it twice over.
     """
-    peak_memory_of_import(runtime, 24 * CHUNK_SIZE)
+    run_import(runtime, make_org(runtime).id, io.BufferedReader(GeneratedCsv(34 * CHUNK_SIZE)))
     small = peak_memory_of_import(runtime, 4 * CHUNK_SIZE)
-    large = peak_memory_of_import(runtime, 24 * CHUNK_SIZE)
-    assert large < small + 3_000_000, f"peak {small / 1e6:.1f} MB, then {large / 1e6:.1f} MB"
+    large = peak_memory_of_import(runtime, 34 * CHUNK_SIZE)
+    assert large < small + 8_000_000, f"peak {small / 1e6:.1f} MB, then {large / 1e6:.1f} MB"
 
 
 def test_duplicates_across_chunks_update_the_first(runtime):
