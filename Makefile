@@ -16,9 +16,9 @@ $(VENV)/.synced: pyproject.toml uv.lock | $(UV)
 	$(UV) sync --frozen --compile-bytecode
 	touch $@
 
+# The whole product for a trial: demo org, web app, worker and a local mail catcher (herald dev).
 run: setup
-	$(HERALD) db upgrade
-	HERALD_ENV=dev $(HERALD) serve
+	$(HERALD) dev
 
 # The whole suite on SQLite, then on PostgreSQL when HERALD_TEST_DATABASE_URL is set
 # (.ci/run starts a throwaway PostgreSQL server and sets it).

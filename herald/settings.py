@@ -57,6 +57,15 @@ class Settings(BaseSettings):
         default=200 * 1024 * 1024, description="Largest CSV import accepted, in bytes."
     )
 
+    dev_dir: Path = Field(
+        default=Path("data"),
+        description="Where `herald dev` keeps the local inbox and the demo login.",
+    )
+
+    @property
+    def mailbox_dir(self) -> Path:
+        return self.dev_dir / "mailbox"
+
     @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")

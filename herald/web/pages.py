@@ -23,11 +23,12 @@ def render(
     **context: Any,
 ) -> HTMLResponse:
     nonce = new_nonce()
+    settings = get_runtime(request).settings
     values: dict[str, Any] = {
         "nonce": nonce,
         "csrf_token": csrf_token(request),
         "me": principal,
-        "nav": navigation(principal) if principal else [],
+        "nav": navigation(principal, inbox=settings.env == "dev") if principal else [],
         "path": request.url.path,
         **context,
     }
@@ -41,7 +42,7 @@ def render(
             httponly=True,
             samesite="strict",
             path="/",
-            secure=get_runtime(request).settings.https,  # like the session cookies
+            secure=settings.https,  # like the session cookies
         )
     return response
 
@@ -54,13 +55,15 @@ def secure_headers(response: HTMLResponse | RedirectResponse, nonce: str) -> Non
     response.headers["Cache-Control"] = "no-store"
 
 
-def navigation(principal: Principal) -> list[dict[str, str]]:
+def navigation(principal: Principal, inbox: bool = False) -> list[dict[str, str]]:
     """The sidebar: Marketing only with the licence and the role; Settings for everyone
-    (My account), its admin pages for ADMINs."""
+    (My account), its admin pages for ADMINs; in dev mode, the local Inbox."""
     items = [{"label": "CRM", "href": "/crm/contacts", "key": "crm"}]
     if principal.has_feature("marketing") and principal.role in (Role.ADMIN, Role.MANAGER):
         items.append({"label": "Marketing", "href": "/marketing", "key": "marketing"})
     items.append({"label": "Settings", "href": "/settings", "key": "settings"})
+    if inbox:
+        items.append({"label": "Inbox", "href": "/dev/inbox", "key": "dev"})
     return items
 
 
