@@ -24,9 +24,11 @@ from herald.marketing.public import router as public_router
 from herald.marketing.routes import router as marketing_router
 from herald.marketing.tracking import OpenRecorder
 from herald.marketing.views import router as marketing_pages
+from herald.openapi import error_responses, install_openapi
 from herald.orgs.routes import router as orgs_router
 from herald.orgs.views import router as orgs_pages
 from herald.runtime import Runtime
+from herald.schemas import HealthOut
 from herald.settings import Settings, get_settings
 from herald.web.auth_views import router as auth_pages
 from herald.web.home import router as home_pages
@@ -76,12 +78,18 @@ def create_app(
     app.add_middleware(BodyLimit, settings=settings)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     install_error_handlers(app)
+    install_openapi(app)
     app.include_router(auth_router)
     for router in _area_routers():
         app.include_router(router)
+    if settings.env == "dev":
+        from herald.dev.views import router as inbox_pages
 
-    @app.get("/healthz", tags=["health"])
+        app.include_router(inbox_pages)
+
+    @app.get("/healthz", tags=["health"], response_model=HealthOut, responses=error_responses(503))
     def healthz() -> JSONResponse:
+        """200 once the app can reach its database (no login)."""
         try:
             with runtime.engine.connect() as conn:
                 conn.execute(text("SELECT 1"))

@@ -1,10 +1,10 @@
-"""Shared API schema pieces: camelCase JSON and the list envelope."""
+"""Shared API schema pieces: camelCase JSON, the list envelope and the error body."""
 
 from __future__ import annotations
 
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
-from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic.alias_generators import to_camel
 
 from herald.text import storable_problem
@@ -40,3 +40,22 @@ class Page(ApiModel, Generic[T]):
     total: int
     page: int
     page_size: int
+
+
+class ErrorDetail(ApiModel):
+    code: str = Field(description="A stable snake_case code, e.g. `not_draft`.")
+    message: str = Field(description="A human sentence saying what went wrong.")
+    details: Any = Field(
+        None,
+        description="More facts, or null. For 422: a list of `{field, message}`.",
+    )
+
+
+class ErrorOut(ApiModel):
+    """The body of every error answer."""
+
+    error: ErrorDetail
+
+
+class HealthOut(ApiModel):
+    status: str = Field(description='"ok" once the app can reach its database.')

@@ -8,6 +8,7 @@ from sqlalchemy.orm import Session
 from herald.auth import service
 from herald.auth.deps import current_user_row
 from herald.auth.schemas import LoginIn, MfaEnableIn, MfaEnableOut, MfaSetupOut, TokenOut, UserOut
+from herald.openapi import error_responses
 from herald.orgs.models import User
 from herald.runtime import get_session, get_settings_dep
 from herald.settings import Settings
@@ -52,7 +53,23 @@ def token_body(settings: Settings, issued: service.IssuedTokens) -> TokenOut:
     )
 
 
-@router.post("/login", response_model=TokenOut, response_model_by_alias=True)
+@router.post(
+    "/login",
+    response_model=TokenOut,
+    response_model_by_alias=True,
+    responses=error_responses(
+        401,
+        413,
+        422,
+        429,
+        notes={
+            401: "Wrong email or password (`invalid_credentials`), or the account needs an MFA "
+            "code (`mfa_required`) or the code is wrong or was already used (`mfa_invalid`).",
+            429: "Too many failed logins for this account or client address; try again after "
+            "`Retry-After` seconds.",
+        },
+    ),
+)
 def login(
     body: LoginIn,
     request: Request,
@@ -60,19 +77,34 @@ def login(
     session: Session = Depends(get_session, scope="function"),
     settings: Settings = Depends(get_settings_dep),
 ) -> TokenOut:
+    """An access token (15 minutes) in the body and a `refreshToken` cookie (HttpOnly,
+    SameSite=Strict, Path=/api/auth). `mfaCode` is required once MFA is enabled."""
     address = client_address(request)
     issued = service.login(session, settings, body.email, body.password, body.mfa_code, address)
     set_refresh_cookie(response, settings, issued.refresh_token)
     return token_body(settings, issued)
 
 
-@router.post("/refresh", response_model=TokenOut, response_model_by_alias=True)
+@router.post(
+    "/refresh",
+    response_model=TokenOut,
+    response_model_by_alias=True,
+    responses=error_responses(
+        401,
+        notes={
+            401: "No `refreshToken` cookie, or it is invalid or expired, or it was already "
+            "used (then the whole token family is revoked)."
+        },
+    ),
+)
 def refresh(
     request: Request,
     response: Response,
     session: Session = Depends(get_session, scope="function"),
     settings: Settings = Depends(get_settings_dep),
 ) -> TokenOut:
+    """Takes the `refreshToken` cookie (no bearer token): a new access token and a rotated
+    refresh cookie. Each refresh token works once."""
     issued = service.refresh(session, settings, request.cookies.get(REFRESH_COOKIE))
     set_refresh_cookie(response, settings, issued.refresh_token)
     return token_body(settings, issued)
@@ -84,28 +116,56 @@ def logout(
     session: Session = Depends(get_session, scope="function"),
     settings: Settings = Depends(get_settings_dep),
 ) -> Response:
+    """Signs the `refreshToken` cookie's session out (its token family is revoked) and clears
+    the cookie; 204 even without one."""
     service.logout(session, request.cookies.get(REFRESH_COOKIE))
     response = Response(status_code=204)
     clear_refresh_cookie(response, settings)
     return response
 
 
-@router.post("/mfa/setup", response_model=MfaSetupOut, response_model_by_alias=True)
+@router.post(
+    "/mfa/setup",
+    response_model=MfaSetupOut,
+    response_model_by_alias=True,
+    responses=error_responses(
+        401, 409, notes={409: "MFA is already enabled (`mfa_already_enabled`)."}
+    ),
+)
 def mfa_setup(
     user: User = Depends(current_user_row),
     session: Session = Depends(get_session, scope="function"),
     settings: Settings = Depends(get_settings_dep),
 ) -> MfaSetupOut:
+    """A new TOTP secret and its `otpauth://` URL for an authenticator app; MFA is on only
+    once `POST /api/auth/mfa/enable` confirms a code."""
     secret, url = service.mfa_setup(session, settings, user)
     return MfaSetupOut(secret=secret, otpauth_url=url)
 
 
-@router.post("/mfa/enable", response_model=MfaEnableOut, response_model_by_alias=True)
+@router.post(
+    "/mfa/enable",
+    response_model=MfaEnableOut,
+    response_model_by_alias=True,
+    responses=error_responses(
+        401,
+        409,
+        413,
+        422,
+        notes={
+            409: "MFA is already enabled (`mfa_already_enabled`), or setup was not called "
+            "first (`mfa_not_set_up`).",
+            422: "The code does not match the secret from setup (`mfa_invalid`).",
+        },
+    ),
+)
 def mfa_enable(
     body: MfaEnableIn,
     user: User = Depends(current_user_row),
     session: Session = Depends(get_session, scope="function"),
     settings: Settings = Depends(get_settings_dep),
 ) -> MfaEnableOut:
+    """Turns MFA on with a current code from the setup secret; from then on login needs
+    `mfaCode`."""
     service.mfa_enable(session, settings, user, body.code)
     return MfaEnableOut(mfa_enabled=True)

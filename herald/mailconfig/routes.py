@@ -20,10 +20,14 @@ from herald.mailconfig.schemas import (
     TestMessageIn,
     TestMessageOut,
 )
+from herald.openapi import BODY, error_responses
 from herald.runtime import get_session, get_settings_dep
 from herald.settings import Settings
 
-router = APIRouter(tags=["settings"])
+router = APIRouter(
+    tags=["settings"],
+    responses=error_responses(401, 403, notes={403: "Email configuration is ADMIN only."}),
+)
 
 # Function scope, as in herald.auth.deps: one session per request, committed before the response.
 Db = Annotated[Session, Depends(get_session, scope="function")]
@@ -59,16 +63,25 @@ def _view(row: EmailConfig | None) -> EmailConfigOut:
 
 @router.get("/api/settings/email", response_model=EmailConfigOut, response_model_by_alias=True)
 def get_email_config(principal: AdminUser, session: Db) -> EmailConfigOut:
+    """The organisation's SMTP settings (`configured: false` until saved); the password is
+    never shown, only whether one is set."""
     return _view(service.get_config(session, principal.org_id))
 
 
-@router.put("/api/settings/email", response_model=EmailConfigOut, response_model_by_alias=True)
+@router.put(
+    "/api/settings/email",
+    response_model=EmailConfigOut,
+    response_model_by_alias=True,
+    responses=BODY,
+)
 def put_email_config(
     body: EmailConfigIn,
     principal: AdminUser,
     session: Db,
     settings: AppSettings,
 ) -> EmailConfigOut:
+    """Saves the SMTP settings. `password` is write-only: left out, the stored one stays;
+    an empty string clears it."""
     return _view(service.save_config(session, settings, principal.org_id, body))
 
 
@@ -81,7 +94,20 @@ def _load_account(session: Session, settings: Settings, principal: Principal) ->
 
 
 @router.post(
-    "/api/settings/email/test", response_model=TestMessageOut, response_model_by_alias=True
+    "/api/settings/email/test",
+    response_model=TestMessageOut,
+    response_model_by_alias=True,
+    responses={
+        **BODY,
+        **error_responses(
+            409,
+            502,
+            notes={
+                409: "Email is not configured yet (`smtp_not_configured`), or the stored "
+                "password cannot be decrypted (`smtp_password_unreadable`).",
+            },
+        ),
+    },
 )
 async def send_test_message(
     body: TestMessageIn,
@@ -89,6 +115,8 @@ async def send_test_message(
     session: Db,
     settings: AppSettings,
 ) -> TestMessageOut:
+    """Sends a test message to `to` with the saved settings and reports the SMTP server's
+    answer; a refusal or an unreachable server is a 502 with the server's answer."""
     account = await run_in_threadpool(_load_account, session, settings, principal)
     reply = await testmail.send_test_message(account, body.to)
     return TestMessageOut(ok=True, code=reply.code, message=reply.text)

@@ -21,12 +21,25 @@ from herald.marketing.schemas import (
     SendOut,
     StatsOut,
 )
+from herald.openapi import BODY, INPUT, NOT_FOUND, csv_response, error_responses
 from herald.orgs.models import Role
 from herald.runtime import get_runtime, get_session
 from herald.schemas import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, ApiModel, Page
 
 MAX_PAGE = 1_000_000_000
-router = APIRouter(prefix="/api/marketing", tags=["marketing"])
+router = APIRouter(
+    prefix="/api/marketing",
+    tags=["marketing"],
+    responses=error_responses(
+        401,
+        403,
+        notes={
+            403: "The organisation's licence lacks `marketing` (`feature_required`), or the "
+            "caller is not ADMIN or MANAGER, or not ADMIN for a write (`role_required`)."
+        },
+    ),
+)
+NOT_DRAFT = error_responses(409, notes={409: "The campaign is not a DRAFT (`not_draft`)."})
 
 
 class AccessOut(ApiModel):
@@ -46,7 +59,7 @@ def access(principal: Principal = Depends(MARKETING_READ)) -> AccessOut:
 # --- campaigns ---
 
 
-@router.get("/campaigns", response_model=Page[CampaignOut])
+@router.get("/campaigns", response_model=Page[CampaignOut], responses=INPUT)
 def list_campaigns(
     status: CampaignStatus | None = Query(None, description="Only campaigns with this status."),
     page: int = Query(1, ge=1, le=MAX_PAGE),
@@ -66,25 +79,45 @@ def list_campaigns(
     )
 
 
-@router.post("/campaigns", status_code=201, response_model=CampaignOut)
+@router.post(
+    "/campaigns",
+    status_code=201,
+    response_model=CampaignOut,
+    responses=error_responses(
+        413,
+        422,
+        notes={
+            422: "Invalid input, with the field named: e.g. a missing name or subject, an "
+            "invalid fromEmail, CR or LF in a header field, an unknown `{{placeholder}}`."
+        },
+    ),
+)
 def create_campaign(
     body: CampaignIn,
     principal: Principal = Depends(MARKETING_WRITE),
     session: Session = Depends(get_session, scope="function"),
 ) -> CampaignOut:
+    """A new DRAFT. `name` and `subject` are required; `fromEmail` left out: the org's
+    default sender at launch. Placeholders: `{{firstName}}`, `{{lastName}}`,
+    `{{companyName}}`, `{{email}}`, with a fallback as in `{{firstName|there}}`."""
     return CampaignOut.model_validate(service.create_campaign(session, principal.org_id, body))
 
 
-@router.get("/campaigns/{campaign_id}", response_model=CampaignOut)
+@router.get("/campaigns/{campaign_id}", response_model=CampaignOut, responses=NOT_FOUND)
 def get_campaign(
     campaign_id: str,
     principal: Principal = Depends(MARKETING_READ),
     session: Session = Depends(get_session, scope="function"),
 ) -> CampaignOut:
+    """One campaign with its counts; another organisation's id is a 404."""
     return CampaignOut.model_validate(service.get_campaign(session, principal.org_id, campaign_id))
 
 
-@router.patch("/campaigns/{campaign_id}", response_model=CampaignOut)
+@router.patch(
+    "/campaigns/{campaign_id}",
+    response_model=CampaignOut,
+    responses={**NOT_FOUND, **NOT_DRAFT, **BODY},
+)
 def patch_campaign(
     campaign_id: str,
     body: CampaignPatchIn,
@@ -96,7 +129,11 @@ def patch_campaign(
     return CampaignOut.model_validate(campaign)
 
 
-@router.put("/campaigns/{campaign_id}", response_model=CampaignOut)
+@router.put(
+    "/campaigns/{campaign_id}",
+    response_model=CampaignOut,
+    responses={**NOT_FOUND, **NOT_DRAFT, **BODY},
+)
 def replace_campaign(
     campaign_id: str,
     body: CampaignIn,
@@ -108,17 +145,38 @@ def replace_campaign(
     return CampaignOut.model_validate(campaign)
 
 
-@router.delete("/campaigns/{campaign_id}", status_code=204, response_class=Response)
+@router.delete(
+    "/campaigns/{campaign_id}",
+    status_code=204,
+    response_class=Response,
+    responses={**NOT_FOUND, **NOT_DRAFT},
+)
 def delete_campaign(
     campaign_id: str,
     principal: Principal = Depends(MARKETING_WRITE),
     session: Session = Depends(get_session, scope="function"),
 ) -> Response:
+    """Deletes a DRAFT; 204, no body. 409 `not_draft` for any other status."""
     service.delete_campaign(session, principal.org_id, campaign_id)
     return Response(status_code=204)
 
 
-@router.post("/campaigns/{campaign_id}/launch", status_code=202, response_model=LaunchOut)
+@router.post(
+    "/campaigns/{campaign_id}/launch",
+    status_code=202,
+    response_model=LaunchOut,
+    responses={
+        **NOT_FOUND,
+        **error_responses(
+            409,
+            notes={
+                409: "The campaign is not a DRAFT (`not_draft`), or the launch failed and "
+                "the campaign is now FAILED with the reason (`smtp_not_configured`, "
+                "`sender_missing`)."
+            },
+        ),
+    },
+)
 def launch(
     campaign_id: str,
     principal: Principal = Depends(MARKETING_WRITE),
@@ -130,17 +188,24 @@ def launch(
     return LaunchOut(status=campaign.status, recipients=campaign.recipients)
 
 
-@router.post("/campaigns/{campaign_id}/duplicate", status_code=201, response_model=CampaignOut)
+@router.post(
+    "/campaigns/{campaign_id}/duplicate",
+    status_code=201,
+    response_model=CampaignOut,
+    responses=NOT_FOUND,
+)
 def duplicate_campaign(
     campaign_id: str,
     principal: Principal = Depends(MARKETING_WRITE),
     session: Session = Depends(get_session, scope="function"),
 ) -> CampaignOut:
+    """A new DRAFT from any campaign: same sender, subject, bodies and audience, the name
+    suffixed " (copy)", zero counts."""
     copy = service.duplicate_campaign(session, principal.org_id, campaign_id)
     return CampaignOut.model_validate(copy)
 
 
-@router.get("/campaigns/{campaign_id}/stats", response_model=StatsOut)
+@router.get("/campaigns/{campaign_id}/stats", response_model=StatsOut, responses=NOT_FOUND)
 def campaign_stats(
     campaign_id: str,
     principal: Principal = Depends(MARKETING_READ),
@@ -150,7 +215,7 @@ def campaign_stats(
     return StatsOut.model_validate(service.get_campaign(session, principal.org_id, campaign_id))
 
 
-@router.post("/audience/count", response_model=AudienceCountOut)
+@router.post("/audience/count", response_model=AudienceCountOut, responses=BODY)
 def audience_count(
     body: AudienceCountIn,
     principal: Principal = Depends(MARKETING_WRITE),
@@ -168,7 +233,11 @@ def audience_count(
 # --- sends: the email log, its CSV, resends ---
 
 
-@router.get("/campaigns/{campaign_id}/sends", response_model=Page[SendOut])
+@router.get(
+    "/campaigns/{campaign_id}/sends",
+    response_model=Page[SendOut],
+    responses={**NOT_FOUND, **INPUT},
+)
 def list_sends(
     campaign_id: str,
     status: SendStatus | None = Query(None, description="Only sends with this status."),
@@ -196,7 +265,17 @@ def list_sends(
     )
 
 
-@router.get("/campaigns/{campaign_id}/sends.csv", response_class=StreamingResponse)
+@router.get(
+    "/campaigns/{campaign_id}/sends.csv",
+    response_class=StreamingResponse,
+    responses={
+        **csv_response(
+            "A CSV attachment, one row per send: "
+            "`email,firstName,lastName,status,deliveredAt,openedAt,error`."
+        ),
+        **NOT_FOUND,
+    },
+)
 def export_sends(
     campaign_id: str,
     request: Request,
@@ -220,7 +299,17 @@ def export_sends(
     )
 
 
-@router.post("/sends/{send_id}/resend", status_code=202, response_model=SendOut)
+@router.post(
+    "/sends/{send_id}/resend",
+    status_code=202,
+    response_model=SendOut,
+    responses={
+        **NOT_FOUND,
+        **error_responses(
+            409, notes={409: "The send is neither FAILED nor UNKNOWN (`not_resendable`)."}
+        ),
+    },
+)
 def resend(
     send_id: str,
     principal: Principal = Depends(MARKETING_WRITE),
