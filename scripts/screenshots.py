@@ -19,6 +19,7 @@ sys.path.insert(0, str(ROOT))
 from playwright.sync_api import sync_playwright  # noqa: E402
 
 from herald.db import unit_of_work  # noqa: E402
+from herald.dev.mailbox import Mailbox  # noqa: E402
 from herald.marketing.launch import launch_campaign  # noqa: E402
 from herald.marketing.models import Campaign  # noqa: E402
 from herald.runtime import Runtime  # noqa: E402
@@ -65,6 +66,20 @@ def main() -> None:
             launch_campaign(session, org.id, sent_id)
         wait_until(lambda: _status(runtime, sent_id) == "SENT", timeout=60)
         _shoot(server.url, admin, sent_id, draft_id)
+        # The Inbox of `herald dev`: a dev-mode app on the same database, its mailbox holding
+        # what the test SMTP server received (as the dev mail catcher would have kept it).
+        dev_settings = settings.model_copy(update={"env": "dev", "dev_dir": workdir / "dev"})
+        mailbox = Mailbox(dev_settings.mailbox_dir)
+        for received in smtp.messages:
+            mailbox.save(received.data)
+        dev_runtime = Runtime(
+            settings=dev_settings, engine=runtime.engine, sessions=runtime.sessions
+        )
+        dev_server = LiveServer(dev_runtime).start()
+        try:
+            _shoot_inbox(dev_server.url, admin, mailbox.ids()[0])
+        finally:
+            dev_server.stop()
     finally:
         server.stop()
         smtp.stop()
@@ -104,6 +119,25 @@ def _shoot(url: str, admin, sent_id: uuid.UUID, draft_id: uuid.UUID) -> None:  #
                 time.sleep(0.3)
                 page.screenshot(path=str(OUT / f"{name}{suffix}.png"), full_page=True)
                 print(f"{name}{suffix}: {re.sub(r'[0-9a-f-]{36}', '<id>', path)}")
+            context.close()
+        browser.close()
+
+
+def _shoot_inbox(url: str, admin, message_id: str) -> None:  # type: ignore[no-untyped-def]
+    pages = {"dev-inbox": "/dev/inbox", "dev-inbox-message": f"/dev/inbox/{message_id}"}
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        for width, suffix in ((1280, ""), (390, "-phone")):
+            context = browser.new_context(base_url=url, viewport={"width": width, "height": 900})
+            page = context.new_page()
+            log_in(page, admin)
+            for name, path in pages.items():
+                page.goto(path)
+                if name == "dev-inbox-message":
+                    page.frame_locator("iframe.preview").locator("h1").wait_for()
+                time.sleep(0.3)
+                page.screenshot(path=str(OUT / f"{name}{suffix}.png"), full_page=True)
+                print(f"{name}{suffix}: {re.sub(r'[0-9]{19}-[0-9a-f]{8}', '<id>', path)}")
             context.close()
         browser.close()
 
