@@ -39,6 +39,7 @@ T = TypeVar("T")
 DISPATCH_CHUNK = 20  # sends of one batch marked in flight together
 BATCH_SIZE = 100
 BATCHES_IN_FLIGHT = 2
+DATABASE_RETRY_SECONDS = 1.0  # between claims while the database cannot be reached
 
 
 @dataclass(frozen=True)
@@ -100,11 +101,17 @@ class Worker:
                 if self._stopping.is_set():
                     slots.release()
                     break
-                batch = await self._db(
-                    lambda s: queue.claim_batch(
-                        s, self.owner, self.settings.lease_seconds, BATCH_SIZE
+                try:
+                    batch = await self._db(
+                        lambda s: queue.claim_batch(
+                            s, self.owner, self.settings.lease_seconds, BATCH_SIZE
+                        )
                     )
-                )
+                except SQLAlchemyError as exc:  # the database is away: wait, then try again
+                    log.error("worker.claim_failed", error=str(exc)[:500])
+                    slots.release()
+                    await self._sleep(DATABASE_RETRY_SECONDS)
+                    continue
                 if batch is None:
                     slots.release()
                     await self._sleep(self.poll_seconds)
@@ -183,6 +190,7 @@ class Worker:
         """Send a batch chunk by chunk. One transaction records a chunk's outcomes and
         marks the next chunk in flight, so the database sees one commit per chunk."""
         remaining = list(batch.sends)
+        self._held.update(s.id for s in batch.sends)  # the upkeep renews their leases
         due: queue.Outcomes | None = None  # outcomes sent but not yet recorded
         try:
             job = await self._db(lambda s: self._load_job(s, batch.campaign_id), write=False)

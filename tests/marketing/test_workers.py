@@ -7,8 +7,11 @@ import signal
 import time
 from collections import Counter
 
+from herald.db import unit_of_work
+from herald.marketing.launch import launch_campaign
 from herald.marketing.worker import BATCHES_IN_FLIGHT, DISPATCH_CHUNK
 from tests.marketing.engine import (
+    InProcessWorker,
     arrange,
     assert_counters_match_sends,
     campaign,
@@ -163,3 +166,18 @@ def test_herald_serve_runs_a_worker_unless_told_not_to(runtime, smtp_server):
     # uvicorn shuts down gracefully, then re-raises SIGTERM so the exit status tells why
     assert busy.returncode in (0, -signal.SIGTERM)
     assert len(smtp_server.messages) == 5
+
+
+def test_a_slow_server_never_costs_a_live_worker_its_leases(runtime, smtp_server):
+    """A chunk that takes longer than the lease: the worker keeps renewing it, so the other
+    worker's recovery never declares its in-flight messages UNKNOWN."""
+    engine = fast_runtime(runtime, lease_seconds=1)
+    arranged = arrange(engine, smtp_server, 8, launch=False)
+    for email in arranged.emails:
+        smtp_server.script(email, slow(0.5))
+    with unit_of_work(engine.sessions) as session:
+        launch_campaign(session, arranged.org_id, arranged.campaign_id)
+    with InProcessWorker(engine, concurrency=1), InProcessWorker(engine, concurrency=1):
+        wait_for_status(engine, arranged.campaign_id, "SENT", timeout=60)
+    assert status_counts(engine, arranged.campaign_id) == Counter(DELIVERED=8)
+    assert_counters_match_sends(engine, arranged.campaign_id)
