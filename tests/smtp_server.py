@@ -22,6 +22,7 @@ import ssl
 import tempfile
 import threading
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from email import policy
@@ -137,6 +138,11 @@ class SmtpServer:
             if not self._lock.wait_for(lambda: len(self.messages) >= count, timeout):
                 raise AssertionError(f"expected {count} message(s), got {len(self.messages)}")
             return list(self.messages)
+
+    def received_per_address(self) -> Counter[str]:
+        """How many messages each recipient address got."""
+        with self._lock:
+            return Counter(rcpt.lower() for m in self.messages for rcpt in m.rcpt_tos)
 
     def start(self) -> SmtpServer:
         if self.tls != "none":
