@@ -34,6 +34,13 @@ def test_every_command_has_help(tmp_path):
         ["user", "create"],
         ["user", "list"],
         ["serve"],
+        ["campaign"],
+        ["campaign", "list"],
+        ["campaign", "show"],
+        ["campaign", "launch"],
+        ["campaign", "stats"],
+        ["sends"],
+        ["sends", "export"],
     ):
         result = subprocess.run(
             [HERALD, *args, "--help"], capture_output=True, text=True, cwd=tmp_path, timeout=60

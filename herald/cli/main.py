@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from herald.cli import contacts, db, org, serve, user, worker
+from herald.cli import campaign, contacts, db, dev, org, sends, serve, user, worker
 
 app = typer.Typer(
     name="herald",
@@ -16,5 +16,8 @@ app.add_typer(db.app, name="db")
 app.add_typer(org.app, name="org")
 app.add_typer(user.app, name="user")
 app.add_typer(contacts.app, name="contacts")
+app.add_typer(campaign.app, name="campaign")
+app.add_typer(sends.app, name="sends")
 app.command("serve")(serve.serve)
 app.command("worker")(worker.worker)
+app.command("dev")(dev.dev)

@@ -30,16 +30,23 @@ def fail(message: str, as_json: bool = False, code: str = "error") -> None:
 
 
 @contextmanager
-def cli_session(as_json: bool = False) -> Iterator[Any]:
-    """A committed unit of work on the configured database; errors print and exit 1."""
+def operator_runtime(as_json: bool = False) -> Iterator[Runtime]:
+    """The configured database, for commands that open several short sessions (with a prompt,
+    a wait or a stream between them); a HeraldError prints and exits 1."""
     runtime = Runtime.from_settings(get_settings())
     try:
-        with unit_of_work(runtime.sessions) as session:
-            yield session
+        yield runtime
     except HeraldError as exc:
         fail(exc.message, as_json, exc.code)
     finally:
         runtime.engine.dispose()
+
+
+@contextmanager
+def cli_session(as_json: bool = False) -> Iterator[Any]:
+    """A committed unit of work on the configured database; errors print and exit 1."""
+    with operator_runtime(as_json) as runtime, unit_of_work(runtime.sessions) as session:
+        yield session
 
 
 def require_secret_key(settings: Settings) -> None:

@@ -45,13 +45,17 @@ def csv_chunks(
     org_id: uuid.UUID,
     campaign_id: uuid.UUID,
     page_size: int = PAGE_SIZE,
+    status: str | None = None,
 ) -> Iterator[str]:
-    """The header, then one chunk of CSV text per page of sends, ordered by id."""
+    """The header, then one chunk of CSV text per page of sends (only those with ``status``
+    when given), ordered by id."""
     yield _encode([HEADER])
     after = 0
     while True:
         with sessions() as session:
-            rows = SendRepository(session, org_id).export_page(campaign_id, after, page_size)
+            rows = SendRepository(session, org_id).export_page(
+                campaign_id, after, page_size, status
+            )
         if not rows:
             return
         yield _encode(

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from herald.db import utcnow
 from herald.errors import NotFound
 from herald.marketing.models import Campaign, MarketingSend, SendStatus
+from herald.orgs.models import Org
 from herald.tenancy import OrgRepository, contains_text
 
 
@@ -34,6 +35,30 @@ class CampaignRepository(OrgRepository[Campaign]):
 
     def page(self, stmt: Select[Any], page: int, page_size: int) -> list[Campaign]:
         return list(self.session.scalars(stmt.offset((page - 1) * page_size).limit(page_size)))
+
+
+# --- across orgs: only for the operator CLI, which has the database and no org to scope by.
+# Request handlers always go through CampaignRepository.
+
+
+def campaign_in_any_org(session: Session, campaign_id: uuid.UUID) -> Campaign | None:
+    """A campaign by its id (ids are globally unique), whatever its org."""
+    return session.get(Campaign, campaign_id)
+
+
+def all_orgs_newest_first(status: str | None = None) -> Select[Campaign, str]:
+    """Every org's campaigns with their org's name: rows of (Campaign, name), newest first."""
+    stmt = select(Campaign, Org.name).join(Org, Org.id == Campaign.org_id)
+    if status is not None:
+        stmt = stmt.where(Campaign.status == status)
+    return stmt.order_by(Campaign.created_at.desc(), Campaign.id.desc())
+
+
+def count_all_orgs(session: Session, status: str | None = None) -> int:
+    stmt = select(func.count()).select_from(Campaign)
+    if status is not None:
+        stmt = stmt.where(Campaign.status == status)
+    return int(session.scalar(stmt) or 0)
 
 
 class SendRepository:
@@ -81,8 +106,11 @@ class SendRepository:
         counted = stmt.order_by(None).with_only_columns(func.count()).select_from(MarketingSend)
         return int(self.session.scalar(counted) or 0)
 
-    def export_page(self, campaign_id: uuid.UUID, after_id: int, limit: int) -> list[Row[Any]]:
-        """Keyset page for the CSV: the columns it shows, for sends with an id over ``after_id``."""
+    def export_page(
+        self, campaign_id: uuid.UUID, after_id: int, limit: int, status: str | None = None
+    ) -> list[Row[Any]]:
+        """Keyset page for the CSV: the columns it shows, for sends with an id over ``after_id``
+        (and with ``status``, when given)."""
         stmt = (
             self.select(
                 MarketingSend.id,
@@ -98,6 +126,8 @@ class SendRepository:
             .order_by(MarketingSend.id)
             .limit(limit)
         )
+        if status is not None:
+            stmt = stmt.where(MarketingSend.status == status)
         return list(self.session.execute(stmt).all())
 
     def requeue(self, send: MarketingSend, from_status: str) -> bool:

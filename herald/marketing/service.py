@@ -14,14 +14,21 @@ from sqlalchemy.orm import Session
 
 from herald.crm import fields as crm_fields
 from herald.crm.service import list_statuses
-from herald.errors import Conflict, ValidationFailed
+from herald.errors import Conflict, NotFound, ValidationFailed
 from herald.marketing import merge
 from herald.marketing.compose import compile_bodies
 from herald.marketing.launch import count_eligible
 from herald.marketing.models import Campaign, CampaignStatus, MarketingSend, SendStatus
 from herald.marketing.queue import add_to_counters
-from herald.marketing.repository import CampaignRepository, SendRepository
+from herald.marketing.repository import (
+    CampaignRepository,
+    SendRepository,
+    all_orgs_newest_first,
+    campaign_in_any_org,
+    count_all_orgs,
+)
 from herald.marketing.schemas import AudienceIn, CampaignIn, CampaignPatchIn
+from herald.tenancy import parse_id
 from herald.text import storable_problem
 
 MAX_NAME_LENGTH = 200
@@ -182,6 +189,36 @@ def list_campaigns(
 
 def get_campaign(session: Session, org_id: uuid.UUID, campaign_id: str) -> Campaign:
     return CampaignRepository(session, org_id).get(campaign_id)
+
+
+def get_campaign_in_any_org(session: Session, campaign_id: str) -> Campaign:
+    """For the operator CLI (database access, no org): 422 for a malformed id, 404 unknown."""
+    parsed = parse_id(campaign_id)
+    if parsed is None:
+        shown = campaign_id if len(campaign_id) <= 50 else campaign_id[:50] + "..."
+        raise ValidationFailed(
+            f"{shown!r} is not a campaign id (a UUID such as "
+            "3f2b8c1e-6d4a-4e0b-9a7c-2d5e8f1a0b3c).",
+            field="campaignId",
+        )
+    campaign = campaign_in_any_org(session, parsed)
+    if campaign is None:
+        raise NotFound("Campaign not found.")
+    return campaign
+
+
+def list_campaigns_in_all_orgs(
+    session: Session,
+    *,
+    status: CampaignStatus | None = None,
+    page: int = 1,
+    page_size: int = 50,
+) -> Listing[tuple[Campaign, str]]:
+    """For the operator CLI: every org's campaigns, newest first, each with its org's name."""
+    value = status.value if status else None
+    stmt = all_orgs_newest_first(value).offset((page - 1) * page_size).limit(page_size)
+    rows = [(campaign, name) for campaign, name in session.execute(stmt)]
+    return Listing(rows, count_all_orgs(session, value), page, page_size)
 
 
 def create_campaign(session: Session, org_id: uuid.UUID, data: CampaignIn) -> Campaign:

@@ -1,0 +1,326 @@
+"""`herald campaign`: list, inspect, launch and watch any org's campaigns from the shell.
+
+The operator has the database, so campaigns are found by id alone (ids are globally unique).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import sys
+import time
+from typing import Any
+
+import typer
+
+from herald.cli.output import JSON_OPTION, emit, operator_runtime
+from herald.db import unit_of_work
+from herald.errors import Conflict, HeraldError, ValidationFailed
+from herald.marketing import service
+from herald.marketing.launch import count_eligible, launch_campaign
+from herald.marketing.models import Campaign, CampaignStatus
+from herald.marketing.schemas import CampaignOut, LaunchOut, StatsOut
+from herald.orgs.service import get_org
+from herald.runtime import Runtime
+from herald.schemas import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
+
+app = typer.Typer(
+    help="Email campaigns of every org: list, show, launch, and follow their sending. "
+    "Works on the database named by HERALD_DATABASE_URL, without a login.",
+    no_args_is_help=True,
+)
+
+EXIT_INTERRUPTED = 130  # the shell's code for a command stopped by Ctrl-C (128 + SIGINT)
+NAME_WIDTH = 40
+
+CAMPAIGN_ID = typer.Argument(..., help="The campaign's id (a UUID, as `herald campaign list`).")
+
+
+def _status(value: str | None) -> CampaignStatus | None:
+    if value is None:
+        return None
+    try:
+        return CampaignStatus(value.strip().upper())
+    except ValueError:
+        known = ", ".join(s.value for s in CampaignStatus)
+        raise ValidationFailed(
+            f"Unknown campaign status {value!r}: use one of {known}.", field="status"
+        ) from None
+
+
+def _campaign_json(campaign: Campaign, org_name: str) -> dict[str, Any]:
+    """The API's CampaignOut, plus the org the campaign belongs to."""
+    data = CampaignOut.model_validate(campaign).model_dump(mode="json", by_alias=True)
+    return {**data, "orgId": str(campaign.org_id), "orgName": org_name}
+
+
+def _stats_json(campaign: Campaign) -> dict[str, Any]:
+    return StatsOut.model_validate(campaign).model_dump(mode="json", by_alias=True)
+
+
+def _when(value: str | None) -> str:
+    if not value:
+        return "-"
+    return dt.datetime.fromisoformat(value).strftime("%Y-%m-%d %H:%M")
+
+
+def _short(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
+def _table(rows: list[list[str]]) -> str:
+    """Left-aligned columns, numbers (all digits) right-aligned, two spaces apart."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = []
+    for row in rows:
+        cells = [
+            cell.rjust(width) if cell.isdigit() else cell.ljust(width)
+            for cell, width in zip(row, widths, strict=True)
+        ]
+        lines.append("  ".join(cells).rstrip())
+    return "\n".join(lines)
+
+
+def _list_text(items: list[dict[str, Any]], total: int, page: int, all_orgs: bool) -> str:
+    if not items:
+        return "(no campaigns)"
+    header = ["ID", "ORG"] if all_orgs else ["ID"]
+    header += ["NAME", "STATUS", "RECIPIENTS", "DELIVERED", "FAILED", "OPENS", "CREATED (UTC)"]
+    rows = [header]
+    for c in items:
+        row = [c["id"]]
+        if all_orgs:
+            row.append(_short(c["orgName"], 24))
+        row += [_short(c["name"], NAME_WIDTH), c["status"]]
+        row += [str(c[key]) for key in ("recipients", "delivered", "failed", "opens")]
+        rows.append([*row, _when(c["createdAt"])])
+    noun = "campaign" if total == 1 else "campaigns"
+    shown = f"({total} {noun})"
+    if total > len(items):
+        shown = f"(page {page}: {len(items)} of {total} {noun}; --page for more)"
+    return f"{_table(rows)}\n{shown}"
+
+
+def _stats_text(stats: dict[str, Any]) -> str:
+    labels = {
+        "status": "Status",
+        "recipients": "Recipients",
+        "delivered": "Delivered",
+        "failed": "Failed",
+        "unknown": "Unknown",
+        "pending": "Pending",
+        "opens": "Opens",
+    }
+    lines = [f"{label:<11} {stats[key]}" for key, label in labels.items()]
+    lines.append(f"{'Open rate':<11} {stats['openRate']:.1%}")
+    return "\n".join(lines)
+
+
+def _show_text(data: dict[str, Any]) -> str:
+    bodies = ("htmlBody", "textBody")
+    width = max(len(key) for key in data)
+    lines = []
+    for key, value in data.items():
+        if key in bodies:
+            continue
+        shown = "-" if value is None or value == "" else value
+        if key == "openRate":
+            shown = f"{value:.1%}"
+        elif key == "audience":
+            statuses = ", ".join(value.get("statuses") or [])
+            shown = value["type"] + (f": {statuses}" if statuses else "")
+        lines.append(f"{key:<{width}}  {shown}")
+    for key in bodies:
+        lines += ["", f"--- {key} ---", data[key] or "(empty)"]
+    return "\n".join(lines)
+
+
+@app.command("list")
+def list_(
+    org_id: str = typer.Option(
+        None, "--org", help="Only this org's campaigns (its id). Default: every org's."
+    ),
+    status: str = typer.Option(None, "--status", help="Only DRAFT, SENDING, SENT or FAILED ones."),
+    page: int = typer.Option(1, "--page", min=1, help="Which page of results, from 1."),
+    page_size: int = typer.Option(
+        DEFAULT_PAGE_SIZE, "--page-size", min=1, max=MAX_PAGE_SIZE, help="Campaigns per page."
+    ),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """List campaigns, newest first, with their counts.
+
+    Without --org: every org's campaigns, with an ORG column.
+    --json prints {"items", "total", "page", "pageSize"}; each item is the
+    campaign as the API shows it, plus orgId and orgName.
+    Uses the database named by HERALD_DATABASE_URL (no login).
+    """
+    with operator_runtime(as_json) as runtime, unit_of_work(runtime.sessions, write=False) as s:
+        wanted = _status(status)
+        if org_id is None:
+            every = service.list_campaigns_in_all_orgs(
+                s, status=wanted, page=page, page_size=page_size
+            )
+            items = [_campaign_json(c, name) for c, name in every.items]
+            total = every.total
+        else:
+            org = get_org(s, org_id)
+            found = service.list_campaigns(s, org.id, status=wanted, page=page, page_size=page_size)
+            items = [_campaign_json(c, org.name) for c in found.items]
+            total = found.total
+    data = {"items": items, "total": total, "page": page, "pageSize": page_size}
+    emit(data, as_json, _list_text(items, total, page, all_orgs=org_id is None))
+
+
+@app.command("show")
+def show(campaign_id: str = CAMPAIGN_ID, as_json: bool = JSON_OPTION) -> None:
+    """Show every field of a campaign, with its counts and its org.
+
+    --json prints the campaign as the API does (camelCase), plus orgId and orgName.
+    Uses the database named by HERALD_DATABASE_URL (no login).
+    """
+    with operator_runtime(as_json) as runtime, unit_of_work(runtime.sessions, write=False) as s:
+        campaign = service.get_campaign_in_any_org(s, campaign_id)
+        data = _campaign_json(campaign, get_org(s, campaign.org_id).name)
+    emit(data, as_json, _show_text(data))
+
+
+def _yes(question: str) -> bool:
+    """Ask on stderr (typer.confirm would put a space on stdout, before any --json output);
+    no answer (stdin closed, Ctrl-C) is a no."""
+    typer.echo(f"{question} [y/N]: ", nl=False, err=True)
+    try:
+        answer = sys.stdin.readline()
+    except KeyboardInterrupt:
+        answer = ""
+    if not answer.endswith("\n"):
+        typer.echo(err=True)
+    return answer.strip().lower() in ("y", "yes")
+
+
+def _confirm_launch(runtime: Runtime, campaign_id: str) -> None:
+    """Ask before launching, naming how many contacts would be mailed now."""
+    with unit_of_work(runtime.sessions, write=False) as session:
+        campaign = service.get_campaign_in_any_org(session, campaign_id)
+        if campaign.status != CampaignStatus.DRAFT.value:
+            raise Conflict(
+                f"Only a DRAFT campaign can be launched; this one is {campaign.status}.",
+                code="not_draft",
+            )
+        eligible = count_eligible(session, campaign.org_id, campaign.audience)
+        org_name = get_org(session, campaign.org_id).name
+    question = (
+        f"Launch {campaign.name!r} (org {org_name!r}) to {eligible} eligible "
+        f"recipient{'' if eligible == 1 else 's'} now?"
+    )
+    if not _yes(question):
+        raise HeraldError(
+            "Not launched (answer y at the prompt, or pass --yes).", code="not_confirmed"
+        )
+
+
+@app.command("launch")
+def launch(
+    campaign_id: str = CAMPAIGN_ID,
+    yes: bool = typer.Option(
+        False, "--yes", "-y", help="Do not ask for confirmation (for scripts)."
+    ),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Launch a DRAFT campaign, as the API's launch does.
+
+    Queues one send per eligible contact (with an email, not opted out, in the
+    audience) and the campaign becomes SENDING; a running worker (herald worker,
+    or herald serve) sends them.
+    Unless --yes, first asks, showing how many contacts would be mailed.
+    Exits 1 unless the campaign is a DRAFT. Without the org's SMTP settings or a
+    sender address the campaign becomes FAILED, and the reason is printed.
+    --json prints {"status", "recipients"}.
+    Uses the database named by HERALD_DATABASE_URL (no login).
+    """
+    with operator_runtime(as_json) as runtime:
+        if not yes:
+            _confirm_launch(runtime, campaign_id)
+        with unit_of_work(runtime.sessions) as session:
+            campaign = service.get_campaign_in_any_org(session, campaign_id)
+            campaign = launch_campaign(session, campaign.org_id, campaign.id)
+            result = LaunchOut(status=campaign.status, recipients=campaign.recipients)
+    data = result.model_dump(mode="json", by_alias=True)
+    emit(data, as_json, f"Launched: {result.status}, {result.recipients} recipients.")
+
+
+def _read_stats(runtime: Runtime, campaign_id: str) -> tuple[dict[str, Any], str | None]:
+    """The figures, and why sending is paused (the org's SMTP server unreachable) if it is."""
+    with unit_of_work(runtime.sessions, write=False) as session:
+        campaign = service.get_campaign_in_any_org(session, campaign_id)
+        return _stats_json(campaign), campaign.hold_reason
+
+
+def _done(stats: dict[str, Any]) -> int:
+    return int(stats["delivered"] + stats["failed"] + stats["unknown"])
+
+
+def _label(status: str, hold: str | None) -> str:
+    if status != CampaignStatus.SENDING.value:
+        return status.capitalize()
+    return f"Held: {_short(' '.join(hold.split()), 60)}" if hold else "Sending"
+
+
+def _watch(runtime: Runtime, campaign_id: str, interval: float, hidden: bool) -> dict[str, Any]:
+    """Poll until the campaign is no longer SENDING, drawing its progress on stderr."""
+    stats, hold = _read_stats(runtime, campaign_id)
+    if stats["status"] != CampaignStatus.SENDING.value:
+        return stats
+    with typer.progressbar(
+        length=max(stats["recipients"], 1),
+        label="Sending",
+        show_pos=True,
+        file=sys.stderr,
+        hidden=hidden,
+    ) as bar:
+        shown = 0
+        while True:
+            sending = stats["status"] == CampaignStatus.SENDING.value
+            bar.label = _label(stats["status"], hold)
+            if _done(stats) > shown:
+                bar.update(_done(stats) - shown)
+                shown = _done(stats)
+            bar.render_progress()  # also when only the label changed
+            if not sending:
+                break
+            time.sleep(interval)
+            stats, hold = _read_stats(runtime, campaign_id)
+    return stats
+
+
+@app.command("stats")
+def stats(
+    campaign_id: str = CAMPAIGN_ID,
+    watch: bool = typer.Option(
+        False,
+        "--watch",
+        help="Show a progress bar (on stderr) until the campaign is no longer SENDING, then "
+        "print the final figures. Ctrl-C stops watching (exit code 130); sending goes on.",
+    ),
+    interval: float = typer.Option(
+        1.0, "--interval", min=0.1, help="With --watch: seconds between two looks."
+    ),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """A campaign's figures, as the API's stats; --watch follows its sending.
+
+    Status, recipients, delivered, failed, unknown (the mail server may have
+    taken it; never re-sent on its own), pending, opens, and the open rate
+    (opens / delivered).
+    --json prints {"status", "recipients", "delivered", "failed", "unknown",
+    "pending", "opens", "openRate"}.
+    Uses the database named by HERALD_DATABASE_URL (no login).
+    """
+    with operator_runtime(as_json) as runtime:
+        try:
+            if watch:
+                figures = _watch(runtime, campaign_id, interval, hidden=as_json)
+            else:
+                figures, _hold = _read_stats(runtime, campaign_id)
+        except KeyboardInterrupt:
+            typer.echo("\nStopped watching; the campaign goes on sending.", err=True)
+            raise typer.Exit(EXIT_INTERRUPTED) from None
+    emit(figures, as_json, _stats_text(figures))
