@@ -33,6 +33,7 @@ def test_every_command_has_help(tmp_path):
         ["org", "features"],
         ["user", "create"],
         ["user", "list"],
+        ["user", "reset-mfa"],
         ["serve"],
         ["campaign"],
         ["campaign", "list"],

@@ -61,12 +61,24 @@ def _burn_totp_step(session: Session, user: User, step: int) -> bool:
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
+def _mfa_seed(settings: Settings, sealed: str) -> str:
+    """The user's TOTP seed; unreadable once HERALD_SECRET_KEY changed (see operations.md)."""
+    try:
+        return mfa_box(settings).open(sealed)
+    except ValueError:
+        raise NotAuthenticated(
+            "This account's MFA enrolment cannot be read since the server's secret key "
+            "changed. Ask an administrator to reset it (herald user reset-mfa).",
+            code="mfa_unreadable",
+        ) from None
+
+
 def check_mfa(session: Session, settings: Settings, user: User, code: str | None) -> None:
     if not user.mfa_enabled or not user.mfa_secret:
         return
     if not code:
         raise NotAuthenticated("This account needs an MFA code.", code="mfa_required")
-    step = totp.matching_step(mfa_box(settings).open(user.mfa_secret), code)
+    step = totp.matching_step(_mfa_seed(settings, user.mfa_secret), code)
     if step is None or not _burn_totp_step(session, user, step):
         raise NotAuthenticated("The MFA code is invalid or was already used.", code="mfa_invalid")
 
@@ -175,12 +187,27 @@ def mfa_setup(session: Session, settings: Settings, user: User) -> tuple[str, st
     return secret, totp.provisioning_url(secret, user.email)
 
 
+def reset_mfa(user: User) -> None:
+    """Turn MFA off for a user (an operator's remedy for a lost device or a new secret key);
+    the user enrols again from My account."""
+    user.mfa_enabled = False
+    user.mfa_secret = None
+    user.mfa_last_step = None
+
+
 def mfa_enable(session: Session, settings: Settings, user: User, code: str) -> None:
     if user.mfa_enabled:
         raise Conflict("MFA is already enabled for this account.", code="mfa_already_enabled")
     if not user.mfa_secret:
         raise Conflict("Call MFA setup first.", code="mfa_not_set_up")
-    step = totp.matching_step(mfa_box(settings).open(user.mfa_secret), code)
+    try:
+        seed = mfa_box(settings).open(user.mfa_secret)
+    except ValueError:
+        raise Conflict(
+            "The pending enrolment cannot be read any more; start MFA setup again.",
+            code="mfa_not_set_up",
+        ) from None
+    step = totp.matching_step(seed, code)
     if step is None or not _burn_totp_step(session, user, step):
         raise ValidationFailed("The code does not match.", field="code", code="mfa_invalid")
     user.mfa_enabled = True

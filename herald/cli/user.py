@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from herald.auth.service import reset_mfa
 from herald.cli.output import JSON_OPTION, cli_session, emit
 from herald.orgs import service
 
@@ -46,3 +47,18 @@ def list_(
         ]
     text = "\n".join(f"{u['id']}  {u['role']:<8} {u['email']}" for u in items) or "(no users)"
     emit({"items": items, "total": len(items)}, as_json, text)
+
+
+@app.command("reset-mfa")
+def reset_mfa_command(
+    email: str = typer.Option(..., "--email", help="The user's login email."),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Turn MFA off for a user who lost their device, or whose enrolment cannot be read
+    after HERALD_SECRET_KEY changed. They log in with their password, then enrol again
+    from My account."""
+    with cli_session(as_json) as session:
+        user = service.get_user_by_email(session, email)
+        reset_mfa(user)
+        data = {"id": str(user.id), "email": user.email, "mfaEnabled": False}
+    emit(data, as_json, f"MFA is off for {data['email']}; they can enrol again from My account.")

@@ -98,6 +98,13 @@ def list_users(session: Session, org: Org) -> list[User]:
     )
 
 
+def get_user_by_email(session: Session, email: str) -> User:
+    user = session.scalars(select(User).where(User.email == normalise_user_email(email))).first()
+    if user is None:
+        raise NotFound("User not found.")
+    return user
+
+
 def get_org_user(session: Session, org_id: uuid.UUID, user_id: str | uuid.UUID) -> User:
     """A user of this org; another org's user is not found, like one that does not exist."""
     parsed = parse_id(user_id)

@@ -61,3 +61,43 @@ def test_totp_secret_is_encrypted_at_rest(client, runtime, db):
     secret = client.post("/api/auth/mfa/setup", headers=headers).json()["secret"]
     stored = db.get(User, user.id).mfa_secret
     assert stored and secret not in stored
+
+
+def test_after_a_secret_key_change_mfa_login_is_a_clear_401_and_an_operator_resets_it(
+    client, runtime, database_url
+):
+    """The seed sealed under the old key cannot be read: never a 500, the attempt counts,
+    and `herald user reset-mfa` lets the user in with the password to enrol again."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from herald.auth.service import mfa_box
+    from herald.db import unit_of_work
+    from herald.orgs.models import User
+    from tests.conftest import make_settings
+
+    user = make_user(runtime, make_org(runtime), mfa=True)
+    old_key = make_settings(database_url, secret_key="the key before the rotation " * 2)
+    with unit_of_work(runtime.sessions) as session:
+        session.get(User, user.id).mfa_secret = mfa_box(old_key).seal(user.totp_secret)
+
+    body = {"email": user.email, "password": PASSWORD, "mfaCode": user.totp_now()}
+    answer = client.post("/api/auth/login", json=body)
+    assert answer.status_code == 401
+    assert answer.json()["error"]["code"] == "mfa_unreadable"
+    assert "herald user reset-mfa" in answer.json()["error"]["message"]
+
+    herald = str(Path(sys.executable).with_name("herald"))
+    env = {**os.environ, "HERALD_DATABASE_URL": database_url, "HERALD_LOG_LEVEL": "WARNING"}
+    done = subprocess.run(
+        [herald, "user", "reset-mfa", "--email", user.email.upper(), "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    answer = client.post("/api/auth/login", json={"email": user.email, "password": PASSWORD})
+    assert answer.status_code == 200
