@@ -53,6 +53,12 @@ class Settings(BaseSettings):
         default=1.0, description="How often buffered open-pixel hits are written."
     )
 
+    forwarded_allow_ips: str = Field(
+        default="",
+        description="Reverse proxies (comma-separated addresses) whose X-Forwarded-For and "
+        "X-Forwarded-Proto `herald serve` trusts, so login throttling sees each client.",
+    )
+
     max_upload_bytes: int = Field(
         default=200 * 1024 * 1024, description="Largest CSV import accepted, in bytes."
     )

@@ -28,5 +28,7 @@ def serve(
         port=port,
         log_level=settings.log_level.lower(),
         access_log=False,
-        proxy_headers=False,
+        # Forwarded headers only from the proxies named in HERALD_FORWARDED_ALLOW_IPS.
+        proxy_headers=bool(settings.forwarded_allow_ips),
+        forwarded_allow_ips=settings.forwarded_allow_ips or None,
     )
