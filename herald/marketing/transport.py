@@ -156,13 +156,16 @@ class SmtpConnection:
                         break
             for command, reply in zip(commands[:2], replies, strict=False):
                 if not reply.ok:
+                    if self._closing(replies):
+                        raise SmtpError(reply, command.split(":")[0])
                     if replies[-1].code == 354:  # DATA accepted without a recipient: end it
                         self._write(".\r\n")
                         await self._read_reply()
                     await self._reset()
                     raise SmtpError(reply, command.split(":")[0])
             if replies[-1].code != 354:
-                await self._reset()
+                if not self._closing(replies):
+                    await self._reset()
                 raise SmtpError(replies[-1], "DATA")
             self._writer.write(dot_stuff(message))
             phase = Phase.AFTER_DOT
@@ -179,6 +182,7 @@ class SmtpConnection:
             self.abort()
             raise ConnectionLost(f"connection lost: {exc or type(exc).__name__}", phase) from exc
         if not reply.ok:
+            self._closing([reply])
             raise SmtpError(reply, "end of DATA")
         return reply
 
@@ -190,6 +194,14 @@ class SmtpConnection:
             except (OSError, EOFError, asyncio.IncompleteReadError, TimeoutError, ssl.SSLError):
                 pass
         self.abort()
+
+    def _closing(self, replies: list[Reply]) -> bool:
+        """421: the server is closing the channel (RFC 5321 3.8). Nothing more may be sent
+        on it; a message written next would be lost after its dot, as if maybe delivered."""
+        if any(r.code == 421 for r in replies):
+            self.abort()
+            return True
+        return False
 
     def abort(self) -> None:
         self.broken = True

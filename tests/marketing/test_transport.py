@@ -106,6 +106,25 @@ def test_a_refused_recipient_leaves_the_connection_usable(smtp_server: SmtpServe
     assert [m.rcpt_tos for m in smtp_server.messages] == [["here@example.com"]]
 
 
+@pytest.mark.parametrize("stage", ["rcpt", "data"])
+def test_a_421_closes_the_connection_for_good(smtp_server: SmtpServer, stage: str) -> None:
+    """421 means the server is closing the channel: nothing more is sent on it, so the next
+    message can never be written into a closing connection and end "maybe delivered"."""
+    smtp_server.script("busy@example.com", reject("421 4.3.2 Shutting down", stage=stage))  # type: ignore[arg-type]
+
+    async def go() -> tuple[int, bool]:
+        conn = await SmtpConnection.open(settings_for(smtp_server, "none"))
+        with pytest.raises(SmtpError) as closing:
+            await conn.send("a@example.com", "busy@example.com", MESSAGE)
+        with pytest.raises(ConnectionLost) as refused:
+            await conn.send("a@example.com", "next@example.com", MESSAGE)
+        assert refused.value.phase is Phase.BEFORE_DATA
+        return closing.value.reply.code, conn.broken
+
+    assert asyncio.run(go()) == (421, True)
+    assert smtp_server.messages == []
+
+
 def test_a_drop_after_the_final_dot_is_reported_as_possibly_delivered(
     smtp_server: SmtpServer,
 ) -> None:
