@@ -8,6 +8,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.formparsers import MultiPartException
 
 from herald.errors import HeraldError
 from herald.log import get_logger
@@ -100,8 +101,36 @@ async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
     return error_response(422, "validation_error", message, details)
 
 
+# Reading the body can fail before any field is looked at: a JSON body that is not UTF-8
+# (FastAPI answers a bare 400 "There was an error parsing the body"), a form or multipart
+# body Starlette cannot parse (a 400 with its parser's message, e.g. no boundary). Both are
+# bad input like any other: 422 with the body named, as for a JSON syntax error.
+_BODY_PARSE_FAILED = "There was an error parsing the body"
+
+
+def _unparsable_body(exc: StarletteHTTPException) -> str | None:
+    """What is wrong with a body that could not be read, or None for any other error."""
+    if exc.status_code != 400:
+        return None
+    if isinstance(exc.__context__, MultiPartException):
+        message = f"The form could not be read: {exc.__context__.message}"
+    elif exc.detail != _BODY_PARSE_FAILED:
+        return None
+    elif isinstance(exc.__cause__, UnicodeDecodeError):
+        message = "The request body is not valid JSON: it is not UTF-8 text."
+    else:
+        message = "The request body could not be read."
+    return message
+
+
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
+    unparsable = _unparsable_body(exc)
+    if unparsable is not None:
+        if wants_page(request):
+            return error_page(request, 422, unparsable)
+        details = [{"field": "body", "message": unparsable}]
+        return error_response(422, "validation_error", f"body: {unparsable}", details)
     code = _HTTP_CODES.get(exc.status_code, "http_error")
     message = exc.detail if isinstance(exc.detail, str) else "Request failed."
     if exc.status_code == 404 and message == "Not Found":

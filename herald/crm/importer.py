@@ -54,6 +54,7 @@ COLUMNS = {
 }
 _TEXT_FIELDS = {"first_name": "firstName", "last_name": "lastName", "company_name": "companyName"}
 _HEADER_NOISE = re.compile(r"[\s_\-]")
+_SHOWN_UNKNOWN = 10  # a header of 100,000 unknown names gets a short message, not a megabyte
 
 Progress = Callable[[int], None]
 
@@ -224,8 +225,11 @@ def _parse_header(header: list[str] | None) -> list[str]:
             raise ValidationFailed(f"The header names the column {entry[1]!r} twice.", field="file")
         columns.append(entry[0])
     if unknown:
+        shown = ", ".join(unknown[:_SHOWN_UNKNOWN])
+        if len(unknown) > _SHOWN_UNKNOWN:
+            shown += f" and {len(unknown) - _SHOWN_UNKNOWN} more"
         raise ValidationFailed(
-            f"Unknown column(s) in the header (line 1): {', '.join(unknown)}. "
+            f"Unknown column(s) in the header (line 1): {shown}. "
             f"The first line must be a header with these columns: {known}.",
             field="file",
         )

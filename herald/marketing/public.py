@@ -44,7 +44,9 @@ def _page(request: Request, name: str, status: int, **context: object) -> HTMLRe
     return response
 
 
-@router.get("/u/{token}", response_class=HTMLResponse)
+# `:path`: a mangled link (an encoded slash in it) still gets the generic page, not a 404
+# of the app's own.
+@router.get("/u/{token:path}", response_class=HTMLResponse)
 def unsubscribe_page(
     token: str, request: Request, session: Session = Depends(get_session, scope="function")
 ) -> HTMLResponse:
@@ -64,7 +66,7 @@ def unsubscribe_page(
     )
 
 
-@router.post("/u/{token}", response_class=HTMLResponse)
+@router.post("/u/{token:path}", response_class=HTMLResponse)
 def unsubscribe_post(
     token: str, request: Request, session: Session = Depends(get_session, scope="function")
 ) -> HTMLResponse:
