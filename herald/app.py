@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy import text
 
+from herald.apidocs import install_api_docs
 from herald.auth.routes import router as auth_router
 from herald.auth.views import router as account_pages
 from herald.bodylimit import BodyLimit
@@ -69,7 +70,7 @@ def create_app(
         title="Herald",
         summary="Bulk email campaigns for CRM contacts.",
         version="0.1.0",
-        docs_url="/api/docs",
+        docs_url=None,  # herald.apidocs serves it, without a CDN
         redoc_url=None,
         openapi_url="/api/openapi.json",
     )
@@ -79,6 +80,7 @@ def create_app(
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     install_error_handlers(app)
     install_openapi(app)
+    install_api_docs(app)
     app.include_router(auth_router)
     for router in _area_routers():
         app.include_router(router)

@@ -50,7 +50,7 @@ SKIPPED: dict[tuple[str, str], str] = {
     ("GET", "/static/{path}"): "static files, public by design",
     ("GET", "/api/openapi.json"): "the public API description (tests/test_openapi.py)",
     ("GET", "/api/docs"): "the public Swagger page for the API description",
-    ("GET", "/docs/oauth2-redirect"): "FastAPI's static Swagger helper page, no data",
+    ("GET", "/api/docs/assets/{path}"): "Swagger UI's static files, public by design",
     ("GET", "/healthz"): "public health check (tests/test_health.py)",
     ("GET", "/login"): "the login page is public (tests/web, tests/browser)",
     ("POST", "/login"): "public login form (tests/security/test_totp.py, test_csrf_and_cookies.py)",
