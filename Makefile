@@ -1,5 +1,5 @@
 # Herald developer commands. `make run` and `make test` are all a newcomer needs.
-.PHONY: setup run test test-sqlite test-postgres lint format migration screenshots
+.PHONY: setup run test test-sqlite test-postgres chaos lint format migration screenshots
 
 UV ?= $(shell command -v uv 2>/dev/null || echo "$(CURDIR)/.venv-tools/bin/uv")
 VENV := .venv
@@ -33,6 +33,16 @@ test-postgres: setup
 	@case "$$HERALD_TEST_DATABASE_URL" in postgresql*) ;; \
 	  *) echo "test-postgres needs HERALD_TEST_DATABASE_URL=postgresql+psycopg://..."; exit 2;; esac
 	$(PYTEST) -q --junitxml=.reports/postgres.xml
+
+# The reliability suites at a bigger size than make test runs them (sizes overridable; a
+# seed from a failed run replays it: HERALD_CHAOS_SEED=...). PostgreSQL too when
+# HERALD_TEST_DATABASE_URL is set.
+CHAOS_ENV := HERALD_CHAOS_RECIPIENTS=$${HERALD_CHAOS_RECIPIENTS:-20000} \
+	HERALD_CHAOS_WORKERS=$${HERALD_CHAOS_WORKERS:-4} HERALD_CHAOS_KILLS=$${HERALD_CHAOS_KILLS:-30}
+chaos: setup
+	$(CHAOS_ENV) env -u HERALD_TEST_DATABASE_URL $(PYTEST) -q tests/reliability
+	@if [ -n "$$HERALD_TEST_DATABASE_URL" ]; then $(CHAOS_ENV) $(PYTEST) -q tests/reliability; \
+	else echo "PostgreSQL chaos skipped: HERALD_TEST_DATABASE_URL is not set."; fi
 
 lint: setup
 	$(VENV)/bin/ruff check herald tests bench scripts
