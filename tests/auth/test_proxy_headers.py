@@ -6,19 +6,14 @@ from __future__ import annotations
 import os
 import secrets
 import subprocess
-import sys
-from pathlib import Path
 
 import httpx
 
-from tests.conftest import TEST_SECRET, free_port
-from tests.marketing.engine import stop_process, wait_until
-
-HERALD = str(Path(sys.executable).with_name("herald"))
+from tests.conftest import TEST_SECRET
+from tests.marketing.engine import serve_process, stop_process
 
 
 def serve(database_url: str, **env: str) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
     environment = {
         **os.environ,
         "HERALD_DATABASE_URL": database_url,
@@ -27,22 +22,7 @@ def serve(database_url: str, **env: str) -> tuple[subprocess.Popen[bytes], str]:
         "HERALD_LOGIN_ADDRESS_MAX_FAILURES": "2",
         **env,
     }
-    process = subprocess.Popen(
-        [HERALD, "serve", "--no-worker", "--port", str(port)],
-        env=environment,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-
-    def healthy() -> bool:
-        try:
-            return httpx.get(f"{url}/healthz").status_code == 200
-        except httpx.TransportError:
-            return False
-
-    wait_until(healthy, timeout=60)
-    return process, url
+    return serve_process(environment, "--no-worker")
 
 
 def failed_login(url: str, client_address: str, n: int) -> int:

@@ -10,26 +10,11 @@ import jwt
 import pytest
 
 from herald.auth.tokens import _signing_key
-from tests.orgs.factories import login, make_org, make_user
+from tests.orgs.factories import claims_for, login, make_org, make_user
 
 
 def b64(data: dict) -> str:
     return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
-
-
-def claims_for(user, runtime, **overrides) -> dict:
-    now = int(time.time())
-    claims = {
-        "sub": str(user.id),
-        "org": str(user.org_id),
-        "role": user.role,
-        "iat": now,
-        "exp": now + 600,
-        "aud": runtime.settings.jwt_audience,
-        "iss": runtime.settings.jwt_issuer,
-    }
-    claims.update(overrides)
-    return {k: v for k, v in claims.items() if v is not None}
 
 
 def me(client, token: str):

@@ -226,6 +226,31 @@ def start_worker_process(
     )
 
 
+def serve_process(env: dict[str, str], *args: str) -> tuple[subprocess.Popen[bytes], str]:
+    """`herald serve` on a free port with ``env``; returns once /healthz answers 200."""
+    import httpx
+
+    from tests.conftest import free_port
+
+    port = free_port()
+    process = subprocess.Popen(
+        [HERALD, "serve", "--port", str(port), *args],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+
+    def healthy() -> bool:
+        try:
+            return httpx.get(f"{url}/healthz").status_code == 200
+        except httpx.TransportError:
+            return False
+
+    wait_until(healthy, timeout=60)
+    return process, url
+
+
 def stop_process(process: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:
     if process.poll() is None:
         process.send_signal(sig)

@@ -17,6 +17,7 @@ from tests.marketing.engine import (
     campaign,
     fast_runtime,
     sends,
+    serve_process,
     start_worker_process,
     status_counts,
     stop_process,
@@ -116,12 +117,6 @@ def test_sigterm_finishes_in_flight_messages_and_leaves_the_rest_queued(runtime,
 
 def test_herald_serve_runs_a_worker_unless_told_not_to(runtime, smtp_server):
     import os
-    import subprocess
-
-    import httpx
-
-    from tests.conftest import free_port
-    from tests.marketing.engine import HERALD
 
     rt = fast_runtime(runtime)
     env = {
@@ -131,26 +126,7 @@ def test_herald_serve_runs_a_worker_unless_told_not_to(runtime, smtp_server):
         "HERALD_LOG_LEVEL": "WARNING",
     }
 
-    def serve(*extra: str) -> tuple[subprocess.Popen[bytes], str]:
-        port = free_port()
-        process = subprocess.Popen(
-            [HERALD, "serve", "--port", str(port), *extra],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        url = f"http://127.0.0.1:{port}"
-
-        def healthy() -> bool:
-            try:
-                return httpx.get(f"{url}/healthz").status_code == 200
-            except httpx.TransportError:
-                return False
-
-        wait_until(healthy, timeout=60)
-        return process, url
-
-    idle, _ = serve("--no-worker")
+    idle, _ = serve_process(env, "--no-worker")
     try:
         quiet = arrange(rt, smtp_server, 5)
         time.sleep(2)
@@ -158,7 +134,7 @@ def test_herald_serve_runs_a_worker_unless_told_not_to(runtime, smtp_server):
     finally:
         stop_process(idle)
 
-    busy, _ = serve()
+    busy, _ = serve_process(env)
     try:
         wait_for_status(rt, quiet.campaign_id, "SENT", timeout=60)
     finally:

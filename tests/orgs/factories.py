@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from dataclasses import dataclass
 
@@ -65,3 +66,19 @@ def admin_headers(client: httpx.Client, runtime: Runtime, role: str = "ADMIN") -
     """A fresh licensed org with one user of ``role``, logged in."""
     org = make_org(runtime)
     return login(client, make_user(runtime, org, role))
+
+
+def claims_for(user: SeededUser, runtime: Runtime, **overrides: object) -> dict[str, object]:
+    """The claims of a valid access token for ``user``; an override of None drops a claim."""
+    now = int(time.time())
+    claims: dict[str, object] = {
+        "sub": str(user.id),
+        "org": str(user.org_id),
+        "role": user.role,
+        "iat": now,
+        "exp": now + 600,
+        "aud": runtime.settings.jwt_audience,
+        "iss": runtime.settings.jwt_issuer,
+    }
+    claims.update(overrides)
+    return {k: v for k, v in claims.items() if v is not None}

@@ -182,3 +182,16 @@ def page_session(client: httpx.Client, user: SeededUser) -> dict[str, str]:
     response = page_login(client, user)
     assert response.status_code == 303, response.text
     return cookie_values(response)
+
+
+def page_logout(client: httpx.Client, csrf: str, session: dict[str, str]) -> httpx.Response:
+    """The Log out form's post, carrying the page session's cookies and its CSRF token."""
+    client.cookies.clear()
+    return client.post(
+        "/logout",
+        data={"csrf_token": csrf},
+        headers={
+            "Cookie": f"herald_csrf={csrf}; herald_access={session['herald_access']}; "
+            f"herald_refresh={session['herald_refresh']}"
+        },
+    )

@@ -25,6 +25,7 @@ from tests.security.conftest import (
     CSRF,
     cookie_values,
     page_login,
+    page_logout,
     set_cookie_headers,
 )
 from tests.security.test_route_matrix import SKIPPED, app_routes, is_page, page_form
@@ -186,15 +187,7 @@ def test_every_cookie_carries_its_flags(start_server, runtime, scheme):
             seen.setdefault(name, []).append(header)
         session = cookie_values(logged_in)
         csrf = cookie_values(form)["herald_csrf"]
-        c.cookies.clear()
-        out = c.post(
-            "/logout",
-            data={"csrf_token": csrf},
-            headers={
-                "Cookie": f"herald_csrf={csrf}; herald_refresh={session['herald_refresh']}; "
-                f"herald_access={session['herald_access']}"
-            },
-        )
+        out = page_logout(c, csrf, session)
         for name, header in set_cookie_headers(out).items():
             seen.setdefault(name, []).append(header)
 

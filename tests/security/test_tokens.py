@@ -27,8 +27,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from herald.auth.tokens import REQUIRED_CLAIMS, _signing_key
 from herald.runtime import Runtime
-from tests.orgs.factories import PASSWORD, SeededUser, make_org, make_user
-from tests.security.conftest import cookie_values, page_session
+from tests.orgs.factories import PASSWORD, SeededUser, claims_for, make_org, make_user
+from tests.security.conftest import cookie_values, page_logout, page_session
 
 API_ROUTE = "/api/crm/contacts"
 PAGE_ROUTE = "/crm/contacts"
@@ -40,21 +40,6 @@ def b64(data: bytes) -> str:
 
 def segment(value: dict) -> str:
     return b64(json.dumps(value).encode())
-
-
-def claims_for(user: SeededUser, runtime: Runtime, **overrides: object) -> dict:
-    now = int(time.time())
-    claims: dict[str, object] = {
-        "sub": str(user.id),
-        "org": str(user.org_id),
-        "role": user.role,
-        "iat": now,
-        "exp": now + 600,
-        "aud": runtime.settings.jwt_audience,
-        "iss": runtime.settings.jwt_issuer,
-    }
-    claims.update(overrides)
-    return {k: v for k, v in claims.items() if v is not None}
 
 
 def hs256_by_hand(claims: dict, secret: bytes, alg: str = "HS256") -> str:
@@ -279,15 +264,7 @@ def test_page_logout_revokes_the_session_refresh_token(start_server, runtime):
             "/crm/contacts", headers={"Cookie": f"herald_access={cookies['herald_access']}"}
         )
         csrf = cookie_values(form)["herald_csrf"]
-        c.cookies.clear()
-        out = c.post(
-            "/logout",
-            data={"csrf_token": csrf},
-            headers={
-                "Cookie": f"herald_csrf={csrf}; herald_access={cookies['herald_access']}; "
-                f"herald_refresh={cookies['herald_refresh']}"
-            },
-        )
+        out = page_logout(c, csrf, cookies)
     assert out.status_code == 303 and out.headers["location"] == "/login"
     assert cookie_values(out) == {"herald_access": "", "herald_refresh": ""}
     # the refresh token no longer opens a session, on this process or another
