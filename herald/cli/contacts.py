@@ -14,7 +14,7 @@ from herald.crm.schemas import ContactOut
 from herald.orgs.service import get_org
 from herald.schemas import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 
-app = typer.Typer(help="CRM contacts.", no_args_is_help=True)
+app = typer.Typer(help="CRM contacts of an org: import a CSV, list them.", no_args_is_help=True)
 
 SHOWN_ERRORS = 20
 

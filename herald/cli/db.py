@@ -7,7 +7,9 @@ import typer
 from herald import migrate
 from herald.settings import get_settings
 
-app = typer.Typer(help="Database schema.", no_args_is_help=True)
+app = typer.Typer(
+    help="The database schema: apply the migrations to HERALD_DATABASE_URL.", no_args_is_help=True
+)
 
 
 @app.command("upgrade")

@@ -2,57 +2,7 @@
 
 from __future__ import annotations
 
-import logging
-import socket
-from typing import Any
-
 import typer
-import uvicorn
-
-from herald import migrate
-from herald.app import create_app
-from herald.db import unit_of_work
-from herald.dev.catcher import MailCatcher
-from herald.dev.demo import DemoLogin, ensure_demo
-from herald.dev.mailbox import Mailbox
-from herald.runtime import Runtime
-from herald.settings import Settings, get_settings
-
-
-def _refuse_busy_port(host: str, port: int, what: str, option: str) -> None:
-    with socket.socket() as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind((host, port))
-        except OSError:
-            typer.echo(
-                f"Error: port {port} on {host} ({what}) is in use. Stop what holds it, "
-                f"or choose another with {option}.",
-                err=True,
-            )
-            raise typer.Exit(2) from None
-
-
-class _AnnouncingServer(uvicorn.Server):
-    """Prints where to go once the app accepts connections."""
-
-    def __init__(self, config: uvicorn.Config, lines: list[str]) -> None:
-        super().__init__(config)
-        self.lines = lines
-
-    async def startup(self, sockets: Any = None) -> None:
-        await super().startup(sockets)
-        if self.started:
-            typer.echo("\n".join(["", *self.lines, "Press Ctrl-C to stop.", ""]))
-
-
-def dev_settings(host: str, port: int) -> Settings:
-    """Dev mode; links in the mail point at this server unless HERALD_BASE_URL says otherwise."""
-    settings = get_settings()
-    update: dict[str, Any] = {"env": "dev"}
-    if "base_url" not in settings.model_fields_set:
-        update["base_url"] = f"http://{host}:{port}"
-    return settings.model_copy(update=update)
 
 
 def dev(
@@ -68,38 +18,6 @@ def dev(
     login. Ctrl-C stops everything. Data stays under ./data (HERALD_DATABASE_URL and
     HERALD_DEV_DIR move it); a second run reuses it.
     """
-    settings = dev_settings(host, port)
-    _refuse_busy_port(host, port, "the web app", "--port")
-    _refuse_busy_port("127.0.0.1", smtp_port, "the mail catcher", "--smtp-port")
-    migrate.upgrade(settings.database_url)
-    runtime = Runtime.from_settings(settings)
-    with unit_of_work(runtime.sessions) as session:
-        login = ensure_demo(session, settings, settings.dev_dir, smtp_port)
-    logging.getLogger("mail.log").setLevel(logging.WARNING)  # aiosmtpd's per-connection chatter
-    catcher = MailCatcher(Mailbox(settings.mailbox_dir), port=smtp_port)
-    catcher.start()
-    try:
-        config = uvicorn.Config(
-            create_app(settings, runtime, embedded_worker=True),
-            host=host,
-            port=port,
-            log_level=settings.log_level.lower(),
-            access_log=False,
-        )
-        _AnnouncingServer(config, announcement(settings, login, smtp_port)).run()
-    finally:
-        catcher.stop()
-        runtime.engine.dispose()
-        typer.echo("Herald stopped: the web app, the worker and the mail catcher.")
+    from herald.dev.run import run  # imported when used: the web app is heavy to import
 
-
-def announcement(settings: Settings, login: DemoLogin, smtp_port: int) -> list[str]:
-    app_url = settings.base_url.rstrip("/")
-    return [
-        "Herald is running" + (" with a new demo org." if login.created else "."),
-        f"App: {app_url}/",
-        f"Inbox: {app_url}/dev/inbox",
-        f"Login: {login.admin_email} / {login.password}",
-        f"Manager login: {login.manager_email} / {login.password}",
-        f"Mail catcher: smtp://127.0.0.1:{smtp_port} (messages kept in {settings.mailbox_dir})",
-    ]
+    run(host, port, smtp_port)

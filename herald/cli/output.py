@@ -5,14 +5,15 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
-from herald.db import unit_of_work
 from herald.errors import HeraldError
-from herald.runtime import Runtime
 from herald.settings import DEV_SECRET_KEY, Settings, get_settings
+
+if TYPE_CHECKING:
+    from herald.runtime import Runtime
 
 JSON_OPTION = typer.Option(False, "--json", help="Print one machine-readable JSON object.")
 
@@ -33,6 +34,8 @@ def fail(message: str, as_json: bool = False, code: str = "error") -> None:
 def operator_runtime(as_json: bool = False) -> Iterator[Runtime]:
     """The configured database, for commands that open several short sessions (with a prompt,
     a wait or a stream between them); a HeraldError prints and exits 1."""
+    from herald.runtime import Runtime  # imported when used: it brings in FastAPI
+
     runtime = Runtime.from_settings(get_settings())
     try:
         yield runtime
@@ -45,6 +48,8 @@ def operator_runtime(as_json: bool = False) -> Iterator[Runtime]:
 @contextmanager
 def cli_session(as_json: bool = False) -> Iterator[Any]:
     """A committed unit of work on the configured database; errors print and exit 1."""
+    from herald.db import unit_of_work
+
     with operator_runtime(as_json) as runtime, unit_of_work(runtime.sessions) as session:
         yield session
 

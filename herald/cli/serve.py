@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import typer
-import uvicorn
 
-from herald.app import create_app
 from herald.cli.output import require_secret_key
 from herald.settings import get_settings
 
@@ -18,6 +16,10 @@ def serve(
     ),
 ) -> None:
     """Run the web app and API (and, unless --no-worker, a sending worker)."""
+    import uvicorn  # here, not at the top: every other command starts faster without it
+
+    from herald.app import create_app
+
     settings = get_settings()
     require_secret_key(settings)
     app = create_app(settings, embedded_worker=not no_worker)

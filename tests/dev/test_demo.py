@@ -8,7 +8,7 @@ from herald.crm.models import DEFAULT_STATUSES, Contact
 from herald.db import unit_of_work
 from herald.dev.demo import ensure_demo
 from herald.mailconfig.service import get_config
-from herald.marketing.models import Campaign, CampaignStatus
+from herald.marketing.models import Campaign
 
 
 def demo(runtime, dev_dir, smtp_port=2525):
@@ -30,10 +30,8 @@ def test_demo_org_has_varied_contacts_drafts_and_the_catcher(runtime, tmp_path, 
     with unit_of_work(runtime.sessions) as session:
         contacts = session.scalars(select(Contact).where(Contact.org_id == login.org_id)).all()
         config = get_config(session, login.org_id)
-        drafts = session.scalars(
-            select(Campaign.name).where(
-                Campaign.org_id == login.org_id, Campaign.status == CampaignStatus.DRAFT
-            )
+        campaigns = session.scalars(
+            select(Campaign.name).where(Campaign.org_id == login.org_id)
         ).all()
     assert 150 <= len(contacts) <= 250
     assert {c.status for c in contacts} == set(DEFAULT_STATUSES)
@@ -41,7 +39,8 @@ def test_demo_org_has_varied_contacts_drafts_and_the_catcher(runtime, tmp_path, 
     assert any(c.email is None for c in contacts)
     assert any(not (c.first_name or "").isascii() for c in contacts)
     assert config is not None and (config.host, config.port) == ("127.0.0.1", 2525)
-    assert "Welcome to Herald" in drafts
+    # (made as drafts; another test of the same database may have launched one since)
+    assert {"Welcome to Herald", "Customers only: autumn news"} <= set(campaigns)
 
 
 def test_a_second_run_reuses_everything_and_follows_the_catcher_port(runtime, tmp_path, client):
