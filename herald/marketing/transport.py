@@ -101,6 +101,7 @@ class SmtpConnection:
         self.settings = settings
         self.extensions: dict[str, str] = {}
         self.broken = False
+        self._phase = Phase.BEFORE_DATA  # where the current transaction is, for ConnectionLost
 
     @classmethod
     async def open(cls, settings: SmtpSettings) -> SmtpConnection:
@@ -118,58 +119,39 @@ class SmtpConnection:
         )
         conn = cls(reader, writer, settings)
         try:
-            await conn._expect(await conn._read_reply(), "greeting")
-            await conn._ehlo()
-            if settings.security == "starttls":
-                if "starttls" not in conn.extensions:
-                    raise SmtpError(Reply(0, "the server does not offer STARTTLS"), "STARTTLS")
-                await conn._command("STARTTLS", "STARTTLS")
-                if reader.at_eof() or len(getattr(reader, "_buffer", b"")):
-                    # Bytes that arrived before the handshake would be read as if they had
-                    # come over TLS: a man in the middle's injection. Refuse the session.
-                    raise SmtpError(Reply(0, "data arrived before the TLS handshake"), "STARTTLS")
-                await writer.start_tls(settings.tls_context(), server_hostname=settings.host)
-                await conn._ehlo()
-            if settings.username:
-                await conn._login()
+            async with asyncio.timeout(settings.timeout):
+                await conn._handshake(reader, writer)
         except BaseException:
             conn.abort()
             raise
         return conn
 
+    async def _handshake(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        settings = self.settings
+        await self._expect(await self._read_reply(), "greeting")
+        await self._ehlo()
+        if settings.security == "starttls":
+            if "starttls" not in self.extensions:
+                raise SmtpError(Reply(0, "the server does not offer STARTTLS"), "STARTTLS")
+            await self._command("STARTTLS", "STARTTLS")
+            if reader.at_eof() or len(getattr(reader, "_buffer", b"")):
+                # Bytes that arrived before the handshake would be read as if they had
+                # come over TLS: a man in the middle's injection. Refuse the session.
+                raise SmtpError(Reply(0, "data arrived before the TLS handshake"), "STARTTLS")
+            await writer.start_tls(settings.tls_context(), server_hostname=settings.host)
+            await self._ehlo()
+        if settings.username:
+            await self._login()
+
     async def send(self, sender: str, recipient: str, message: bytes) -> Reply:
         """Send one message; the final reply (2xx) or SmtpError / ConnectionLost."""
         if self.broken:
             raise ConnectionLost("connection already broken", Phase.BEFORE_DATA)
-        commands = [f"MAIL FROM:<{sender}>", f"RCPT TO:<{recipient}>", "DATA"]
-        phase = Phase.BEFORE_DATA
+        self._phase = Phase.BEFORE_DATA
         try:
-            if "pipelining" in self.extensions:
-                self._write("".join(c + "\r\n" for c in commands))
-                replies = [await self._read_reply() for _ in commands]
-            else:
-                replies = []
-                for command in commands:
-                    self._write(command + "\r\n")
-                    replies.append(await self._read_reply())
-                    if not (replies[-1].ok or replies[-1].code == 354):
-                        break
-            for command, reply in zip(commands[:2], replies, strict=False):
-                if not reply.ok:
-                    if self._closing(replies):
-                        raise SmtpError(reply, command.split(":")[0])
-                    if replies[-1].code == 354:  # DATA accepted without a recipient: end it
-                        self._write(".\r\n")
-                        await self._read_reply()
-                    await self._reset()
-                    raise SmtpError(reply, command.split(":")[0])
-            if replies[-1].code != 354:
-                if not self._closing(replies):
-                    await self._reset()
-                raise SmtpError(replies[-1], "DATA")
-            self._writer.write(dot_stuff(message))
-            phase = Phase.AFTER_DOT
-            reply = await self._read_reply()
+            # One deadline for the whole transaction: cheaper than one per reply line.
+            async with asyncio.timeout(self.settings.timeout):
+                reply = await self._transaction(sender, recipient, message)
         except (
             OSError,
             EOFError,
@@ -180,11 +162,42 @@ class SmtpConnection:
             ssl.SSLError,
         ) as exc:
             self.abort()
-            raise ConnectionLost(f"connection lost: {exc or type(exc).__name__}", phase) from exc
+            raise ConnectionLost(
+                f"connection lost: {exc or type(exc).__name__}", self._phase
+            ) from exc
         if not reply.ok:
             self._closing([reply])
             raise SmtpError(reply, "end of DATA")
         return reply
+
+    async def _transaction(self, sender: str, recipient: str, message: bytes) -> Reply:
+        commands = [f"MAIL FROM:<{sender}>", f"RCPT TO:<{recipient}>", "DATA"]
+        if "pipelining" in self.extensions:
+            self._write("".join(c + "\r\n" for c in commands))
+            replies = [await self._read_reply() for _ in commands]
+        else:
+            replies = []
+            for command in commands:
+                self._write(command + "\r\n")
+                replies.append(await self._read_reply())
+                if not (replies[-1].ok or replies[-1].code == 354):
+                    break
+        for command, reply in zip(commands[:2], replies, strict=False):
+            if not reply.ok:
+                if self._closing(replies):
+                    raise SmtpError(reply, command.split(":")[0])
+                if replies[-1].code == 354:  # DATA accepted without a recipient: end it
+                    self._write(".\r\n")
+                    await self._read_reply()
+                await self._reset()
+                raise SmtpError(reply, command.split(":")[0])
+        if replies[-1].code != 354:
+            if not self._closing(replies):
+                await self._reset()
+            raise SmtpError(replies[-1], "DATA")
+        self._writer.write(dot_stuff(message))
+        self._phase = Phase.AFTER_DOT
+        return await self._read_reply()
 
     async def close(self) -> None:
         if not self.broken:
@@ -215,7 +228,7 @@ class SmtpConnection:
     async def _read_reply(self) -> Reply:
         lines: list[str] = []
         while True:
-            raw = await asyncio.wait_for(self._reader.readline(), self.settings.timeout)
+            raw = await self._reader.readline()  # callers hold the deadline
             if not raw:
                 raise EOFError("the server closed the connection")
             line = raw.decode("utf-8", "replace").rstrip("\r\n")
