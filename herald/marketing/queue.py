@@ -14,7 +14,17 @@ import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 
-from sqlalchemy import ColumnElement, and_, func, literal_column, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    and_,
+    case,
+    func,
+    literal,
+    literal_column,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.orm import Session
 
 from herald.crm.models import Contact
@@ -278,33 +288,33 @@ def record_outcomes(
 
 
 def add_to_counters(session: Session, campaign_id: uuid.UUID, counts: Counter[str]) -> None:
-    """Move a campaign's counters, and mark it SENT once no send is pending."""
+    """Move a campaign's counters, and mark it SENT once no send is pending: one UPDATE, as
+    it runs once per chunk on the sending path."""
     if not any(counts.values()):
         return
+    delivered = Campaign.delivered + counts["delivered"]
+    failed = Campaign.failed + counts["failed"]
+    unknown = Campaign.unknown + counts["unknown"]
+    # SET expressions read the row as it was, so "done" is computed from the new counts.
+    done = and_(
+        Campaign.status == CampaignStatus.SENDING.value,
+        delivered + failed + unknown >= Campaign.recipients,
+    )
+    now = utcnow()
     session.execute(
         update(Campaign)
         .where(Campaign.id == campaign_id)
         .values(
-            delivered=Campaign.delivered + counts["delivered"],
-            failed=Campaign.failed + counts["failed"],
-            unknown=Campaign.unknown + counts["unknown"],
-            updated_at=utcnow(),
+            delivered=delivered,
+            failed=failed,
+            unknown=unknown,
+            updated_at=now,
+            status=case((done, CampaignStatus.SENT.value), else_=Campaign.status),
+            completed_at=case(
+                (done, literal(now, Campaign.completed_at.type)), else_=Campaign.completed_at
+            ),
+            hold_reason=case((done, None), else_=Campaign.hold_reason),
         )
-        .execution_options(synchronize_session=False)
-    )
-    mark_sent_if_done(session, campaign_id)
-
-
-def mark_sent_if_done(session: Session, campaign_id: uuid.UUID) -> None:
-    now = utcnow()
-    session.execute(
-        update(Campaign)
-        .where(
-            Campaign.id == campaign_id,
-            Campaign.status == CampaignStatus.SENDING.value,
-            Campaign.delivered + Campaign.failed + Campaign.unknown >= Campaign.recipients,
-        )
-        .values(status=CampaignStatus.SENT.value, completed_at=now, hold_reason=None)
         .execution_options(synchronize_session=False)
     )
 
