@@ -44,7 +44,13 @@ _BODY_END = re.compile(r"</body\s*>", re.IGNORECASE)
 _NEWLINES = re.compile(r"\r\n?")
 _BASE_URL = re.compile(r"https?://[!#-;=?-\[\]_a-z~]+", re.IGNORECASE)
 _TOKEN = re.compile(r"[A-Za-z0-9_-]{1,200}")
-_BAD_ADDRESS = re.compile(r'[\x00-\x20\x7f<>()\[\],;:\\"@]')
+# RFC 5322 dot-atom "@" dot-atom (non-ASCII allowed, RFC 6532): no special character and no
+# empty, leading or trailing label (the stdlib parser reads "a..b@x" as a defect, "a@x." as
+# no address at all).
+_ATOM = r'[^\x00-\x20\x7f<>()\[\],;:\\"@.]+'
+_DOT_ATOM = rf"{_ATOM}(?:\.{_ATOM})*"
+_ADDRESS = re.compile(rf"{_DOT_ATOM}@{_DOT_ATOM}")
+_DOMAIN = re.compile(_DOT_ATOM)
 _MESSAGE_ID = re.compile(r"<[!-;=?-~]+@[!-;=?-~]+>")
 _NOT_ATOM_SAFE = re.compile(r"[^\x20-\x7e]|=\?")
 
@@ -54,7 +60,8 @@ _LINE = 78
 
 
 class InvalidAddress(ValueError):
-    """An address that cannot be put in a header (control characters, brackets, bad domain)."""
+    """An address that cannot be put in a header: not ``dot-atom@dot-atom`` (control
+    characters, brackets, quotes, empty or doubled dots), or a bad internationalized domain."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -316,15 +323,19 @@ def smtp_address(address: str) -> str:
 
 def _ascii_domain(address: str) -> str:
     """``address`` with an internationalized domain in its ASCII (punycode) form."""
-    local, _, domain = address.partition("@")
-    if not local or not domain or _BAD_ADDRESS.search(local) or _BAD_ADDRESS.search(domain):
+    if not _ADDRESS.fullmatch(address):
         raise InvalidAddress(f"{address!r} cannot be used as an email address")
+    if address.isascii():
+        return address
+    local, _, domain = address.partition("@")
     if domain.isascii():
         return address
     try:
         ascii_domain = idna.encode(domain, uts46=True).decode("ascii")
     except idna.IDNAError as exc:
         raise InvalidAddress(f"{address!r} has an invalid domain: {exc}") from None
+    if not _DOMAIN.fullmatch(ascii_domain):  # UTS-46 maps "。" to ".": "x。" ends "x."
+        raise InvalidAddress(f"{address!r} has an empty label in its domain")
     return f"{local}@{ascii_domain}"
 
 
