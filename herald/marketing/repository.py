@@ -8,7 +8,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy import Row, Select, func, select, update
+from sqlalchemy import ColumnElement, Row, Select, func, select, update
 from sqlalchemy.orm import Session
 
 from herald.db import utcnow
@@ -84,26 +84,71 @@ class SendRepository:
             raise NotFound("Send not found.")
         return send
 
-    def log(
-        self, campaign_id: uuid.UUID, status: str | None = None, query: str | None = None
-    ) -> Select[Any]:
-        """The campaign's sends by id; ``query`` matches a substring of the email or names."""
-        stmt = self.select().where(MarketingSend.campaign_id == campaign_id)
+    @staticmethod
+    def _log_filter(
+        campaign_id: uuid.UUID, status: str | None, query: str | None
+    ) -> list[ColumnElement[bool]]:
+        conditions = [MarketingSend.campaign_id == campaign_id]
         if status is not None:
-            stmt = stmt.where(MarketingSend.status == status)
+            conditions.append(MarketingSend.status == status)
         if query:
-            stmt = stmt.where(
+            conditions.append(
                 contains_text(
                     query, MarketingSend.email, MarketingSend.first_name, MarketingSend.last_name
                 )
             )
-        return stmt.order_by(MarketingSend.id)
+        return conditions
 
-    def page(self, stmt: Select[Any], page: int, page_size: int) -> list[MarketingSend]:
-        return list(self.session.scalars(stmt.offset((page - 1) * page_size).limit(page_size)))
+    def log(
+        self, campaign_id: uuid.UUID, status: str | None = None, query: str | None = None
+    ) -> Select[Any]:
+        """The campaign's sends by id; ``query`` matches a substring of the email or names."""
+        return (
+            self.select()
+            .where(*self._log_filter(campaign_id, status, query))
+            .order_by(MarketingSend.id)
+        )
+
+    def log_page(
+        self,
+        campaign_id: uuid.UUID,
+        status: str | None,
+        query: str | None,
+        *,
+        page: int,
+        page_size: int,
+        total: int | None = None,
+    ) -> list[MarketingSend]:
+        """One page of ``log()``, reached by walking the index rather than the rows.
+
+        The page's ids are found first: without a search, an index-only scan of
+        (campaign_id, status, id), which needs no org filter since the rows it picks are
+        then read through the org-scoped ``select()``. Given the exact ``total``, a page past
+        the middle is counted from the end, so the last page costs what the first does.
+        """
+        offset = (page - 1) * page_size
+        ids = select(MarketingSend.id).where(*self._log_filter(campaign_id, status, query))
+        order = MarketingSend.id.asc()
+        if total is not None:
+            if offset >= total:
+                return []
+            rows = min(page_size, total - offset)
+            from_end = total - offset - rows
+            if from_end < offset:
+                order, offset, page_size = MarketingSend.id.desc(), from_end, rows
+        chosen = ids.order_by(order).offset(offset).limit(page_size).scalar_subquery()
+        stmt = self.select().where(MarketingSend.id.in_(chosen)).order_by(MarketingSend.id)
+        return list(self.session.scalars(stmt))
 
     def count(self, stmt: Select[Any]) -> int:
         counted = stmt.order_by(None).with_only_columns(func.count()).select_from(MarketingSend)
+        return int(self.session.scalar(counted) or 0)
+
+    def count_in_status(self, campaign_id: uuid.UUID, status: str) -> int:
+        """Exact, from the (campaign_id, status, id) index alone: meant for the few sends in
+        flight. Give it a campaign of this org (found through CampaignRepository): it reads
+        no org column, only how many."""
+        counted = select(func.count()).where(*self._log_filter(campaign_id, status, None))
         return int(self.session.scalar(counted) or 0)
 
     def export_page(
