@@ -21,9 +21,10 @@ from herald.error_handlers import error_response, install_error_handlers
 from herald.log import configure_logging
 from herald.mailconfig.routes import router as mailconfig_router
 from herald.mailconfig.views import router as mailconfig_pages
+from herald.marketing.public import PublicFastPath
 from herald.marketing.public import router as public_router
 from herald.marketing.routes import router as marketing_router
-from herald.marketing.tracking import OpenRecorder
+from herald.marketing.tracking import OpenRecorder, Unsubscriber
 from herald.marketing.views import router as marketing_pages
 from herald.openapi import error_responses, install_openapi
 from herald.orgs.routes import router as orgs_router
@@ -75,12 +76,17 @@ def create_app(
         openapi_url="/api/openapi.json",
     )
     app.state.runtime = runtime
+    app.state.unsubscriber = Unsubscriber(runtime)
     app.add_middleware(SilentRefresh, runtime=runtime)
     app.add_middleware(BodyLimit, settings=settings)
+    app.add_middleware(PublicFastPath)  # added last: the first to see a request
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     install_error_handlers(app)
     install_openapi(app)
     install_api_docs(app)
+    # First: the pixel and the unsubscribe links are most of the traffic, and the router
+    # tries its routes in order.
+    app.include_router(public_router)
     app.include_router(auth_router)
     for router in _area_routers():
         app.include_router(router)
@@ -108,7 +114,6 @@ def _area_routers() -> list[APIRouter]:
         mailconfig_router,
         marketing_router,
         orgs_router,
-        public_router,
         auth_pages,
         home_pages,
         marketing_pages,

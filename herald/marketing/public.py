@@ -1,15 +1,36 @@
-"""Public endpoints in every message (no login): the open pixel and the unsubscribe page."""
+"""Public endpoints in every message (no login): the open pixel and the unsubscribe page.
+
+They are plain Starlette routes, not FastAPI ones: mail clients fetch the pixel by the
+thousand, and neither needs FastAPI's parameter parsing or dependencies. The pixel's GET and
+the one-click POST are also taken by ``PublicFastPath`` before the app's other middleware and
+its router (bench/tracking.py measures them against a bare Starlette endpoint).
+"""
 
 from __future__ import annotations
 
 import base64
+import re
 
-from fastapi import APIRouter, Depends, Request, Response
-from fastapi.responses import HTMLResponse
-from sqlalchemy.orm import Session
+from fastapi import APIRouter
+from markupsafe import escape
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import State
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
-from herald.marketing.tracking import OpenRecorder, find_send, mask_email, unsubscribe, well_formed
-from herald.runtime import get_session
+from herald.bodylimit import DEFAULT_LIMIT
+from herald.db import unit_of_work
+from herald.marketing.tracking import (
+    OpenRecorder,
+    Unsubscribed,
+    Unsubscriber,
+    find_send,
+    mask_email,
+    well_formed,
+)
+from herald.runtime import Runtime
 from herald.web.templating import csp_header, new_nonce, templates
 
 router = APIRouter(include_in_schema=False)
@@ -20,70 +41,159 @@ PIXEL_HEADERS = {
     "Pragma": "no-cache",
     "Expires": "0",
 }
+_PIXEL_HEADERS = Response(PIXEL, media_type="image/gif", headers=PIXEL_HEADERS).raw_headers
 
 
-@router.get("/t/{name:path}")
-async def open_pixel(name: str, request: Request) -> Response:
-    """Always the same 1x1 GIF, never a cookie; a known token's first open is counted."""
-    token = name.removesuffix(".gif")
+async def _send_pixel(scope: Scope, token: str, send: Send) -> None:
     if well_formed(token):
-        recorder: OpenRecorder = request.app.state.open_recorder
+        recorder: OpenRecorder = scope["app"].state.open_recorder
         recorder.hit(token)
-    return Response(PIXEL, media_type="image/gif", headers=PIXEL_HEADERS)
+    # fresh messages: a middleware may add headers to them
+    await send({"type": "http.response.start", "status": 200, "headers": list(_PIXEL_HEADERS)})
+    await send({"type": "http.response.body", "body": PIXEL})
 
 
-def _page(request: Request, name: str, status: int, **context: object) -> HTMLResponse:
+class OpenPixel:
+    """``GET /t/{name}``: always the same 1x1 GIF, never a cookie; a known token's first
+    open is counted (the recorder only buffers it: O(1), no I/O here).
+
+    An ASGI app rather than a function, so the route calls it as it is (no Request object).
+    """
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await _send_pixel(scope, scope["path_params"]["name"].removesuffix(".gif"), send)
+
+
+class _Page:
+    """A public page rendered by Jinja once, with markers where its values go; each response
+    joins the fixed parts with the values escaped as Jinja's autoescape would (the page's
+    markup does not depend on them). Rendering the two-level template per request cost as
+    much as the rest of the one-click request."""
+
+    FIELDS = ("nonce", "org_name", "email_hint")
+
+    def __init__(self, name: str, **fixed: object) -> None:
+        markers = {field: f"\x00{field}\x00" for field in self.FIELDS}
+        html = templates.get_template(name).render(**fixed, **markers)
+        self.parts = re.split("\x00(" + "|".join(self.FIELDS) + ")\x00", html)
+
+    def render(self, **values: str) -> str:
+        parts = self.parts
+        out = [parts[0]]
+        for i in range(1, len(parts), 2):
+            out.append(escape(values[parts[i]]))
+            out.append(parts[i + 1])
+        return "".join(out)
+
+
+_CONFIRMATION = _Page("public/unsubscribe.html", done=True)
+_QUESTION = _Page("public/unsubscribe.html", done=False)
+_INVALID_LINK = _Page("public/invalid_link.html")
+
+
+def _page(page: _Page, status: int, org_name: str = "", email_hint: str = "") -> HTMLResponse:
     nonce = new_nonce()
-    response = templates.TemplateResponse(
-        request, name, {"nonce": nonce, **context}, status_code=status
+    return HTMLResponse(
+        page.render(nonce=nonce, org_name=org_name, email_hint=email_hint),
+        status,
+        headers={
+            "Content-Security-Policy": csp_header(nonce),
+            "Cache-Control": "no-store",
+            "Referrer-Policy": "no-referrer",
+            "X-Content-Type-Options": "nosniff",
+        },
     )
-    response.headers["Content-Security-Policy"] = csp_header(nonce)
-    response.headers["Cache-Control"] = "no-store"
-    response.headers["Referrer-Policy"] = "no-referrer"
-    response.headers["X-Content-Type-Options"] = "nosniff"
-    return response
+
+
+def _invalid_link() -> HTMLResponse:
+    return _page(_INVALID_LINK, 404)
+
+
+def _look_up(runtime: Runtime, token: str) -> tuple[bool, Unsubscribed] | None:
+    """(already unsubscribed, the page's details), one short read-only unit of work."""
+    with unit_of_work(runtime.sessions, write=False) as session:
+        found = find_send(session, token)
+        if found is None:
+            return None
+        send, org_name = found
+        return send.unsubscribed_at is not None, Unsubscribed(org_name, send.email)
 
 
 # `:path`: a mangled link (an encoded slash in it) still gets the generic page, not a 404
 # of the app's own.
-@router.get("/u/{token:path}", response_class=HTMLResponse)
-def unsubscribe_page(
-    token: str, request: Request, session: Session = Depends(get_session, scope="function")
-) -> HTMLResponse:
-    """Changes nothing: link scanners fetch it. The page posts back at once by script."""
-    found = find_send(session, token)
+async def unsubscribe_page(request: Request) -> Response:
+    """``GET /u/{token}`` changes nothing: link scanners fetch it. The page posts back at
+    once by script."""
+    token = request.path_params["token"]
+    # the connection is held for one thread hop only, never across the handler's awaits
+    found = await run_in_threadpool(_look_up, request.app.state.runtime, token)
     if found is None:
-        return _page(request, "public/invalid_link.html", 404)
-    send, org_name = found
-    done = send.unsubscribed_at is not None
+        return _invalid_link()
+    done, details = found
     return _page(
-        request,
-        "public/unsubscribe.html",
+        _CONFIRMATION if done else _QUESTION,
         200,
-        done=done,
-        org_name=org_name,
-        email_hint=mask_email(send.email),
+        org_name=details.org_name,
+        email_hint=mask_email(details.email),
     )
 
 
-@router.post("/u/{token:path}", response_class=HTMLResponse)
-def unsubscribe_post(
-    token: str, request: Request, session: Session = Depends(get_session, scope="function")
-) -> HTMLResponse:
-    """The page's own form and RFC 8058 one-click: idempotent, 200, no cookies.
-
-    The body (``List-Unsubscribe=One-Click``, urlencoded or multipart) is not needed.
-    """
-    found = find_send(session, token)
-    if found is None:
-        return _page(request, "public/invalid_link.html", 404)
-    send, org_name = found
-    unsubscribe(session, send)
+async def one_click(app_state: State, token: str) -> HTMLResponse:
+    """The page's own form and RFC 8058 one-click: idempotent, 200, no cookies."""
+    if not well_formed(token):
+        return _invalid_link()
+    unsubscriber: Unsubscriber = app_state.unsubscriber
+    details = await unsubscriber.unsubscribe(token)
+    if details is None:
+        return _invalid_link()
     return _page(
-        request,
-        "public/unsubscribe.html",
+        _CONFIRMATION,
         200,
-        done=True,
-        org_name=org_name,
-        email_hint=mask_email(send.email),
+        org_name=details.org_name,
+        email_hint=mask_email(details.email),
     )
+
+
+async def unsubscribe_post(request: Request) -> Response:
+    """``POST /u/{token}``. The body (``List-Unsubscribe=One-Click``, urlencoded or
+    multipart) is not needed, so it is not read."""
+    return await one_click(request.app.state, request.path_params["token"])
+
+
+class PublicFastPath:
+    """ASGI middleware, outermost of the app's own: the two requests that come by the
+    thousand, the pixel's GET and the one-click POST, go straight to their endpoints, past
+    the page-session and body-limit middlewares (neither has anything to do for them) and
+    the router. Anything else under /t/ and /u/ (HEAD, the page's GET, other methods, a
+    body declared over the limit) takes the ordinary way to the same routes."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            path, root = scope["path"], scope.get("root_path", "")
+            if root and path.startswith(root):
+                path = path[len(root) :]
+            method = scope["method"]
+            if method == "GET" and path.startswith("/t/"):
+                await _send_pixel(scope, path[3:].removesuffix(".gif"), send)
+                return
+            if method == "POST" and path.startswith("/u/") and not _over_limit(scope):
+                response = await one_click(scope["app"].state, path[3:])
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def _over_limit(scope: Scope) -> bool:
+    """A body declared over the limit: the ordinary way refuses it with 413."""
+    for name, value in scope["headers"]:
+        if name == b"content-length":
+            return not value.isdigit() or int(value) > DEFAULT_LIMIT
+    return False
+
+
+router.routes.append(Route("/t/{name:path}", OpenPixel(), methods=["GET"], include_in_schema=False))
+router.add_route("/u/{token:path}", unsubscribe_page, methods=["GET"], include_in_schema=False)
+router.add_route("/u/{token:path}", unsubscribe_post, methods=["POST"], include_in_schema=False)

@@ -109,7 +109,8 @@ def test_tampered_tokens_get_the_generic_answers_and_change_nothing(
 
 
 def test_tampering_changes_nothing_and_the_real_tokens_still_work(client, runtime, delivered):
-    token = sends(runtime, delivered.campaign_id)[0].token
+    first, second = sends(runtime, delivered.campaign_id)[:2]
+    token = first.token
     for bad in tamperings(token).values():
         client.post(f"/u/{bad}", data={"List-Unsubscribe": "One-Click"})
         client.get(f"/t/{bad}.gif")
@@ -118,8 +119,8 @@ def test_tampering_changes_nothing_and_the_real_tokens_still_work(client, runtim
     client.get(f"/t/{token}.gif")
     wait_until(lambda: campaign(runtime, delivered.campaign_id).opens == 1, timeout=10)
     assert client.post(f"/u/{token}", data={"List-Unsubscribe": "One-Click"}).status_code == 200
-    assert contact_opted_out(runtime, delivered.emails[0])
-    assert not contact_opted_out(runtime, delivered.emails[1])
+    assert contact_opted_out(runtime, first.email)  # the send's own contact, whatever its order
+    assert not contact_opted_out(runtime, second.email)
 
 
 def test_no_kind_of_fetch_short_of_a_post_unsubscribes(client, runtime, delivered):
