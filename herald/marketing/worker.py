@@ -36,7 +36,7 @@ from herald.runtime import Runtime
 log = get_logger("herald.worker")
 T = TypeVar("T")
 
-DISPATCH_CHUNK = 20  # sends of one batch marked in flight together
+DISPATCH_CHUNK = 50  # sends of one batch marked in flight together
 BATCH_SIZE = 100
 BATCHES_IN_FLIGHT = 2
 DATABASE_RETRY_SECONDS = 1.0  # between claims while the database cannot be reached
