@@ -28,6 +28,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from common import analyze, bench_org
 from sqlalchemy import Integer, String, func, insert, literal, literal_column, select
 from sqlalchemy.sql import Select
 
@@ -83,22 +84,13 @@ def add_contacts(session: Any, org_id: uuid.UUID, count: int) -> None:
 def arrange(database_url: str, contacts: int) -> tuple[uuid.UUID, uuid.UUID]:
     from herald import migrate
     from herald.db import make_engine, make_session_factory, unit_of_work
-    from herald.mailconfig.models import EmailConfig
     from herald.marketing.models import Campaign
-    from herald.orgs.service import create_org
 
     migrate.upgrade(database_url)
     engine = make_engine(database_url)
     sessions = make_session_factory(engine)
     with unit_of_work(sessions) as session:
-        org = create_org(session, f"Bench {uuid.uuid4().hex[:6]}", ["marketing"])
-        session.add(
-            EmailConfig(
-                org_id=org.id, host="127.0.0.1", port=25, security="none",
-                default_from_name="Bench Shop", default_from_email="news@bench.test",
-            )
-        )  # fmt: skip
-        org_id = org.id
+        org_id = bench_org(session, smtp_port=25)
     with unit_of_work(sessions) as session:
         add_contacts(session, org_id, contacts)
     with unit_of_work(sessions) as session:
@@ -109,12 +101,7 @@ def arrange(database_url: str, contacts: int) -> tuple[uuid.UUID, uuid.UUID]:
         session.add(campaign)
         session.flush()
         campaign_id = campaign.id
-    if engine.dialect.name == "postgresql":
-        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-            conn.exec_driver_sql("VACUUM ANALYZE contacts")
-    else:
-        with engine.begin() as conn:
-            conn.exec_driver_sql("ANALYZE")
+    analyze(engine, "contacts")
     engine.dispose()
     return org_id, campaign_id
 

@@ -21,7 +21,6 @@ import math
 import os
 import secrets
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -32,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from common import analyze, free_port
 from sqlalchemy import insert, select
 
 HERALD = str(Path(sys.executable).with_name("herald"))
@@ -44,12 +44,6 @@ PAGE_SIZE = 50  # the log page's rows per page
 
 FIRST = ["Ann", "José", "Zoë", "Mohammed", "Łukasz", "Ingrid", "Chloé", "Sven", "美咲", "Olu"]
 LAST = ["Lee", "García", "Müller", "Nakamura", "Öztürk", "Smith", "Dubois", "Kowalski"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def send_status(i: int) -> str:
@@ -178,12 +172,7 @@ def arrange(database_url: str, sends: int, others: int) -> uuid.UUID:
     with unit_of_work(sessions) as session:
         for n in range(others - others // 2):
             session.add(Campaign(org_id=org_id, name=f"Draft {n}", subject="Soon"))
-    if engine.dialect.name == "postgresql":
-        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-            conn.exec_driver_sql("VACUUM ANALYZE")
-    else:
-        with engine.connect() as conn:
-            conn.exec_driver_sql("ANALYZE")
+    analyze(engine)
     print(f"Seeded in {time.perf_counter() - started:.0f} s.")
     engine.dispose()
     return campaign_id

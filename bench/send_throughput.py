@@ -21,6 +21,7 @@ import time
 import uuid
 from pathlib import Path
 
+from common import bench_org, free_port
 from sqlalchemy import insert, select
 
 HERALD = str(Path(sys.executable).with_name("herald"))
@@ -43,12 +44,6 @@ HTML = (
 
 FIRST = ["Ann", "José", "Zoë", "Mohammed", "Łukasz", "Ingrid", "Chloé", "Sven", "美咲", "Olu"]
 LAST = ["Lee", "García", "Müller", "Nakamura", "Öztürk", "Smith", "Dubois", "Kowalski"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def start_sink(port: int) -> subprocess.Popen[bytes]:
@@ -87,22 +82,13 @@ def arrange(database_url: str, contacts: int, sink_port: int) -> tuple[uuid.UUID
     from herald import migrate
     from herald.crm.models import Contact
     from herald.db import make_engine, make_session_factory, unit_of_work, utcnow
-    from herald.mailconfig.models import EmailConfig
     from herald.marketing.models import Campaign
-    from herald.orgs.service import create_org
 
     migrate.upgrade(database_url)
     engine = make_engine(database_url)
     sessions = make_session_factory(engine)
     with unit_of_work(sessions) as session:
-        org = create_org(session, f"Bench {uuid.uuid4().hex[:6]}", ["marketing"])
-        session.add(
-            EmailConfig(
-                org_id=org.id, host="127.0.0.1", port=sink_port, security="none",
-                default_from_name="Bench Shop", default_from_email="news@bench.test",
-            )
-        )  # fmt: skip
-        org_id = org.id
+        org_id = bench_org(session, sink_port)
     now = utcnow()
     tag = uuid.uuid4().hex[:6]
     for start in range(0, contacts, 10_000):

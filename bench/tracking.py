@@ -34,6 +34,8 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from common import free_port
+
 HERALD = str(Path(sys.executable).with_name("herald"))
 FRESH, REPEAT = "Herald one-click POST, first", "Herald one-click POST, repeat"
 SECRET = "bench-secret-key-not-for-production"  # noqa: S105 - a throwaway benchmark database
@@ -106,12 +108,6 @@ def serve_bare(port: int) -> None:
         proxy_headers=bool(settings.forwarded_allow_ips),
         forwarded_allow_ips=settings.forwarded_allow_ips or None,
     )
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wait_for_port(port: int, process: subprocess.Popen[bytes], name: str) -> None:
