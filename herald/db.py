@@ -5,13 +5,14 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import Any
 
 from sqlalchemy import DateTime, ForeignKey, MetaData, TypeDecorator, Uuid, create_engine, event
 from sqlalchemy.engine import Dialect, Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
+from herald import writelock
 from herald.errors import HeraldError
 
 NAMING_CONVENTION = {
@@ -98,6 +99,8 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         engine = create_engine(url, connect_args={"check_same_thread": False}, **kwargs)
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin)
+        if path and path != ":memory:" and not path.startswith("file:"):
+            writelock.register(engine, path, SQLITE_BUSY_TIMEOUT_MS / 1000)
         return engine
     kwargs.setdefault("pool_size", 10)
     kwargs.setdefault("max_overflow", 20)
@@ -122,21 +125,25 @@ def begin_write(session: Session) -> None:
 
 @contextmanager
 def unit_of_work(factory: sessionmaker[Session], write: bool = True) -> Iterator[Session]:
-    """Commit at the edge: commit when the block ends cleanly, roll back otherwise."""
+    """Commit at the edge: commit when the block ends cleanly, roll back otherwise.
+
+    On SQLite a writer first queues behind Herald's other writers (herald.writelock)."""
     session = factory()
-    if write:
-        begin_write(session)
-    try:
-        yield session
-        session.commit()
-    except HeraldError as exc:
-        if exc.keep_changes:
+    lock = writelock.writer_lock(session.get_bind()) if write else None  # type: ignore[arg-type]
+    with lock.hold() if lock else nullcontext():
+        if write:
+            begin_write(session)
+        try:
+            yield session
             session.commit()
-        else:
+        except HeraldError as exc:
+            if exc.keep_changes:
+                session.commit()
+            else:
+                session.rollback()
+            raise
+        except BaseException:
             session.rollback()
-        raise
-    except BaseException:
-        session.rollback()
-        raise
-    finally:
-        session.close()
+            raise
+        finally:
+            session.close()

@@ -103,6 +103,15 @@ class MarketingSend(OrgScoped, Base):
             postgresql_where=text("status = 'QUEUED'"),
             sqlite_where=text("status = 'QUEUED'"),
         ),
+        # A claim takes one campaign's due sends in this order (see queue.claim_batch).
+        Index(
+            "ix_marketing_sends_queue_campaign",
+            "campaign_id",
+            "next_attempt_at",
+            "id",
+            postgresql_where=text("status = 'QUEUED'"),
+            sqlite_where=text("status = 'QUEUED'"),
+        ),
         Index(
             "ix_marketing_sends_inflight",
             "lease_expires_at",
