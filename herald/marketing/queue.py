@@ -83,7 +83,7 @@ def db_now(session: Session) -> dt.datetime:
         transaction = session.get_transaction()
         cached = session.info.get("db_now")
         if transaction is not None and cached and cached[0] is transaction:
-            return cached[1]  # type: ignore[no-any-return]
+            return cached[1]
         value = session.scalar(select(func.now()))
         assert isinstance(value, dt.datetime)
         value = value.astimezone(dt.UTC)
