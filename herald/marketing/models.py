@@ -121,6 +121,11 @@ class MarketingSend(OrgScoped, Base):
     )
 
     id: Mapped[int] = mapped_column(_send_id_type(), primary_key=True, autoincrement=True)
+    # No foreign key or index of its own: a send goes with its campaign (deleting an org
+    # deletes its campaigns, and they their sends), and every query names the campaign or
+    # the send's id. Each would cost every one of a launch's million inserts, and on
+    # PostgreSQL every status change too (an update there writes every index again).
+    org_id: Mapped[uuid.UUID] = mapped_column(Uuid)
     campaign_id: Mapped[uuid.UUID] = mapped_column(
         Uuid, ForeignKey("campaigns.id", ondelete="CASCADE")
     )
