@@ -96,13 +96,6 @@ class MarketingSend(OrgScoped, Base):
         # The email log's pages by status walk this index alone (id is in it for PostgreSQL;
         # SQLite keeps the rowid in every index anyway).
         Index("ix_marketing_sends_campaign_status", "campaign_id", "status", "id"),
-        Index(
-            "ix_marketing_sends_queue",
-            "next_attempt_at",
-            "id",
-            postgresql_where=text("status = 'QUEUED'"),
-            sqlite_where=text("status = 'QUEUED'"),
-        ),
         # A claim takes one campaign's due sends in this order (see queue.claim_batch).
         Index(
             "ix_marketing_sends_queue_campaign",

@@ -15,11 +15,14 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from sqlalchemy import (
+    BindParameter,
     ColumnElement,
+    Integer,
+    Update,
     and_,
+    bindparam,
     case,
     func,
-    literal,
     literal_column,
     or_,
     select,
@@ -28,7 +31,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 
 from herald.crm.models import Contact
-from herald.db import utcnow
+from herald.db import UTCDateTime, utcnow
 from herald.marketing.models import Campaign, CampaignStatus, MarketingSend, SendStatus
 
 S = MarketingSend
@@ -40,6 +43,69 @@ UNKNOWN_REASON = (
     "The worker stopped while this message was in its SMTP transaction, so it may have "
     "been delivered. It is not re-sent automatically; use Resend if it did not arrive."
 )
+
+
+# Built once, run with parameters: the sending path runs these once per chunk, and building
+# a statement and computing its cache key cost more than SQLite takes to run it.
+NOW = bindparam("now", type_=UTCDateTime())
+IDS: BindParameter[int] = bindparam("ids", expanding=True)
+OWNER = bindparam("owner", type_=S.lease_owner.type)
+_BLOCKED = (
+    select(S.id)
+    .outerjoin(Contact, Contact.id == S.contact_id)
+    .where(S.id.in_(IDS), or_(Contact.id.is_(None), Contact.marketing_opt_out.is_(True)))
+)
+# Only sends whose lease is still ours and still running: a worker that lost its lease
+# (paused, cut off from the database) must not send what another one took.
+_START = (
+    update(S)
+    .where(S.id.in_(IDS), S.lease_owner == OWNER, IS_QUEUED, S.lease_expires_at > NOW)
+    .values(
+        status=SendStatus.SENDING.value, first_attempt_at=func.coalesce(S.first_attempt_at, NOW)
+    )
+    .returning(S.id)
+)
+_DELIVERED = (
+    update(S)
+    .where(S.id.in_(IDS), S.lease_owner == OWNER)
+    .values(
+        status=SendStatus.DELIVERED.value,
+        delivered_at=NOW,
+        attempts=S.attempts + 1,
+        error=None,
+        lease_owner=None,
+        lease_expires_at=None,
+    )
+    .returning(S.id)
+)
+
+
+def _counters_statement() -> Update:
+    """Move a campaign's counters, and mark it SENT once no send is pending."""
+    delivered = Campaign.delivered + bindparam("delivered", type_=Integer())
+    failed = Campaign.failed + bindparam("failed", type_=Integer())
+    unknown = Campaign.unknown + bindparam("unknown", type_=Integer())
+    # SET expressions read the row as it was, so "done" is computed from the new counts.
+    done = and_(
+        Campaign.status == CampaignStatus.SENDING.value,
+        delivered + failed + unknown >= Campaign.recipients,
+    )
+    return (
+        update(Campaign)
+        .where(Campaign.id == bindparam("campaign_id", type_=Campaign.id.type))
+        .values(
+            delivered=delivered,
+            failed=failed,
+            unknown=unknown,
+            updated_at=NOW,
+            status=case((done, CampaignStatus.SENT.value), else_=Campaign.status),
+            completed_at=case((done, NOW), else_=Campaign.completed_at),
+            hold_reason=case((done, None), else_=Campaign.hold_reason),
+        )
+    )
+
+
+_COUNTERS = _counters_statement()
 
 
 @dataclass(frozen=True)
@@ -92,12 +158,12 @@ def db_now(session: Session) -> dt.datetime:
     return utcnow()
 
 
-def _lease_free(now: dt.datetime) -> ColumnElement[bool]:
-    return or_(S.lease_expires_at.is_(None), S.lease_expires_at < now)
-
-
 def _claimable(now: dt.datetime) -> list[ColumnElement[bool]]:
-    return [IS_QUEUED, S.next_attempt_at <= now, _lease_free(now)]
+    return [
+        IS_QUEUED,
+        S.next_attempt_at <= now,
+        or_(S.lease_expires_at.is_(None), S.lease_expires_at < now),
+    ]
 
 
 def _lock_skip_locked(stmt, session: Session):  # type: ignore[no-untyped-def]
@@ -113,45 +179,47 @@ def _lock_skip_locked(stmt, session: Session):  # type: ignore[no-untyped-def]
 def claim_batch(
     session: Session, owner: str, lease_seconds: float, size: int = 100
 ) -> Batch | None:
-    """Lease up to ``size`` due sends of the campaign whose oldest send has waited longest.
+    """Lease up to ``size`` due sends of the first-launched campaign that has some.
 
-    Both reads walk a partial index on queued sends in its own order and stop early, so a
-    claim costs the same with 1,000 sends queued as with 1,000,000; neither names a range
-    that stale planner statistics could misjudge into a sort of the whole queue. Whether
-    the oldest send is due yet is checked here, after the read.
+    The campaigns with sends still to go are read from their counters (which move in the
+    same transactions as the sends), then each one's due sends from a partial index of
+    queued sends in (campaign, next_attempt_at, id) order, stopping at ``size``: a claim
+    costs the same with 1,000 sends queued as with 1,000,000, and no range is left for
+    stale planner statistics to misjudge into a sort of the whole queue.
     """
     now = db_now(session)
-    held = select(Campaign.id).where(Campaign.held_until > now)
-    first = session.execute(
-        select(S.campaign_id, S.org_id, S.next_attempt_at)
-        .where(IS_QUEUED, _lease_free(now), S.campaign_id.not_in(held))
-        .order_by(S.next_attempt_at, S.id)
-        .limit(1)
-    ).first()
-    if first is None or first.next_attempt_at > now:
-        return None
-    campaign_id, org_id = first.campaign_id, first.org_id
-    rows = session.execute(
-        _lock_skip_locked(
-            select(
-                S.id,
-                S.contact_id,
-                S.email,
-                S.first_name,
-                S.last_name,
-                S.company_name,
-                S.token,
-                S.attempts,
-                S.first_attempt_at,
-            )
-            # the order of ix_marketing_sends_queue_campaign, after its equality
-            .where(S.campaign_id == campaign_id, *_claimable(now))
-            .order_by(S.next_attempt_at, S.id)
-            .limit(size),
-            session,
+    pending = session.execute(
+        select(Campaign.id, Campaign.org_id)
+        .where(
+            Campaign.delivered + Campaign.failed + Campaign.unknown < Campaign.recipients,
+            or_(Campaign.held_until.is_(None), Campaign.held_until <= now),
         )
+        .order_by(Campaign.launched_at, Campaign.id)
     ).all()
-    if not rows:
+    for campaign in pending:
+        rows = session.execute(
+            _lock_skip_locked(
+                select(
+                    S.id,
+                    S.contact_id,
+                    S.email,
+                    S.first_name,
+                    S.last_name,
+                    S.company_name,
+                    S.token,
+                    S.attempts,
+                    S.first_attempt_at,
+                )
+                # the order of ix_marketing_sends_queue_campaign, after its equality
+                .where(S.campaign_id == campaign.id, *_claimable(now))
+                .order_by(S.next_attempt_at, S.id)
+                .limit(size),
+                session,
+            )
+        ).all()
+        if rows:
+            break
+    else:
         return None
     session.execute(
         update(S)
@@ -159,7 +227,7 @@ def claim_batch(
         .values(lease_owner=owner, lease_expires_at=now + dt.timedelta(seconds=lease_seconds))
         .execution_options(synchronize_session=False)
     )
-    return Batch(campaign_id, org_id, [ClaimedSend(*row) for row in rows])
+    return Batch(campaign.id, campaign.org_id, [ClaimedSend(*row) for row in rows])
 
 
 def renew_leases(session: Session, owner: str, send_ids: list[int], lease_seconds: float) -> None:
@@ -182,37 +250,13 @@ def start_dispatch(
     A contact who opted out (or was deleted) since the launch gets nothing: that send is
     FAILED with the reason instead.
     """
-    ids = [s.id for s in sends]
-    blocked = {
-        row[0]
-        for row in session.execute(
-            select(S.id)
-            .outerjoin(Contact, Contact.id == S.contact_id)
-            .where(S.id.in_(ids), or_(Contact.id.is_(None), Contact.marketing_opt_out.is_(True)))
-        )
-    }
+    connection = session.connection()
+    blocked = {row[0] for row in connection.execute(_BLOCKED, {"ids": [s.id for s in sends]})}
     candidates = [s for s in sends if s.id not in blocked]
-    now = db_now(session)
     marked: set[int] = set()
     if candidates:
-        # Only sends whose lease is still ours and still running: a worker that lost its
-        # lease (paused, cut off from the database) must not send what another one took.
-        result = session.execute(
-            update(S)
-            .where(
-                S.id.in_([s.id for s in candidates]),
-                S.lease_owner == owner,
-                IS_QUEUED,
-                S.lease_expires_at > now,
-            )
-            .values(
-                status=SendStatus.SENDING.value,
-                first_attempt_at=func.coalesce(S.first_attempt_at, now),
-            )
-            .returning(S.id)
-            .execution_options(synchronize_session=False)
-        )
-        marked = {row[0] for row in result.all()}
+        params = {"ids": [s.id for s in candidates], "owner": owner, "now": db_now(session)}
+        marked = {row[0] for row in connection.execute(_START, params)}
     go = [s for s in candidates if s.id in marked]
     skipped = Outcomes(
         failed=[
@@ -246,20 +290,8 @@ def record_outcomes(
     done = {"lease_owner": None, "lease_expires_at": None}
 
     if outcomes.delivered:
-        result = session.execute(
-            update(S)
-            .where(S.id.in_(outcomes.delivered), mine)
-            .values(
-                status=SendStatus.DELIVERED.value,
-                delivered_at=now,
-                attempts=S.attempts + 1,
-                error=None,
-                **done,
-            )
-            .returning(S.id)
-            .execution_options(synchronize_session=False)
-        )
-        counts["delivered"] += len(result.all())
+        params = {"ids": outcomes.delivered, "owner": owner, "now": now}
+        counts["delivered"] += len(session.connection().execute(_DELIVERED, params).all())
 
     failed = list(outcomes.failed)
     for send, error in outcomes.retry:
@@ -308,30 +340,15 @@ def add_to_counters(session: Session, campaign_id: uuid.UUID, counts: Counter[st
     it runs once per chunk on the sending path."""
     if not any(counts.values()):
         return
-    delivered = Campaign.delivered + counts["delivered"]
-    failed = Campaign.failed + counts["failed"]
-    unknown = Campaign.unknown + counts["unknown"]
-    # SET expressions read the row as it was, so "done" is computed from the new counts.
-    done = and_(
-        Campaign.status == CampaignStatus.SENDING.value,
-        delivered + failed + unknown >= Campaign.recipients,
-    )
-    now = utcnow()
-    session.execute(
-        update(Campaign)
-        .where(Campaign.id == campaign_id)
-        .values(
-            delivered=delivered,
-            failed=failed,
-            unknown=unknown,
-            updated_at=now,
-            status=case((done, CampaignStatus.SENT.value), else_=Campaign.status),
-            completed_at=case(
-                (done, literal(now, Campaign.completed_at.type)), else_=Campaign.completed_at
-            ),
-            hold_reason=case((done, None), else_=Campaign.hold_reason),
-        )
-        .execution_options(synchronize_session=False)
+    session.connection().execute(
+        _COUNTERS,
+        {
+            "campaign_id": campaign_id,
+            "delivered": counts["delivered"],
+            "failed": counts["failed"],
+            "unknown": counts["unknown"],
+            "now": utcnow(),
+        },
     )
 
 
