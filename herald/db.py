@@ -5,12 +5,19 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import DateTime, ForeignKey, MetaData, TypeDecorator, Uuid, create_engine, event
 from sqlalchemy.engine import Dialect, Engine
-from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+from sqlalchemy.orm import (
+    DeclarativeBase,
+    Mapped,
+    Session,
+    SessionTransaction,
+    mapped_column,
+    sessionmaker,
+)
 
 from herald import writelock
 from herald.errors import HeraldError
@@ -119,31 +126,51 @@ def begin_write(session: Session) -> None:
     locked" when another writer got in between; taking the write lock up front (BEGIN
     IMMEDIATE) makes it wait its turn instead. PostgreSQL needs nothing.
     """
-    if session.get_bind().dialect.name == "sqlite" and not session.in_transaction():
+    if session.get_bind().dialect.name != "sqlite" or session.in_transaction():
+        return
+    # Queue behind Herald's other writers first; the lock goes with this transaction and is
+    # let go when it ends (see _let_writer_go), even if the session lives on.
+    lock = writelock.writer_lock(session.get_bind())  # type: ignore[arg-type]
+    if lock is not None and lock.acquire():
+        session.info[_WRITER_LOCK] = lock
+    try:
         session.connection(execution_options={"sqlite_begin": "BEGIN IMMEDIATE"})
+    except BaseException:
+        held = session.info.pop(_WRITER_LOCK, None)
+        if held is not None:
+            held.release()
+        raise
+
+
+_WRITER_LOCK = "herald.writer_lock"
+
+
+@event.listens_for(Session, "after_transaction_end")
+def _let_writer_go(session: Session, transaction: SessionTransaction) -> None:
+    """After the COMMIT or ROLLBACK of a writer's transaction, the next writer's turn."""
+    if transaction.parent is None:
+        lock = session.info.pop(_WRITER_LOCK, None)
+        if lock is not None:
+            lock.release()
 
 
 @contextmanager
 def unit_of_work(factory: sessionmaker[Session], write: bool = True) -> Iterator[Session]:
-    """Commit at the edge: commit when the block ends cleanly, roll back otherwise.
-
-    On SQLite a writer first queues behind Herald's other writers (herald.writelock)."""
+    """Commit at the edge: commit when the block ends cleanly, roll back otherwise."""
     session = factory()
-    lock = writelock.writer_lock(session.get_bind()) if write else None  # type: ignore[arg-type]
-    with lock.hold() if lock else nullcontext():
-        if write:
-            begin_write(session)
-        try:
-            yield session
+    if write:
+        begin_write(session)
+    try:
+        yield session
+        session.commit()
+    except HeraldError as exc:
+        if exc.keep_changes:
             session.commit()
-        except HeraldError as exc:
-            if exc.keep_changes:
-                session.commit()
-            else:
-                session.rollback()
-            raise
-        except BaseException:
+        else:
             session.rollback()
-            raise
-        finally:
-            session.close()
+        raise
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()

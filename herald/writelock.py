@@ -17,15 +17,15 @@ import os
 import threading
 import time
 import weakref
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 from sqlalchemy.engine import Engine
 
 
 class WriterLock:
-    """Not owned by a thread: a unit of work may end on another thread than the one it
-    began on (FastAPI runs a dependency's setup and teardown wherever the pool has room).
+    """Held from a writer's BEGIN IMMEDIATE to the end of that transaction (herald.db).
+
+    Not owned by a thread: a transaction may end on another thread than the one it began
+    on (FastAPI runs a dependency's setup and teardown wherever the pool has room).
     A writer that waits longer than SQLite's own busy timeout goes ahead without it and
     leaves the decision to SQLite, so a stuck holder costs what it did before."""
 
@@ -35,19 +35,24 @@ class WriterLock:
         self._fd: int | None = None
         self._thread_lock = threading.Lock()
 
-    @contextmanager
-    def hold(self) -> Iterator[None]:
+    def acquire(self) -> bool:
+        """Wait for the lock; False when the wait ran past the timeout (go ahead without)."""
         deadline = time.monotonic() + self._timeout
         if not self._thread_lock.acquire(timeout=self._timeout):
-            yield
-            return
+            return False
         try:
-            locked = self._flock(deadline)
-            try:
-                yield
-            finally:
-                if locked:
-                    fcntl.flock(self._file(), fcntl.LOCK_UN)
+            if self._flock(deadline):
+                return True
+        except BaseException:
+            self._thread_lock.release()
+            raise
+        self._thread_lock.release()
+        return False
+
+    def release(self) -> None:
+        """After an ``acquire`` that returned True; from any thread."""
+        try:
+            fcntl.flock(self._file(), fcntl.LOCK_UN)
         finally:
             self._thread_lock.release()
 

@@ -12,9 +12,9 @@ from typing import Any
 
 import typer
 
-from herald.cli.output import JSON_OPTION, emit, operator_runtime
+from herald.cli.output import JSON_OPTION, emit, operator_runtime, parse_status
 from herald.db import unit_of_work
-from herald.errors import Conflict, HeraldError, ValidationFailed
+from herald.errors import Conflict, HeraldError
 from herald.marketing import service
 from herald.marketing.launch import count_eligible, launch_campaign
 from herald.marketing.models import Campaign, CampaignStatus
@@ -33,18 +33,6 @@ EXIT_INTERRUPTED = 130  # the shell's code for a command stopped by Ctrl-C (128 
 NAME_WIDTH = 40
 
 CAMPAIGN_ID = typer.Argument(..., help="The campaign's id (a UUID, as `herald campaign list`).")
-
-
-def _status(value: str | None) -> CampaignStatus | None:
-    if value is None:
-        return None
-    try:
-        return CampaignStatus(value.strip().upper())
-    except ValueError:
-        known = ", ".join(s.value for s in CampaignStatus)
-        raise ValidationFailed(
-            f"Unknown campaign status {value!r}: use one of {known}.", field="status"
-        ) from None
 
 
 def _campaign_json(campaign: Campaign, org_name: str) -> dict[str, Any]:
@@ -154,7 +142,7 @@ def list_(
     Uses the database named by HERALD_DATABASE_URL (no login).
     """
     with operator_runtime(as_json) as runtime, unit_of_work(runtime.sessions, write=False) as s:
-        wanted = _status(status)
+        wanted = parse_status(CampaignStatus, status, "campaign")
         if org_id is None:
             every = service.list_campaigns_in_all_orgs(
                 s, status=wanted, page=page, page_size=page_size

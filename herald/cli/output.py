@@ -5,17 +5,32 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import typer
 
-from herald.errors import HeraldError
+from herald.errors import HeraldError, ValidationFailed
 from herald.settings import DEV_SECRET_KEY, Settings, get_settings
 
 if TYPE_CHECKING:
     from herald.runtime import Runtime
 
 JSON_OPTION = typer.Option(False, "--json", help="Print one machine-readable JSON object.")
+E = TypeVar("E", bound=StrEnum)
+
+
+def parse_status(enum: type[E], value: str | None, noun: str) -> E | None:
+    """A ``--status`` option's value as one of ``enum``'s members (any case); None if unset."""
+    if value is None:
+        return None
+    try:
+        return enum(value.strip().upper())
+    except ValueError:
+        known = ", ".join(member.value for member in enum)
+        raise ValidationFailed(
+            f"Unknown {noun} status {value!r}: use one of {known}.", field="status"
+        ) from None
 
 
 def emit(data: dict[str, Any], as_json: bool, text: str) -> None:

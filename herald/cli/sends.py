@@ -8,9 +8,8 @@ import sys
 import typer
 
 from herald.cli.campaign import EXIT_INTERRUPTED
-from herald.cli.output import operator_runtime
+from herald.cli.output import operator_runtime, parse_status
 from herald.db import unit_of_work
-from herald.errors import ValidationFailed
 from herald.marketing import service
 from herald.marketing.export import csv_chunks
 from herald.marketing.models import SendStatus
@@ -20,18 +19,6 @@ app = typer.Typer(
     "Works on the database named by HERALD_DATABASE_URL, without a login.",
     no_args_is_help=True,
 )
-
-
-def _status(value: str | None) -> SendStatus | None:
-    if value is None:
-        return None
-    try:
-        return SendStatus(value.strip().upper())
-    except ValueError:
-        known = ", ".join(s.value for s in SendStatus)
-        raise ValidationFailed(
-            f"Unknown send status {value!r}: use one of {known}.", field="status"
-        ) from None
 
 
 @app.command("export")
@@ -53,7 +40,7 @@ def export(
     """
     out = sys.stdout.buffer
     with operator_runtime() as runtime:
-        wanted = _status(status)
+        wanted = parse_status(SendStatus, status, "send")
         with unit_of_work(runtime.sessions, write=False) as session:
             campaign = service.get_campaign_in_any_org(session, campaign_id)
         chunks = csv_chunks(
