@@ -84,6 +84,16 @@ class SendRepository:
             raise NotFound("Send not found.")
         return send
 
+    def detach_contact(self, contact_id: uuid.UUID) -> None:
+        """The contact is being deleted: its sends keep their copied fields, not its id
+        (what a foreign key's ON DELETE SET NULL did, see the model)."""
+        self.session.execute(
+            update(MarketingSend)
+            .where(MarketingSend.contact_id == contact_id, MarketingSend.org_id == self.org_id)
+            .values(contact_id=None)
+            .execution_options(synchronize_session=False)
+        )
+
     @staticmethod
     def _log_filter(
         campaign_id: uuid.UUID, status: str | None, query: str | None

@@ -161,6 +161,25 @@ def test_the_log_of_a_launched_campaign_links_its_contacts(client, runtime, admi
     assert (items[0]["attempts"], items[0]["error"]) == (0, None)
 
 
+def test_deleting_a_contact_keeps_its_send_in_the_log_without_the_link(client, runtime, admin):
+    tag = uuid.uuid4().hex[:6]
+    gone = add_contact(runtime, admin.org_id, f"gone-{tag}@example.com", first_name="Gone")
+    kept = add_contact(runtime, admin.org_id, f"kept-{tag}@example.com", first_name="Kept")
+    configure_email(runtime, admin.org_id)
+    draft = create_campaign(client, admin)
+    launched = client.post(f"{API}/campaigns/{draft['id']}/launch", headers=admin.headers)
+    assert launched.status_code == 202
+    deleted = client.delete(f"/api/crm/contacts/{gone}", headers=admin.headers)
+    assert deleted.status_code == 204
+    items = client.get(f"{API}/campaigns/{draft['id']}/sends", headers=admin.headers).json()[
+        "items"
+    ]
+    assert sorted((item["firstName"], item["contactId"]) for item in items) == [
+        ("Gone", None),
+        ("Kept", str(kept)),
+    ]
+
+
 def test_another_orgs_log_answers_404(client, runtime, admin):
     campaign_id, _ = log_campaign(runtime, admin.org_id)
     intruder = caller(client, runtime)
