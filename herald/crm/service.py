@@ -13,7 +13,6 @@ from herald.crm.models import Contact
 from herald.crm.repository import ContactRepository, StatusRepository
 from herald.crm.schemas import ContactCreateIn, ContactPatchIn
 from herald.errors import Conflict, ValidationFailed
-from herald.marketing.repository import SendRepository
 
 
 @dataclass(frozen=True)
@@ -125,6 +124,4 @@ def update_contact(
 
 def delete_contact(session: Session, org_id: uuid.UUID, contact_id: str) -> None:
     repo = ContactRepository(session, org_id)
-    contact = repo.get(contact_id)
-    SendRepository(session, org_id).detach_contact(contact.id)
-    repo.delete(contact)
+    repo.delete(repo.get(contact_id))

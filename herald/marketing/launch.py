@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, func, insert, literal, select, update
+from sqlalchemy import ColumnElement, Select, String, func, insert, literal, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
@@ -34,8 +34,12 @@ class LaunchFailed(Conflict):
 def random_token_sql(dialect: str) -> ColumnElement[str]:
     """64 hex characters (32 bytes) from the database's CSPRNG, evaluated once per row."""
     if dialect == "postgresql":
-        both = func.concat(func.gen_random_uuid(), func.gen_random_uuid())
-        return func.replace(both, "-", "")  # two v4 UUIDs: 244 random bits
+        # two v4 UUIDs (244 random bits) as bytes, hex-encoded at once: a third cheaper
+        # than formatting each as text and removing the dashes
+        both = func.uuid_send(func.gen_random_uuid()).op("||")(
+            func.uuid_send(func.gen_random_uuid())
+        )
+        return func.encode(both, "hex", type_=String)
     return func.lower(func.hex(func.randomblob(32)))
 
 

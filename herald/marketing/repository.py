@@ -10,7 +10,9 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Row, Select, func, select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
+from herald.crm.models import Contact
 from herald.db import utcnow
 from herald.errors import NotFound
 from herald.marketing.models import Campaign, MarketingSend, SendStatus
@@ -82,17 +84,23 @@ class SendRepository:
         send = self.session.scalars(self.select().where(MarketingSend.id == parsed)).one_or_none()
         if send is None:
             raise NotFound("Send not found.")
-        return send
+        return self.without_deleted_contacts([send])[0]
 
-    def detach_contact(self, contact_id: uuid.UUID) -> None:
-        """The contact is being deleted: its sends keep their copied fields, not its id
-        (what a foreign key's ON DELETE SET NULL did, see the model)."""
-        self.session.execute(
-            update(MarketingSend)
-            .where(MarketingSend.contact_id == contact_id, MarketingSend.org_id == self.org_id)
-            .values(contact_id=None)
-            .execution_options(synchronize_session=False)
+    def without_deleted_contacts(self, sends: list[MarketingSend]) -> list[MarketingSend]:
+        """A send keeps the id of its contact after the contact is deleted (sends have no
+        foreign key, see the model); callers see None then, as they always have."""
+        ids = {send.contact_id for send in sends if send.contact_id is not None}
+        if not ids:
+            return sends
+        existing = set(
+            self.session.scalars(
+                select(Contact.id).where(Contact.org_id == self.org_id, Contact.id.in_(ids))
+            )
         )
+        for send in sends:
+            if send.contact_id is not None and send.contact_id not in existing:
+                set_committed_value(send, "contact_id", None)  # shown, never written back
+        return sends
 
     @staticmethod
     def _log_filter(
@@ -148,7 +156,7 @@ class SendRepository:
                 order, offset, page_size = MarketingSend.id.desc(), from_end, rows
         chosen = ids.order_by(order).offset(offset).limit(page_size).scalar_subquery()
         stmt = self.select().where(MarketingSend.id.in_(chosen)).order_by(MarketingSend.id)
-        return list(self.session.scalars(stmt))
+        return self.without_deleted_contacts(list(self.session.scalars(stmt)))
 
     def count(self, stmt: Select[Any]) -> int:
         counted = stmt.order_by(None).with_only_columns(func.count()).select_from(MarketingSend)
@@ -211,4 +219,5 @@ class SendRepository:
         if not result.rowcount:  # type: ignore[attr-defined]
             return False
         self.session.refresh(send)
+        self.without_deleted_contacts([send])
         return True

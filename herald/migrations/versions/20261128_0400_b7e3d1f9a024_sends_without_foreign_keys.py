@@ -3,9 +3,9 @@
 Each foreign key on marketing_sends costs every row of a launch a trigger (on PostgreSQL a
 lookup that also locks the parent row: a 1,000,000-recipient launch locked each contact)
 and, on PostgreSQL, every status change of every send. What they did is done explicitly:
-only a DRAFT campaign can be deleted and a DRAFT has no sends; deleting a contact clears
-contact_id on its sends (SendRepository.detach_contact), through the index kept here. On
-SQLite dropping a foreign key rebuilds the table (batch mode).
+only a DRAFT campaign can be deleted and a DRAFT has no sends; a deleted contact's id
+stays on its sends and the email log shows None for it (the next revision drops its
+index). On SQLite dropping a foreign key rebuilds the table (batch mode).
 
 Revision ID: b7e3d1f9a024
 Revises: 8d41f0b6a2c3
