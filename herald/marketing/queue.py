@@ -28,6 +28,7 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.engine import Row
 from sqlalchemy.orm import Session
 
 from herald.crm.models import Contact
@@ -176,6 +177,32 @@ def _lock_skip_locked(stmt, session: Session):  # type: ignore[no-untyped-def]
     return stmt
 
 
+def _pending_campaigns(session: Session, now: dt.datetime) -> list[Row[uuid.UUID, uuid.UUID]]:
+    """Campaigns with sends still to go and not held, first launched first (their counters
+    move in the same transactions as their sends)."""
+    return list(
+        session.execute(
+            select(Campaign.id, Campaign.org_id)
+            .where(
+                Campaign.delivered + Campaign.failed + Campaign.unknown < Campaign.recipients,
+                or_(Campaign.held_until.is_(None), Campaign.held_until <= now),
+            )
+            .order_by(Campaign.launched_at, Campaign.id)
+        ).all()
+    )
+
+
+def has_due_sends(session: Session) -> bool:
+    """Whether a claim would find a send now. Read-only, so an idle worker can ask often
+    without taking SQLite's writer lock."""
+    now = db_now(session)
+    for campaign in _pending_campaigns(session, now):
+        due = select(S.id).where(S.campaign_id == campaign.id, *_claimable(now)).limit(1)
+        if session.scalar(due) is not None:
+            return True
+    return False
+
+
 def claim_batch(
     session: Session, owner: str, lease_seconds: float, size: int = 100
 ) -> Batch | None:
@@ -188,15 +215,7 @@ def claim_batch(
     stale planner statistics to misjudge into a sort of the whole queue.
     """
     now = db_now(session)
-    pending = session.execute(
-        select(Campaign.id, Campaign.org_id)
-        .where(
-            Campaign.delivered + Campaign.failed + Campaign.unknown < Campaign.recipients,
-            or_(Campaign.held_until.is_(None), Campaign.held_until <= now),
-        )
-        .order_by(Campaign.launched_at, Campaign.id)
-    ).all()
-    for campaign in pending:
+    for campaign in _pending_campaigns(session, now):
         rows = session.execute(
             _lock_skip_locked(
                 select(

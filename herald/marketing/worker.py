@@ -57,7 +57,7 @@ class Worker:
         concurrency: int = 4,
         owner: str | None = None,
         batches_in_flight: int = BATCHES_IN_FLIGHT,
-        poll_seconds: float = 0.5,
+        poll_seconds: float = 0.1,
         smtp_timeout: float = 60.0,
     ) -> None:
         self.runtime = runtime
@@ -114,7 +114,7 @@ class Worker:
                     continue
                 if batch is None:
                     slots.release()
-                    await self._sleep(self.poll_seconds)
+                    await self._wait_for_work()
                     continue
                 task = asyncio.create_task(self._process(batch))
                 tasks.add(task)
@@ -127,6 +127,17 @@ class Worker:
             for pool in self._pools.values():
                 await pool.close()
             log.info("worker.stopped", owner=self.owner)
+
+    async def _wait_for_work(self) -> None:
+        """Idle: ask, read-only, every ``poll_seconds`` whether a claim would find sends, so
+        a launch is picked up within that time without a write transaction per poll."""
+        while not self._stopping.is_set():
+            await self._sleep(self.poll_seconds)
+            try:
+                if await self._db(queue.has_due_sends, write=False):
+                    return
+            except SQLAlchemyError:
+                return  # the claim meets the error too, and reports it
 
     async def _sleep(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):

@@ -52,3 +52,21 @@ def test_two_claims_never_share_a_send(runtime, smtp_server):
         seen |= ids
     assert len(seen) == 150
     assert status_counts(runtime, arranged.campaign_id) == {"QUEUED": 150}
+
+
+def test_an_idle_worker_sees_due_sends_without_claiming_them(runtime, smtp_server):
+    def due() -> bool:
+        with unit_of_work(runtime.sessions, write=False) as session:
+            return queue.has_due_sends(session)
+
+    arranged = arrange(runtime, smtp_server, 2)
+    assert due()
+    assert due()  # asking claims nothing
+    with unit_of_work(runtime.sessions) as session:
+        batch = queue.claim_batch(session, "worker-a", lease_seconds=30)
+    assert batch is not None and len(batch.sends) == 2
+    assert not due()  # leased to a live worker: nothing for another one
+    with unit_of_work(runtime.sessions) as session:
+        queue.release(session, "worker-a", [s.id for s in batch.sends])
+    assert due()
+    assert status_counts(runtime, arranged.campaign_id) == {"QUEUED": 2}
