@@ -84,7 +84,7 @@ class SendRepository:
         send = self.session.scalars(self.select().where(MarketingSend.id == parsed)).one_or_none()
         if send is None:
             raise NotFound("Send not found.")
-        return self.without_deleted_contacts([send])[0]
+        return send
 
     def without_deleted_contacts(self, sends: list[MarketingSend]) -> list[MarketingSend]:
         """A send keeps the id of its contact after the contact is deleted (sends have no
@@ -156,7 +156,7 @@ class SendRepository:
                 order, offset, page_size = MarketingSend.id.desc(), from_end, rows
         chosen = ids.order_by(order).offset(offset).limit(page_size).scalar_subquery()
         stmt = self.select().where(MarketingSend.id.in_(chosen)).order_by(MarketingSend.id)
-        return self.without_deleted_contacts(list(self.session.scalars(stmt)))
+        return list(self.session.scalars(stmt))
 
     def count(self, stmt: Select[Any]) -> int:
         counted = stmt.order_by(None).with_only_columns(func.count()).select_from(MarketingSend)
@@ -219,5 +219,4 @@ class SendRepository:
         if not result.rowcount:  # type: ignore[attr-defined]
             return False
         self.session.refresh(send)
-        self.without_deleted_contacts([send])
         return True

@@ -257,8 +257,9 @@ def list_sends(
         page=page,
         page_size=page_size,
     )
+    sends = service.with_contact_links(session, principal.org_id, found.items)
     return Page(
-        items=[SendOut.model_validate(s) for s in found.items],
+        items=[SendOut.model_validate(s) for s in sends],
         total=found.total,
         page=found.page,
         page_size=found.page_size,

@@ -306,6 +306,13 @@ def list_sends(
     return Listing(items, repo.count(repo.log(campaign.id, chosen, cleaned)), page, page_size)
 
 
+def with_contact_links(
+    session: Session, org_id: uuid.UUID, sends: list[MarketingSend]
+) -> list[MarketingSend]:
+    """For callers that show ``contact_id``: None where the contact has been deleted."""
+    return SendRepository(session, org_id).without_deleted_contacts(sends)
+
+
 def _sends_in_status(repo: SendRepository, campaign: Campaign, status: SendStatus | None) -> int:
     """How many sends the campaign has (in ``status``), from its counters.
 
@@ -336,7 +343,7 @@ def resend(session: Session, org_id: uuid.UUID, send_id: str) -> MarketingSend:
     previous = send.status
     if previous in RESENDABLE and repo.requeue(send, previous):
         add_to_counters(session, send.campaign_id, Counter({previous.lower(): -1}))
-        return send
+        return repo.without_deleted_contacts([send])[0]
     session.refresh(send)
     raise Conflict(
         f"Only a FAILED or UNKNOWN send can be resent; this one is {send.status}.",
