@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
+import re
+
+from sqlalchemy import select, update
 
 from herald.crm.models import Contact
 from herald.db import unit_of_work
+from herald.marketing.models import MarketingSend
+from herald.web.templating import csp_header
 from tests.marketing.engine import (
     arrange,
     assert_counters_match_sends,
@@ -115,3 +119,77 @@ def test_unknown_or_tampered_unsubscribe_tokens_get_a_generic_page(client, runti
             assert "This link is not valid" in response.text
             assert arranged.emails[0] not in response.text
     assert not contact_opted_out(runtime, arranged.emails[0])
+
+
+PAGE_HEADERS = ["cache-control", "referrer-policy", "x-content-type-options"]
+
+
+def page_nonce(response) -> str:  # type: ignore[no-untyped-def]
+    """The response's nonce, after checking its headers are the public page's, in order."""
+    names = [name for name in response.headers if name not in ("date", "server")]
+    assert names == ["content-security-policy", *PAGE_HEADERS, "content-length", "content-type"]
+    assert [response.headers[name] for name in PAGE_HEADERS] == [
+        "no-store",
+        "no-referrer",
+        "nosniff",
+    ]
+    assert response.headers["content-type"] == "text/html; charset=utf-8"
+    assert int(response.headers["content-length"]) == len(response.content)
+    nonce = re.search(r"'nonce-([A-Za-z0-9_-]{22})'", response.headers["content-security-policy"])
+    assert nonce is not None
+    assert response.headers["content-security-policy"] == csp_header(nonce.group(1))
+    return nonce.group(1)
+
+
+def test_every_public_page_answer_has_its_headers_and_its_own_nonce(client, runtime, smtp_server):
+    arranged = arrange(runtime, smtp_server, 1)
+    token = sends(runtime, arranged.campaign_id)[0].token
+    question = client.get(f"/u/{token}")
+    nonces = [page_nonce(question)]
+    assert f'<script nonce="{nonces[0]}">' in question.text
+    for method, path, status in [
+        ("POST", f"/u/{token}", 200),
+        ("POST", f"/u/{token}", 200),
+        ("POST", "/u/" + "a" * 64, 404),
+        ("POST", "/u/nope", 404),
+        ("GET", f"/u/{token}", 200),
+    ]:
+        response = client.request(method, path)
+        assert response.status_code == status
+        nonces.append(page_nonce(response))
+    assert len(set(nonces)) == len(nonces)
+
+
+def test_a_repeated_one_click_changes_nothing_more(client, runtime, smtp_server):
+    arranged = arrange(runtime, smtp_server, 1)
+    token = sends(runtime, arranged.campaign_id)[0].token
+
+    def state() -> tuple[object, ...]:
+        with unit_of_work(runtime.sessions, write=False) as session:
+            send = session.scalars(select(MarketingSend).where(MarketingSend.token == token)).one()
+            contact = session.scalars(select(Contact).where(Contact.id == send.contact_id)).one()
+            return send.unsubscribed_at, contact.marketing_opt_out, contact.updated_at
+
+    assert client.post(f"/u/{token}").status_code == 200
+    first = state()
+    assert first[0] is not None and first[1] is True
+    assert client.post(f"/u/{token}").status_code == 200
+    assert state() == first
+
+
+def test_one_click_opts_out_only_a_contact_of_the_sends_own_org(client, runtime, smtp_server):
+    """A send whose contact id names another org's contact changes nothing in that org."""
+    ours = arrange(runtime, smtp_server, 1, launch=True)
+    theirs = arrange(runtime, smtp_server, 1, launch=True)
+    send = sends(runtime, ours.campaign_id)[0]
+    other = sends(runtime, theirs.campaign_id)[0]
+    with unit_of_work(runtime.sessions) as session:
+        session.execute(
+            update(MarketingSend)
+            .where(MarketingSend.id == send.id)
+            .values(contact_id=other.contact_id)
+        )
+    response = client.post(f"/u/{send.token}")
+    assert response.status_code == 200 and "You are unsubscribed" in response.text
+    assert not contact_opted_out(runtime, theirs.emails[0])
+    assert not contact_opted_out(runtime, ours.emails[0])  # no longer its send's contact
