@@ -18,6 +18,7 @@ from sqlalchemy.orm import (
     mapped_column,
     sessionmaker,
 )
+from sqlalchemy.pool import PoolProxiedConnection
 
 from herald import writelock
 from herald.errors import HeraldError
@@ -130,8 +131,8 @@ def begin_write(session: Session) -> None:
         return
     # Queue behind Herald's other writers first; the lock goes with this transaction and is
     # let go when it ends (see _let_writer_go), even if the session lives on.
-    lock = writelock.writer_lock(session.get_bind())  # type: ignore[arg-type]
-    if lock is not None and lock.acquire():
+    lock = _writer_turn(session.get_bind())  # type: ignore[arg-type]
+    if lock is not None:
         session.info[_WRITER_LOCK] = lock
     try:
         session.connection(execution_options={"sqlite_begin": "BEGIN IMMEDIATE"})
@@ -140,6 +141,33 @@ def begin_write(session: Session) -> None:
         if held is not None:
             held.release()
         raise
+
+
+def _writer_turn(engine: Engine) -> writelock.WriterLock | None:
+    """Wait for Herald's SQLite writer lock: the lock, now held, or None (not SQLite, or
+    the wait ran out and SQLite's own busy timeout takes over)."""
+    lock = writelock.writer_lock(engine)
+    return lock if lock is not None and lock.acquire() else None
+
+
+@contextmanager
+def driver_write_transaction(engine: Engine, connection: PoolProxiedConnection) -> Iterator[None]:
+    """A writer's transaction on a driver connection, begun as ``begin_write`` begins one
+    for a session (on SQLite: queued on the writer lock, then BEGIN IMMEDIATE); committed
+    at the end, rolled back on an error."""
+    lock = _writer_turn(engine)
+    try:
+        if engine.dialect.name == "sqlite":
+            connection.cursor().execute("BEGIN IMMEDIATE")
+        try:
+            yield
+            connection.commit()
+        except BaseException:
+            connection.rollback()
+            raise
+    finally:
+        if lock is not None:
+            lock.release()
 
 
 _WRITER_LOCK = "herald.writer_lock"

@@ -13,7 +13,6 @@ import contextlib
 import json
 import re
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -26,9 +25,8 @@ from sqlalchemy.pool import PoolProxiedConnection
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import BindParameter, ClauseElement, ColumnElement
 
-from herald import writelock
 from herald.crm.models import Contact
-from herald.db import UTCDateTime, unit_of_work, utcnow
+from herald.db import UTCDateTime, driver_write_transaction, unit_of_work, utcnow
 from herald.log import get_logger
 from herald.marketing.models import Campaign, MarketingSend, SendStatus
 from herald.orgs.models import Org
@@ -224,26 +222,6 @@ class _OneClickStatements:
         )
 
 
-@contextlib.contextmanager
-def _write_transaction(engine: Engine, connection: PoolProxiedConnection) -> Iterator[None]:
-    """A write transaction on a DBAPI connection, as ``herald.db.begin_write`` starts one
-    for a session: on SQLite, queued behind Herald's other writers and begun IMMEDIATE."""
-    lock = writelock.writer_lock(engine) if engine.dialect.name == "sqlite" else None
-    held = lock is not None and lock.acquire()
-    try:
-        if engine.dialect.name == "sqlite":
-            connection.cursor().execute("BEGIN IMMEDIATE")
-        try:
-            yield
-            connection.commit()
-        except BaseException:
-            connection.rollback()
-            raise
-    finally:
-        if held and lock is not None:
-            lock.release()
-
-
 def unsubscribe_tokens(
     engine: Engine, connection: PoolProxiedConnection, sql: _OneClickStatements, tokens: list[str]
 ) -> dict[str, Unsubscribed]:
@@ -262,7 +240,7 @@ def unsubscribe_tokens(
         opted_in = [row[0] for row in rows if not row[4]]
         if unmarked or opted_in:
             now = sql.now(utcnow())
-            with _write_transaction(engine, connection):
+            with driver_write_transaction(engine, connection):
                 if unmarked:
                     values = {"tokens": _token_list(unmarked, sql.dialect), "now": now}
                     if marked := sql.mark_unsubscribed.run(cursor, values):
