@@ -419,7 +419,7 @@ def run(args: argparse.Namespace) -> int:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sends", type=int, default=100_000)
+    parser.add_argument("--sends", type=int, default=200_000)
     parser.add_argument("--open-tokens", type=int, default=5_000)
     parser.add_argument("--repeat-tokens", type=int, default=2_000)
     parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run")

@@ -10,6 +10,7 @@ from fastapi import APIRouter, FastAPI
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy import text
+from starlette.types import Receive, Scope, Send
 
 from herald.apidocs import install_api_docs
 from herald.auth.routes import router as auth_router
@@ -21,10 +22,11 @@ from herald.error_handlers import error_response, install_error_handlers
 from herald.log import configure_logging
 from herald.mailconfig.routes import router as mailconfig_router
 from herald.mailconfig.views import router as mailconfig_pages
-from herald.marketing.public import PublicFastPath
+from herald.marketing.oneclick import Unsubscriber
+from herald.marketing.public import answered_first
 from herald.marketing.public import router as public_router
 from herald.marketing.routes import router as marketing_router
-from herald.marketing.tracking import OpenRecorder, Unsubscriber
+from herald.marketing.tracking import OpenRecorder
 from herald.marketing.views import router as marketing_pages
 from herald.openapi import error_responses, install_openapi
 from herald.orgs.routes import router as orgs_router
@@ -36,6 +38,15 @@ from herald.web.auth_views import router as auth_pages
 from herald.web.home import router as home_pages
 from herald.web.session import SilentRefresh
 from herald.web.templating import STATIC_DIR
+
+
+class HeraldApp(FastAPI):
+    """FastAPI, with the pixel and the one-click POST answered before anything else."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and await answered_first(self.state, scope, receive, send):
+            return
+        await super().__call__(scope, receive, send)
 
 
 def create_app(
@@ -65,8 +76,9 @@ def create_app(
             if worker:
                 await asyncio.to_thread(worker.stop)
             await recorder.stop()
+            await app.state.unsubscriber.close()
 
-    app = FastAPI(
+    app = HeraldApp(
         lifespan=lifespan,
         title="Herald",
         summary="Bulk email campaigns for CRM contacts.",
@@ -79,7 +91,6 @@ def create_app(
     app.state.unsubscriber = Unsubscriber(runtime)
     app.add_middleware(SilentRefresh, runtime=runtime)
     app.add_middleware(BodyLimit, settings=settings)
-    app.add_middleware(PublicFastPath)  # added last: the first to see a request
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     install_error_handlers(app)
     install_openapi(app)

@@ -143,9 +143,14 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     return error_response(exc.status_code, code, message, None, headers)
 
 
-async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
-    log.error("request.unhandled_error", path=request.url.path, error=type(exc).__name__)
+def unexpected_error(path: str, exc: Exception) -> JSONResponse:
+    """The 500 of an exception nothing else handled: logged, its details not shown."""
+    log.error("request.unhandled_error", path=path, error=type(exc).__name__)
     return error_response(500, "internal_error", "Something went wrong on our side.")
+
+
+async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+    return unexpected_error(request.url.path, exc)
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -49,6 +49,19 @@ class WriterLock:
         self._thread_lock.release()
         return False
 
+    def try_acquire(self) -> bool:
+        """Take the lock only if it is free now: never waits."""
+        if not self._thread_lock.acquire(blocking=False):
+            return False
+        try:
+            if self._try_flock():
+                return True
+        except BaseException:
+            self._thread_lock.release()
+            raise
+        self._thread_lock.release()
+        return False
+
     def release(self) -> None:
         """After an ``acquire`` that returned True; from any thread."""
         try:
@@ -64,15 +77,19 @@ class WriterLock:
     def _flock(self, deadline: float) -> bool:
         """Polls, finely: a blocking flock could not give up at the deadline."""
         pause = 0.0002
-        while True:
-            try:
-                fcntl.flock(self._file(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-                return True
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    return False
-                time.sleep(pause)
-                pause = min(pause * 2, 0.002)
+        while not self._try_flock():
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(pause)
+            pause = min(pause * 2, 0.002)
+        return True
+
+    def _try_flock(self) -> bool:
+        try:
+            fcntl.flock(self._file(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        return True
 
     def reset_after_fork(self) -> None:
         # a forked child must not share the parent's open file description

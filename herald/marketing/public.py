@@ -2,7 +2,7 @@
 
 They are plain Starlette routes, not FastAPI ones: mail clients fetch the pixel by the
 thousand, and neither needs FastAPI's parameter parsing or dependencies. The pixel's GET and
-the one-click POST are also taken by ``PublicFastPath`` before the app's other middleware and
+the one-click POST are also answered by ``answered_first`` before the app's middleware and
 its router (bench/tracking.py measures them against a bare Starlette endpoint).
 """
 
@@ -18,14 +18,15 @@ from starlette.datastructures import State
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
 from herald.bodylimit import DEFAULT_LIMIT
 from herald.db import unit_of_work
+from herald.error_handlers import unexpected_error
+from herald.marketing.oneclick import Unsubscriber
 from herald.marketing.tracking import (
     OpenRecorder,
     Unsubscribed,
-    Unsubscriber,
     find_send,
     mask_email,
     well_formed,
@@ -44,9 +45,9 @@ PIXEL_HEADERS = {
 _PIXEL_HEADERS = Response(PIXEL, media_type="image/gif", headers=PIXEL_HEADERS).raw_headers
 
 
-async def _send_pixel(scope: Scope, token: str, send: Send) -> None:
+async def _send_pixel(state: State, token: str, send: Send) -> None:
     if well_formed(token):
-        recorder: OpenRecorder = scope["app"].state.open_recorder
+        recorder: OpenRecorder = state.open_recorder
         recorder.hit(token)
     # fresh messages: a middleware may add headers to them
     await send({"type": "http.response.start", "status": 200, "headers": list(_PIXEL_HEADERS)})
@@ -61,7 +62,8 @@ class OpenPixel:
     """
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await _send_pixel(scope, scope["path_params"]["name"].removesuffix(".gif"), send)
+        name = scope["path_params"]["name"]
+        await _send_pixel(scope["app"].state, name.removesuffix(".gif"), send)
 
 
 class _Page:
@@ -176,30 +178,28 @@ async def unsubscribe_post(request: Request) -> Response:
     return await one_click(request.app.state, request.path_params["token"])
 
 
-class PublicFastPath:
-    """ASGI middleware, outermost of the app's own: the two requests that come by the
-    thousand, the pixel's GET and the one-click POST, go straight to their endpoints, past
-    the page-session and body-limit middlewares (neither has anything to do for them) and
-    the router. Anything else under /t/ and /u/ (HEAD, the page's GET, other methods, a
-    body declared over the limit) takes the ordinary way to the same routes."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            path, root = scope["path"], scope.get("root_path", "")
-            if root and path.startswith(root):
-                path = path[len(root) :]
-            method = scope["method"]
-            if method == "GET" and path.startswith("/t/"):
-                await _send_pixel(scope, path[3:].removesuffix(".gif"), send)
-                return
-            if method == "POST" and path.startswith("/u/") and not _over_limit(scope):
-                response = await one_click(scope["app"].state, path[3:])
-                await response(scope, receive, send)
-                return
-        await self.app(scope, receive, send)
+async def answered_first(state: State, scope: Scope, receive: Receive, send: Send) -> bool:
+    """The two requests that come by the thousand, the pixel's GET and the one-click POST,
+    answered before the app's middleware and router (``herald.app.HeraldApp``): neither the
+    page session nor the body limit has anything to do for them, and a flood of them paid
+    for each layer. True when answered. Anything else under /t/ and /u/ (HEAD, the page's
+    GET, other methods, a body declared over the limit) takes the ordinary way to the same
+    routes."""
+    path, root = scope["path"], scope.get("root_path", "")
+    if root and path.startswith(root):
+        path = path[len(root) :]
+    method = scope["method"]
+    if method == "GET" and path.startswith("/t/"):
+        await _send_pixel(state, path[3:].removesuffix(".gif"), send)
+        return True
+    if method == "POST" and path.startswith("/u/") and not _over_limit(scope):
+        try:
+            response = await one_click(state, path[3:])
+        except Exception as exc:  # what the app's handler answers, out here too
+            response = unexpected_error("/u/{token}", exc)  # a token is never logged
+        await response(scope, receive, send)
+        return True
+    return False
 
 
 def _over_limit(scope: Scope) -> bool:

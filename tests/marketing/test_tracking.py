@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import re
+import threading
+import time
 
+import pytest
 from sqlalchemy import select, update
 
 from herald.crm.models import Contact
 from herald.db import unit_of_work
+from herald.marketing import oneclick
 from herald.marketing.models import MarketingSend
 from herald.web.templating import csp_header
 from tests.marketing.engine import (
@@ -193,3 +197,69 @@ def test_one_click_opts_out_only_a_contact_of_the_sends_own_org(client, runtime,
     assert response.status_code == 200 and "You are unsubscribed" in response.text
     assert not contact_opted_out(runtime, theirs.emails[0])
     assert not contact_opted_out(runtime, ours.emails[0])  # no longer its send's contact
+
+
+def _hold_contact_write(runtime, email: str, herald_writer: bool, held: threading.Event) -> None:
+    """Another writer's open transaction on the contact for 0.6 s: Herald's own (a worker,
+    say) or one from outside Herald (the sqlite3 shell, psql), which skips Herald's queue
+    of SQLite writers."""
+    touch = update(Contact).where(Contact.email == email).values(first_name="Held")
+    if herald_writer:
+        with unit_of_work(runtime.sessions) as session:
+            session.execute(touch)
+            held.set()
+            time.sleep(0.6)
+        return
+    with runtime.engine.connect().execution_options(sqlite_begin="BEGIN IMMEDIATE") as conn:
+        conn.execute(touch)
+        held.set()
+        time.sleep(0.6)
+        conn.commit()
+
+
+@pytest.mark.parametrize("herald_writer", [True, False], ids=["herald-writer", "outside-writer"])
+def test_a_one_click_meeting_another_writer_waits_its_turn_and_unsubscribes(
+    client, runtime, smtp_server, herald_writer
+):
+    """On SQLite the batch first tries on the event loop's thread without waiting; when
+    another writer has the lock it must wait on a thread, not fail."""
+    arranged = arrange(runtime, smtp_server, 1)
+    token = sends(runtime, arranged.campaign_id)[0].token
+    held = threading.Event()
+    writer = threading.Thread(
+        target=_hold_contact_write, args=(runtime, arranged.emails[0], herald_writer, held)
+    )
+    writer.start()
+    assert held.wait(5)
+    started = time.monotonic()
+    response = client.post(f"/u/{token}")
+    waited = time.monotonic() - started
+    writer.join()
+    assert response.status_code == 200 and "You are unsubscribed" in response.text
+    assert waited > 0.3  # it met the other writer
+    assert contact_opted_out(runtime, arranged.emails[0])
+    with unit_of_work(runtime.sessions, write=False) as session:  # and the other's write stays
+        held_name = session.scalar(
+            select(Contact.first_name).where(Contact.email == arranged.emails[0])
+        )
+    assert held_name == "Held"
+
+
+def test_a_one_click_that_fails_answers_the_contracts_500_and_the_next_one_works(
+    client, runtime, smtp_server, monkeypatch
+):
+    arranged = arrange(runtime, smtp_server, 1)
+    token = sends(runtime, arranged.campaign_id)[0].token
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("the database went away")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(oneclick.Unsubscriber, "_statements_for", broken)
+        response = client.post(f"/u/{token}")
+    assert response.status_code == 500
+    assert response.json()["error"]["code"] == "internal_error"
+    assert token not in response.text
+    assert not contact_opted_out(runtime, arranged.emails[0])
+    assert client.post(f"/u/{token}").status_code == 200
+    assert contact_opted_out(runtime, arranged.emails[0])

@@ -1,6 +1,7 @@
 """The database going away mid-campaign: PostgreSQL is stopped while two `herald worker`
 processes are sending, then started again. Sending stops, then resumes by itself (the same
-worker processes), and nothing is lost or sent twice."""
+worker processes), and nothing is lost or sent twice. And the one-click unsubscribe's own
+connection across a restart."""
 
 from __future__ import annotations
 
@@ -12,13 +13,17 @@ import tempfile
 import time
 from pathlib import Path
 
+import httpx
 import pytest
+from sqlalchemy import select
 
 from herald import migrate
+from herald.crm.models import Contact
+from herald.db import unit_of_work
 from herald.marketing.worker import BATCHES_IN_FLIGHT, DISPATCH_CHUNK
 from herald.runtime import Runtime
-from tests.conftest import free_port, make_settings
-from tests.marketing.engine import arrange, campaign
+from tests.conftest import LiveServer, free_port, make_settings
+from tests.marketing.engine import arrange, campaign, sends
 from tests.reliability.conftest import REPORTS
 from tests.reliability.fleet import WorkerFleet
 from tests.reliability.invariants import check_campaign
@@ -108,6 +113,48 @@ def test_postgres_stopped_mid_batch_then_started_sending_resumes_nothing_lost():
     finally:
         if fleet is not None:
             fleet.stop()
+        server.stop()
+        pg("stop", str(data_dir))
+        shutil.rmtree(parent, ignore_errors=True)
+
+
+def test_one_click_survives_a_postgres_restart_and_answers_500_while_it_is_down():
+    """The one-click POST keeps a connection of its own: a restart must not break it for
+    good, and while the database is away the answer is the contract's 500."""
+    parent = Path(tempfile.mkdtemp(prefix="herald-outage-"))
+    parent.chmod(0o755)
+    data_dir, port = parent / "pg", free_port()
+    url = pg("start", str(data_dir), str(port))
+    server = SmtpServer().start()
+    live = None
+    try:
+        migrate.upgrade(url)
+        runtime = Runtime.from_settings(make_settings(url))
+        arranged = arrange(runtime, server, 3)
+        tokens = [send.token for send in sends(runtime, arranged.campaign_id)]
+        live = LiveServer(runtime).start()
+        with httpx.Client(base_url=live.url) as http:
+            assert http.post(f"/u/{tokens[0]}").status_code == 200
+            pg("stop", str(data_dir))
+            pg("start", str(data_dir), str(port))
+            assert http.post(f"/u/{tokens[1]}").status_code == 200  # on a new connection
+            pg("stop", str(data_dir))
+            down = http.post(f"/u/{tokens[2]}")
+            assert down.status_code == 500
+            assert down.json()["error"]["code"] == "internal_error"
+            pg("start", str(data_dir), str(port))
+            assert http.post(f"/u/{tokens[2]}").status_code == 200
+        with unit_of_work(runtime.sessions, write=False) as session:
+            opted_out = session.scalars(
+                select(Contact.email).where(
+                    Contact.marketing_opt_out, Contact.org_id == arranged.org_id
+                )
+            ).all()
+        assert sorted(opted_out) == sorted(arranged.emails)
+        runtime.engine.dispose()
+    finally:
+        if live is not None:
+            live.stop()
         server.stop()
         pg("stop", str(data_dir))
         shutil.rmtree(parent, ignore_errors=True)
