@@ -78,8 +78,7 @@ class _OneClickStatements:
             .values(unsubscribed_at=bindparam("now"))
             .returning(MarketingSend.id, MarketingSend.campaign_id)
         )
-        # (id, org_id) together: the contact of the send, in the send's org. SQLite finds
-        # each by its primary key (with ``org_id = ?`` apart, it would scan the org's index).
+        # (id, org_id) together: the contact of the send, in the send's org
         opt_out_contacts = (
             update(Contact)
             .where(
@@ -108,11 +107,14 @@ class _OneClickStatements:
                 dialect,
             )
             return
+        # SQLite: the read finds each send's contact in the send's org, and the opt-out
+        # goes by those contacts' ids (by the tokens again, SQLite looked each up twice)
         self.look_up = _Rendered(
             found.add_columns(
                 MarketingSend.unsubscribed_at.is_(None),
                 # no contact any more (deleted): nothing to opt out
                 func.coalesce(Contact.marketing_opt_out, true()),
+                Contact.id,
             ).outerjoin(
                 Contact,
                 (Contact.id == MarketingSend.contact_id) & (Contact.org_id == MarketingSend.org_id),
@@ -120,7 +122,16 @@ class _OneClickStatements:
             dialect,
         )
         self.mark_unsubscribed = _Rendered(mark_unsubscribed, dialect)
-        self.opt_out_contacts = _Rendered(opt_out_contacts, dialect)
+        contact_ids: BindParameter[Any] = bindparam("contact_ids")
+        self.opt_out_contacts = _Rendered(
+            update(Contact)
+            .where(
+                Contact.id.in_(select(func.json_each(contact_ids).table_valued("value").c.value)),
+                Contact.marketing_opt_out.is_(False),
+            )
+            .values(marketing_opt_out=true(), updated_at=bindparam("now")),
+            dialect,
+        )
 
     def in_one_values(self, tokens: list[str]) -> dict[str, object]:
         return {"tokens": tokens, "now": self.now(utcnow())}
@@ -152,7 +163,7 @@ def unsubscribe_tokens(
         rows = sql.look_up.run(cursor, {"tokens": _token_list(tokens, sql.dialect)})
         connection.commit()  # the read's own transaction, before any write
         unmarked = [row[0] for row in rows if row[3]]
-        opted_in = [row[0] for row in rows if not row[4]]
+        opted_in = [row[5] for row in rows if not row[4]]  # their contacts' ids, as stored
         if unmarked or opted_in:
             now = sql.now(utcnow())
             with driver_write_transaction(engine, connection, wait):
@@ -160,7 +171,7 @@ def unsubscribe_tokens(
                     values = {"tokens": _token_list(unmarked, sql.dialect), "now": now}
                     _log_marked(sql, sql.mark_unsubscribed.run(cursor, values))
                 if opted_in:
-                    values = {"tokens": _token_list(opted_in, sql.dialect), "now": now}
+                    values = {"contact_ids": json.dumps(opted_in), "now": now}
                     sql.opt_out_contacts.run(cursor, values)
     finally:
         cursor.close()
@@ -175,7 +186,7 @@ def _log_marked(sql: _OneClickStatements, marked: list[Any]) -> None:
             "contacts.unsubscribed",
             count=len(marked),
             send_ids=[row[0] for row in marked],
-            campaign_ids=sorted({str(sql.campaign_id(row[1])) for row in marked}),
+            campaign_ids=sorted(str(sql.campaign_id(c)) for c in {row[1] for row in marked}),
         )
 
 
