@@ -41,7 +41,10 @@ from herald.web.templating import STATIC_DIR
 
 
 class HeraldApp(FastAPI):
-    """FastAPI, with the pixel and the one-click POST answered before anything else."""
+    """FastAPI, with the pixel and the one-click POST answered before anything else: before
+    FastAPI's own middleware (its error page, exception telemetry, body limit and
+    ``root_path`` handling, none of which these two need; ``answered_first`` gives the
+    app's 500 itself) and the app's. Everything else, lifespan included, is FastAPI's."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and await answered_first(self.state, scope, receive, send):
@@ -75,8 +78,10 @@ def create_app(
         finally:
             if worker:
                 await asyncio.to_thread(worker.stop)
-            await recorder.stop()
-            await app.state.unsubscriber.close()
+            try:
+                await recorder.stop()
+            finally:
+                await app.state.unsubscriber.close()
 
     app = HeraldApp(
         lifespan=lifespan,

@@ -166,7 +166,8 @@ def _writer_turn_now(engine: Engine) -> writelock.WriterLock | None:
 
 def is_busy(exc: BaseException) -> bool:
     """SQLite's "database is locked": another connection holds the lock it needed."""
-    return isinstance(exc, sqlite3.OperationalError) and exc.sqlite_errorcode in (
+    # the primary code: the extended ones (BUSY_RECOVERY, BUSY_SNAPSHOT ...) add bits above
+    return isinstance(exc, sqlite3.OperationalError) and exc.sqlite_errorcode & 0xFF in (
         sqlite3.SQLITE_BUSY,
         sqlite3.SQLITE_LOCKED,
     )

@@ -143,8 +143,14 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     return error_response(exc.status_code, code, message, None, headers)
 
 
+_TOKEN_PATHS = ("/t/", "/u/")  # the pixel's and the unsubscribe links: a token follows
+
+
 def unexpected_error(path: str, exc: Exception) -> JSONResponse:
-    """The 500 of an exception nothing else handled: logged, its details not shown."""
+    """The 500 of an exception nothing else handled: logged (never a link's token), its
+    details not shown."""
+    if path.startswith(_TOKEN_PATHS):
+        path = path[:3] + "{token}"
     log.error("request.unhandled_error", path=path, error=type(exc).__name__)
     return error_response(500, "internal_error", "Something went wrong on our side.")
 

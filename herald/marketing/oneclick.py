@@ -166,13 +166,15 @@ def unsubscribe_tokens(
         opted_in = [row[5] for row in rows if not row[4]]  # their contacts' ids, as stored
         if unmarked or opted_in:
             now = sql.now(utcnow())
+            marked = []
             with driver_write_transaction(engine, connection, wait):
                 if unmarked:
                     values = {"tokens": _token_list(unmarked, sql.dialect), "now": now}
-                    _log_marked(sql, sql.mark_unsubscribed.run(cursor, values))
+                    marked = sql.mark_unsubscribed.run(cursor, values)
                 if opted_in:
                     values = {"contact_ids": json.dumps(opted_in), "now": now}
                     sql.opt_out_contacts.run(cursor, values)
+            _log_marked(sql, marked)  # committed
     finally:
         cursor.close()
     return {row[0]: Unsubscribed(row[2], row[1]) for row in rows}
@@ -201,13 +203,17 @@ class Unsubscriber:
     No batch goes through a thread when it can help it: a database thread competing with
     the event loop for the interpreter took five times as long as alone. On SQLite a batch
     runs on the loop's own thread, on a connection kept for it whose busy timeout is 0: its
-    statements are local file operations of microseconds. It never waits there: when
+    statements read and write a few pages, mostly cached. It never waits there: when
     another writer has the lock, the batch goes to a thread that waits its turn like any
-    other writer. On PostgreSQL a batch is one statement on an asyncio connection kept for
-    it (autocommit: the statement is its own transaction); the loop awaits the server.
+    other writer. Nor does it checkpoint there (copying the log back into the database
+    writes megabytes and syncs the file): that connection's automatic checkpoint is off, and
+    a thread checkpoints after every ``CHECKPOINT_TOKENS`` tokens written on the loop.
+    On PostgreSQL a batch is one statement on an asyncio connection kept for it
+    (autocommit: the statement is its own transaction); the loop awaits the server.
     """
 
     BATCH = 500
+    CHECKPOINT_TOKENS = 1000
 
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
@@ -216,6 +222,8 @@ class Unsubscriber:
         self._statements: _OneClickStatements | None = None
         self._here: PoolProxiedConnection | None = None  # SQLite
         self._remote: psycopg.AsyncConnection[Any] | None = None  # PostgreSQL
+        self._since_checkpoint = 0  # tokens written on the loop's thread (SQLite)
+        self._checkpoint: asyncio.Task[None] | None = None
 
     async def unsubscribe(self, token: str) -> Unsubscribed | None:
         """The page's details for a known token (now opted out), None for an unknown one."""
@@ -226,11 +234,13 @@ class Unsubscriber:
         return await future
 
     async def close(self) -> None:
-        """Let the kept connections go (a later batch opens new ones)."""
+        """Let the kept connections go, after the batch being written (a later batch opens
+        new ones)."""
+        for task in (self._writer, self._checkpoint):
+            if task is not None:
+                await asyncio.wait([task])
         self._close_here()
-        if self._remote is not None:
-            remote, self._remote = self._remote, None
-            await remote.close()
+        await self._close_remote()
 
     async def _write_all(self) -> None:
         try:
@@ -255,7 +265,31 @@ class Unsubscriber:
         if engine.dialect.name != "sqlite":
             return await self._write_remote(tokens)
         found = self._write_here(tokens)
-        return found if found is not None else await asyncio.to_thread(self._write, tokens)
+        if found is None:
+            return await asyncio.to_thread(self._write, tokens)
+        self._since_checkpoint += len(tokens)
+        if self._since_checkpoint >= self.CHECKPOINT_TOKENS and self._checkpoint is None:
+            self._since_checkpoint = 0
+            self._checkpoint = asyncio.create_task(self._checkpoint_elsewhere())
+        return found
+
+    async def _checkpoint_elsewhere(self) -> None:
+        """SQLite: the log copied back into the database on a thread (PASSIVE: it takes no
+        lock and waits for nobody; what a reader still needs stays for the next one)."""
+
+        def checkpoint() -> None:
+            connection = self.runtime.engine.raw_connection()
+            try:
+                connection.cursor().execute("PRAGMA wal_checkpoint(PASSIVE)")
+            finally:
+                connection.close()
+
+        try:
+            await asyncio.to_thread(checkpoint)
+        except Exception as exc:  # the other writers' automatic checkpoints still run
+            log.warning("unsubscribes.checkpoint_failed", error=type(exc).__name__)
+        finally:
+            self._checkpoint = None
 
     def _write_here(self, tokens: list[str]) -> dict[str, Unsubscribed] | None:
         """SQLite: the batch on this thread, or None when another writer holds the lock
@@ -266,6 +300,7 @@ class Unsubscriber:
             connection.detach()  # its busy timeout is its own: never back in the pool
             cursor = connection.cursor()
             cursor.execute("PRAGMA busy_timeout=0")
+            cursor.execute("PRAGMA wal_autocheckpoint=0")
             cursor.close()
             self._here = connection
         try:
@@ -296,7 +331,8 @@ class Unsubscriber:
 
     async def _write_remote(self, tokens: list[str]) -> dict[str, Unsubscribed]:
         """PostgreSQL: the batch's one statement. A connection kept from an earlier batch
-        may have been closed by the server since (a restart): one more try on a new one,
+        may have been closed by the server since (a restart), or the statement failed on
+        it for another passing reason (a deadlock, a timeout): one more try on a new one,
         harmless since the statement changes only what is left to change."""
         engine = self.runtime.engine
         if self._statements is None:  # the dialect learns its server on a first connection
@@ -306,7 +342,7 @@ class Unsubscriber:
         try:
             return await self._run_remote(sql, tokens)
         except psycopg.OperationalError:
-            await self.close()
+            await self._close_remote()
             if not kept:
                 raise
         return await self._run_remote(sql, tokens)
@@ -324,6 +360,11 @@ class Unsubscriber:
             )
         cursor = await self._remote.execute(sql.in_one.sql, sql.in_one_values(tokens))
         return sql.in_one_result(await cursor.fetchall())
+
+    async def _close_remote(self) -> None:
+        if self._remote is not None:
+            remote, self._remote = self._remote, None
+            await remote.close()
 
     def _statements_for(self, engine: Engine) -> _OneClickStatements:
         if self._statements is None:

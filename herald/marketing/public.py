@@ -189,15 +189,16 @@ async def answered_first(state: State, scope: Scope, receive: Receive, send: Sen
     if root and path.startswith(root):
         path = path[len(root) :]
     method = scope["method"]
-    if method == "GET" and path.startswith("/t/"):
-        await _send_pixel(state, path[3:].removesuffix(".gif"), send)
-        return True
-    if method == "POST" and path.startswith("/u/") and not _over_limit(scope):
-        try:
+    try:
+        if method == "GET" and path.startswith("/t/"):
+            await _send_pixel(state, path[3:].removesuffix(".gif"), send)
+            return True
+        if method == "POST" and path.startswith("/u/") and not _over_limit(scope):
             response = await one_click(state, path[3:])
-        except Exception as exc:  # what the app's handler answers, out here too
-            response = unexpected_error("/u/{token}", exc)  # a token is never logged
-        await response(scope, receive, send)
+            await response(scope, receive, send)
+            return True
+    except Exception as exc:  # what the app's handler answers, out here too
+        await unexpected_error(path, exc)(scope, receive, send)
         return True
     return False
 

@@ -6,6 +6,7 @@ import re
 import threading
 import time
 
+import httpx
 import pytest
 from sqlalchemy import select, update
 
@@ -222,7 +223,8 @@ def test_a_one_click_meeting_another_writer_waits_its_turn_and_unsubscribes(
     client, runtime, smtp_server, herald_writer
 ):
     """On SQLite the batch first tries on the event loop's thread without waiting; when
-    another writer has the lock it must wait on a thread, not fail."""
+    another writer has the lock it must wait on a thread, not fail, and not hold up the
+    event loop meanwhile."""
     arranged = arrange(runtime, smtp_server, 1)
     token = sends(runtime, arranged.campaign_id)[0].token
     held = threading.Event()
@@ -231,12 +233,27 @@ def test_a_one_click_meeting_another_writer_waits_its_turn_and_unsubscribes(
     )
     writer.start()
     assert held.wait(5)
+    answers: dict[str, object] = {}
+
+    def post() -> None:
+        started = time.monotonic()
+        with httpx.Client(base_url=str(client.base_url)) as other:
+            answers["response"] = other.post(f"/u/{token}")
+        answers["waited"] = time.monotonic() - started
+
+    poster = threading.Thread(target=post)
+    poster.start()
+    time.sleep(0.1)
     started = time.monotonic()
-    response = client.post(f"/u/{token}")
-    waited = time.monotonic() - started
+    assert client.get(f"/t/{token}.gif").status_code == 200
+    assert time.monotonic() - started < 0.25  # the server answers while the POST waits
+    assert poster.is_alive()
+    poster.join(10)
     writer.join()
+    response = answers["response"]
+    assert isinstance(response, httpx.Response)
     assert response.status_code == 200 and "You are unsubscribed" in response.text
-    assert waited > 0.3  # it met the other writer
+    assert answers["waited"] > 0.3  # it met the other writer
     assert contact_opted_out(runtime, arranged.emails[0])
     with unit_of_work(runtime.sessions, write=False) as session:  # and the other's write stays
         held_name = session.scalar(
@@ -246,7 +263,7 @@ def test_a_one_click_meeting_another_writer_waits_its_turn_and_unsubscribes(
 
 
 def test_a_one_click_that_fails_answers_the_contracts_500_and_the_next_one_works(
-    client, runtime, smtp_server, monkeypatch
+    client, runtime, smtp_server, monkeypatch, capfd
 ):
     arranged = arrange(runtime, smtp_server, 1)
     token = sends(runtime, arranged.campaign_id)[0].token
@@ -260,6 +277,8 @@ def test_a_one_click_that_fails_answers_the_contracts_500_and_the_next_one_works
     assert response.status_code == 500
     assert response.json()["error"]["code"] == "internal_error"
     assert token not in response.text
+    logged = "".join(capfd.readouterr())
+    assert "request.unhandled_error" in logged and token not in logged
     assert not contact_opted_out(runtime, arranged.emails[0])
     assert client.post(f"/u/{token}").status_code == 200
     assert contact_opted_out(runtime, arranged.emails[0])
