@@ -17,6 +17,7 @@ import os
 import threading
 import time
 import weakref
+from collections.abc import Callable
 
 from sqlalchemy.engine import Engine
 
@@ -40,21 +41,18 @@ class WriterLock:
         deadline = time.monotonic() + self._timeout
         if not self._thread_lock.acquire(timeout=self._timeout):
             return False
-        try:
-            if self._flock(deadline):
-                return True
-        except BaseException:
-            self._thread_lock.release()
-            raise
-        self._thread_lock.release()
-        return False
+        return self._and_the_file(lambda: self._flock(deadline))
 
     def try_acquire(self) -> bool:
         """Take the lock only if it is free now: never waits."""
         if not self._thread_lock.acquire(blocking=False):
             return False
+        return self._and_the_file(self._try_flock)
+
+    def _and_the_file(self, take: Callable[[], bool]) -> bool:
+        """With the thread lock held: the file's lock too (True), or neither (False)."""
         try:
-            if self._try_flock():
+            if take():
                 return True
         except BaseException:
             self._thread_lock.release()

@@ -11,6 +11,8 @@ import shutil
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -47,6 +49,36 @@ def pg(*args: str) -> str:
     return done.stdout.strip()
 
 
+@dataclass
+class OwnPostgres:
+    data_dir: Path
+    port: int
+    url: str
+
+    def stop(self) -> None:
+        pg("stop", str(self.data_dir))
+
+    def start(self) -> None:
+        pg("start", str(self.data_dir), str(self.port))
+
+
+@pytest.fixture
+def own_postgres() -> Iterator[OwnPostgres]:
+    """A migrated PostgreSQL server of the test's own, to stop and start. Not under pytest's
+    tmp_path: its directories are private to root, and PostgreSQL runs as the postgres
+    user."""
+    parent = Path(tempfile.mkdtemp(prefix="herald-outage-"))
+    parent.chmod(0o755)
+    data_dir, port = parent / "pg", free_port()
+    server = OwnPostgres(data_dir, port, pg("start", str(data_dir), str(port)))
+    try:
+        migrate.upgrade(server.url)
+        yield server
+    finally:
+        subprocess.run([str(PG_SERVER), "stop", str(data_dir)], capture_output=True, timeout=120)
+        shutil.rmtree(parent, ignore_errors=True)
+
+
 class PacedSmtp(SmtpServer):
     """Accepts everything, a little slowly, so the outage lands mid-campaign."""
 
@@ -58,19 +90,12 @@ class PacedSmtp(SmtpServer):
         return None
 
 
-def test_postgres_stopped_mid_batch_then_started_sending_resumes_nothing_lost():
-    # Not under pytest's tmp_path: its directories are private to root, and PostgreSQL
-    # runs as the postgres user.
-    parent = Path(tempfile.mkdtemp(prefix="herald-outage-"))
-    parent.chmod(0o755)
-    data_dir, port = parent / "pg", free_port()
-    url = pg("start", str(data_dir), str(port))
+def test_postgres_stopped_mid_batch_then_started_sending_resumes_nothing_lost(own_postgres):
     server = PacedSmtp().start()
     fleet = None
     try:
-        migrate.upgrade(url)
         settings = make_settings(
-            url, lease_seconds=3, retry_base_seconds=0.2, retry_window_seconds=30
+            own_postgres.url, lease_seconds=3, retry_base_seconds=0.2, retry_window_seconds=30
         )
         engine = Runtime.from_settings(settings)
         arranged = arrange(engine, server, RECIPIENTS)
@@ -80,13 +105,13 @@ def test_postgres_stopped_mid_batch_then_started_sending_resumes_nothing_lost():
             assert time.monotonic() < deadline, "sending did not start"
             time.sleep(0.02)
 
-        pg("stop", str(data_dir))
+        own_postgres.stop()
         stopped_at = len(server.messages)
         time.sleep(1.5)  # what was already in an SMTP transaction may finish
         settled = len(server.messages)
         time.sleep(OUTAGE_SECONDS - 1.5)
         during = len(server.messages) - settled
-        pg("start", str(data_dir), str(port))
+        own_postgres.start()
 
         while campaign(engine, arranged.campaign_id).status != "SENT":
             assert time.monotonic() < deadline, "sending did not resume and finish"
@@ -114,35 +139,28 @@ def test_postgres_stopped_mid_batch_then_started_sending_resumes_nothing_lost():
         if fleet is not None:
             fleet.stop()
         server.stop()
-        pg("stop", str(data_dir))
-        shutil.rmtree(parent, ignore_errors=True)
 
 
-def test_one_click_survives_a_postgres_restart_and_answers_500_while_it_is_down():
+def test_one_click_survives_a_postgres_restart_and_answers_500_while_it_is_down(own_postgres):
     """The one-click POST keeps a connection of its own: a restart must not break it for
     good, and while the database is away the answer is the contract's 500."""
-    parent = Path(tempfile.mkdtemp(prefix="herald-outage-"))
-    parent.chmod(0o755)
-    data_dir, port = parent / "pg", free_port()
-    url = pg("start", str(data_dir), str(port))
     server = SmtpServer().start()
     live = None
     try:
-        migrate.upgrade(url)
-        runtime = Runtime.from_settings(make_settings(url))
+        runtime = Runtime.from_settings(make_settings(own_postgres.url))
         arranged = arrange(runtime, server, 3)
         tokens = [send.token for send in sends(runtime, arranged.campaign_id)]
         live = LiveServer(runtime).start()
         with httpx.Client(base_url=live.url) as http:
             assert http.post(f"/u/{tokens[0]}").status_code == 200
-            pg("stop", str(data_dir))
-            pg("start", str(data_dir), str(port))
+            own_postgres.stop()
+            own_postgres.start()
             assert http.post(f"/u/{tokens[1]}").status_code == 200  # on a new connection
-            pg("stop", str(data_dir))
+            own_postgres.stop()
             down = http.post(f"/u/{tokens[2]}")
             assert down.status_code == 500
             assert down.json()["error"]["code"] == "internal_error"
-            pg("start", str(data_dir), str(port))
+            own_postgres.start()
             assert http.post(f"/u/{tokens[2]}").status_code == 200
         with unit_of_work(runtime.sessions, write=False) as session:
             opted_out = session.scalars(
@@ -156,5 +174,3 @@ def test_one_click_survives_a_postgres_restart_and_answers_500_while_it_is_down(
         if live is not None:
             live.stop()
         server.stop()
-        pg("stop", str(data_dir))
-        shutil.rmtree(parent, ignore_errors=True)
