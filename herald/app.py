@@ -34,8 +34,6 @@ from herald.orgs.views import router as orgs_pages
 from herald.runtime import Runtime
 from herald.schemas import HealthOut
 from herald.settings import Settings, get_settings
-from herald.web.auth_views import router as auth_pages
-from herald.web.home import router as home_pages
 from herald.web.session import SilentRefresh
 from herald.web.templating import STATIC_DIR
 
@@ -130,8 +128,6 @@ def _area_routers() -> list[APIRouter]:
         mailconfig_router,
         marketing_router,
         orgs_router,
-        auth_pages,
-        home_pages,
         marketing_pages,
         crm_pages,
         mailconfig_pages,

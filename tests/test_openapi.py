@@ -54,10 +54,10 @@ def needs_login(route) -> bool:
 
 
 def has_role_or_licence_gate(route) -> bool:
-    """ADMIN_ONLY, CRM_WRITERS, MARKETING_READ/WRITE: closures made by require_role and
-    require_feature (herald.auth.deps); they answer 403."""
+    """ADMIN_ONLY, CRM_WRITERS, MARKETING_READ/WRITE: closures made by require
+    (herald.auth.deps); they answer 403."""
     names = (getattr(d.call, "__qualname__", "") for d in dependants(route.dependant))
-    return any(name.startswith(("require_role.", "require_feature.")) for name in names)
+    return any(name.startswith("require.") for name in names)
 
 
 def takes_input(route) -> bool:

@@ -1,4 +1,5 @@
-"""Request dependencies: who is calling, and whether their role and licence allow it."""
+"""API request dependencies: who is calling (the bearer token), and whether the rule of
+herald.auth.access lets them."""
 
 from __future__ import annotations
 
@@ -9,8 +10,9 @@ from dataclasses import dataclass
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 
+from herald.auth.access import Capability, enforce
 from herald.auth.tokens import decode_access_token
-from herald.errors import Forbidden, NotAuthenticated
+from herald.errors import NotAuthenticated
 from herald.orgs.models import Org, Role, User
 from herald.runtime import get_session, get_settings_dep
 from herald.settings import Settings
@@ -24,9 +26,6 @@ class Principal:
     role: Role
     features: frozenset[str]
     org_name: str = ""
-
-    def has_feature(self, feature: str) -> bool:
-        return feature in self.features
 
 
 def bearer_token(request: Request) -> str | None:
@@ -79,43 +78,20 @@ def current_user_row(
     return user
 
 
-def _role_gate(principal: Principal, roles: frozenset[Role]) -> Principal:
-    if roles and principal.role not in roles:
-        names = sorted(r.value for r in roles)
-        raise Forbidden(
-            f"This needs the {' or '.join(names)} role.",
-            code="role_required",
-            details={"requiredRoles": names},
-        )
-    return principal
+def require(
+    capability: Capability, caller: Callable[..., Principal] = current_user
+) -> Callable[..., Principal]:
+    """A dependency: the caller (the API's bearer token by default; pages pass their own),
+    if herald.auth.access allows the capability; its 403 otherwise."""
 
-
-def require_role(*roles: Role) -> Callable[..., Principal]:
-    allowed = frozenset(roles)
-
-    def dependency(principal: Principal = Depends(current_user)) -> Principal:
-        return _role_gate(principal, allowed)
+    def dependency(principal: Principal = Depends(caller)) -> Principal:
+        enforce(principal, capability)
+        return principal
 
     return dependency
 
 
-def require_feature(feature: str, *roles: Role) -> Callable[..., Principal]:
-    """The org's licence feature and, when given, one of the roles; 403 names what is missing."""
-    allowed = frozenset(roles)
-
-    def dependency(principal: Principal = Depends(current_user)) -> Principal:
-        if not principal.has_feature(feature):
-            raise Forbidden(
-                f"Your organisation's licence does not include the '{feature}' feature.",
-                code="feature_required",
-                details={"feature": feature},
-            )
-        return _role_gate(principal, allowed)
-
-    return dependency
-
-
-ADMIN_ONLY = require_role(Role.ADMIN)
-CRM_WRITERS = require_role(Role.ADMIN, Role.MANAGER)
-MARKETING_READ = require_feature("marketing", Role.ADMIN, Role.MANAGER)
-MARKETING_WRITE = require_feature("marketing", Role.ADMIN)
+ADMIN_ONLY = require(Capability.SETTINGS)
+CRM_WRITERS = require(Capability.CRM_WRITE)
+MARKETING_READ = require(Capability.MARKETING_READ)
+MARKETING_WRITE = require(Capability.MARKETING_WRITE)

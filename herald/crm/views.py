@@ -11,6 +11,7 @@ from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 from fastapi.responses import HTMLResponse, RedirectResponse
 from sqlalchemy.orm import Session
 
+from herald.auth.access import Capability, allows
 from herald.auth.deps import Principal
 from herald.crm import service
 from herald.crm.importer import import_contacts
@@ -18,12 +19,11 @@ from herald.crm.models import Contact
 from herald.crm.schemas import ContactCreateIn, ContactPatchIn
 from herald.crm.upload import too_large
 from herald.errors import Conflict, ValidationFailed
-from herald.orgs.models import Role
 from herald.runtime import get_session, get_settings_dep
 from herald.settings import Settings
 from herald.text import is_number
 from herald.web.csrf import verify_csrf
-from herald.web.deps import crm_writer_page, page_user
+from herald.web.deps import page_requires, page_user
 from herald.web.pages import field_errors, redirect, render
 
 router = APIRouter(include_in_schema=False)
@@ -31,7 +31,7 @@ upload_pages = APIRouter(include_in_schema=False)
 
 Db = Annotated[Session, Depends(get_session, scope="function")]
 Reader = Annotated[Principal, Depends(page_user)]
-Writer = Annotated[Principal, Depends(crm_writer_page)]
+Writer = Annotated[Principal, Depends(page_requires(Capability.CRM_WRITE))]
 
 PAGE_SIZE = 50
 MAX_PAGE = 1_000_000
@@ -45,7 +45,7 @@ NOTICES = {
 
 
 def can_write(principal: Principal) -> bool:
-    return principal.role in (Role.ADMIN, Role.MANAGER)
+    return allows(principal, Capability.CRM_WRITE)
 
 
 def page_number(value: str | None) -> int:

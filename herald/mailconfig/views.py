@@ -10,6 +10,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
+from herald.auth.access import Capability
 from herald.auth.deps import Principal
 from herald.errors import Conflict
 from herald.mailconfig import service, testmail
@@ -24,13 +25,13 @@ from herald.runtime import get_session, get_settings_dep
 from herald.settings import Settings
 from herald.text import is_number
 from herald.web.csrf import verify_csrf
-from herald.web.deps import admin_page
+from herald.web.deps import page_requires
 from herald.web.pages import redirect, render
 
 router = APIRouter(include_in_schema=False)
 
 Db = Annotated[Session, Depends(get_session, scope="function")]
-Admin = Annotated[Principal, Depends(admin_page)]
+Admin = Annotated[Principal, Depends(page_requires(Capability.SETTINGS))]
 AppSettings = Annotated[Settings, Depends(get_settings_dep)]
 Text = Annotated[str, Form(max_length=2000)]
 

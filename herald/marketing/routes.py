@@ -7,6 +7,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from sqlalchemy.orm import Session
 
+from herald.auth.access import Capability, allows
 from herald.auth.deps import MARKETING_READ, MARKETING_WRITE, Principal
 from herald.marketing import export, service
 from herald.marketing.launch import launch_campaign
@@ -22,7 +23,6 @@ from herald.marketing.schemas import (
     StatsOut,
 )
 from herald.openapi import BODY, INPUT, NOT_FOUND, csv_response, error_responses
-from herald.orgs.models import Role
 from herald.runtime import get_runtime, get_session
 from herald.schemas import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, ApiModel, Page
 
@@ -52,7 +52,9 @@ class AccessOut(ApiModel):
 def access(principal: Principal = Depends(MARKETING_READ)) -> AccessOut:
     """What the caller may do in the Marketing module (the pages use it for their buttons)."""
     return AccessOut(
-        feature="marketing", role=principal.role.value, can_write=principal.role == Role.ADMIN
+        feature="marketing",
+        role=principal.role.value,
+        can_write=allows(principal, Capability.MARKETING_WRITE),
     )
 
 

@@ -14,6 +14,7 @@ from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, StreamingResponse
 from sqlalchemy.orm import Session
 
+from herald.auth.access import Capability, allows
 from herald.auth.deps import Principal
 from herald.crm.service import list_statuses
 from herald.errors import Conflict, HeraldError, ValidationFailed
@@ -22,18 +23,17 @@ from herald.marketing import charts, export, preview, service
 from herald.marketing.launch import count_eligible, launch_campaign
 from herald.marketing.models import Campaign, CampaignStatus, SendStatus
 from herald.marketing.schemas import AudienceIn, CampaignIn
-from herald.orgs.models import Role
 from herald.runtime import get_runtime, get_session, get_settings_dep
 from herald.settings import Settings
 from herald.web.csrf import verify_csrf
-from herald.web.deps import marketing_page, marketing_writer_page
+from herald.web.deps import page_requires
 from herald.web.pages import redirect, render
 
 router = APIRouter(include_in_schema=False)
 
 Db = Annotated[Session, Depends(get_session, scope="function")]
-Reader = Annotated[Principal, Depends(marketing_page)]
-Writer = Annotated[Principal, Depends(marketing_writer_page)]
+Reader = Annotated[Principal, Depends(page_requires(Capability.MARKETING_READ))]
+Writer = Annotated[Principal, Depends(page_requires(Capability.MARKETING_WRITE))]
 AppSettings = Annotated[Settings, Depends(get_settings_dep)]
 Csrf = [Depends(verify_csrf)]
 PageNumber = Annotated[int, Query(ge=1, le=1_000_000)]
@@ -76,7 +76,7 @@ def _pages(total: int, page_size: int) -> int:
 
 
 def _can_write(principal: Principal) -> bool:
-    return principal.role == Role.ADMIN
+    return allows(principal, Capability.MARKETING_WRITE)
 
 
 # --- the list ---

@@ -8,19 +8,20 @@ from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 from sqlalchemy.orm import Session
 
+from herald.auth.access import Capability, allows
 from herald.auth.deps import Principal
 from herald.errors import Conflict, ValidationFailed
 from herald.orgs import service
 from herald.orgs.models import Role
 from herald.runtime import get_session
 from herald.web.csrf import verify_csrf
-from herald.web.deps import admin_page, page_user
+from herald.web.deps import page_requires, page_user
 from herald.web.pages import field_errors, redirect, render
 
 router = APIRouter(include_in_schema=False)
 
 Db = Annotated[Session, Depends(get_session, scope="function")]
-Admin = Annotated[Principal, Depends(admin_page)]
+Admin = Annotated[Principal, Depends(page_requires(Capability.SETTINGS))]
 
 NOTICES = {"created": "User created.", "role": "Role changed."}
 
@@ -29,7 +30,9 @@ NOTICES = {"created": "User created.", "role": "Role changed."}
 def settings_home(
     request: Request, principal: Annotated[Principal, Depends(page_user)]
 ) -> HTMLResponse:
-    return render(request, "settings/index.html", principal, is_admin=principal.role == Role.ADMIN)
+    return render(
+        request, "settings/index.html", principal, is_admin=allows(principal, Capability.SETTINGS)
+    )
 
 
 def _render_users(

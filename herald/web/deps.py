@@ -3,14 +3,15 @@ sends the browser to the login page, a missing licence or role gets a 403 page."
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from urllib.parse import quote
 
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 
-from herald.auth.deps import Principal, principal_for_token
-from herald.errors import Forbidden, HeraldError, NotAuthenticated
-from herald.orgs.models import Role
+from herald.auth.access import Capability
+from herald.auth.deps import Principal, principal_for_token, require
+from herald.errors import HeraldError, NotAuthenticated
 from herald.runtime import get_session, get_settings_dep
 from herald.settings import Settings
 from herald.web.session import ACCESS_COOKIE
@@ -41,32 +42,7 @@ def page_user(
         raise LoginRequired(request.url.path) from None
 
 
-def marketing_page(principal: Principal = Depends(page_user)) -> Principal:
-    if not principal.has_feature("marketing"):
-        raise Forbidden(
-            "Your organisation's licence does not include the Marketing module.",
-            code="feature_required",
-        )
-    if principal.role not in (Role.ADMIN, Role.MANAGER):
-        raise Forbidden(
-            "The Marketing module needs the ADMIN or MANAGER role.", code="role_required"
-        )
-    return principal
-
-
-def admin_page(principal: Principal = Depends(page_user)) -> Principal:
-    if principal.role != Role.ADMIN:
-        raise Forbidden("Only an ADMIN can do this.", code="role_required")
-    return principal
-
-
-def crm_writer_page(principal: Principal = Depends(page_user)) -> Principal:
-    if principal.role not in (Role.ADMIN, Role.MANAGER):
-        raise Forbidden("Changing contacts needs the ADMIN or MANAGER role.", code="role_required")
-    return principal
-
-
-def marketing_writer_page(principal: Principal = Depends(marketing_page)) -> Principal:
-    if principal.role != Role.ADMIN:
-        raise Forbidden("Only an ADMIN can change campaigns.", code="role_required")
-    return principal
+def page_requires(capability: Capability) -> Callable[..., Principal]:
+    """The viewer, if herald.auth.access allows the capability; its refusal becomes the
+    403 page (herald.error_handlers)."""
+    return require(capability, caller=page_user)

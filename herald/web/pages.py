@@ -7,9 +7,9 @@ from typing import Any
 from fastapi import Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 
+from herald.auth.access import Capability, allows
 from herald.auth.deps import Principal
 from herald.errors import Conflict, HeraldError
-from herald.orgs.models import Role
 from herald.runtime import get_runtime
 from herald.web.csrf import CSRF_COOKIE, csrf_token
 from herald.web.templating import csp_header, new_nonce, templates
@@ -59,7 +59,7 @@ def navigation(principal: Principal, inbox: bool = False) -> list[dict[str, str]
     """The sidebar: Marketing only with the licence and the role; Settings for everyone
     (My account), its admin pages for ADMINs; in dev mode, the local Inbox."""
     items = [{"label": "CRM", "href": "/crm/contacts", "key": "crm"}]
-    if principal.has_feature("marketing") and principal.role in (Role.ADMIN, Role.MANAGER):
+    if allows(principal, Capability.MARKETING_READ):
         items.append({"label": "Marketing", "href": "/marketing", "key": "marketing"})
     items.append({"label": "Settings", "href": "/settings", "key": "settings"})
     if inbox:
