@@ -38,11 +38,6 @@ class HeraldError(Exception):
         return {"error": {"code": self.code, "message": self.message, "details": self.details}}
 
 
-class BadRequest(HeraldError):
-    status = 400
-    code = "bad_request"
-
-
 class ValidationFailed(HeraldError):
     """422 with the offending field named in ``details``."""
 

@@ -16,7 +16,8 @@ from herald.cli.output import JSON_OPTION, emit, operator_runtime, parse_status
 from herald.db import unit_of_work
 from herald.errors import Conflict, HeraldError
 from herald.marketing import service
-from herald.marketing.launch import count_eligible, launch_campaign
+from herald.marketing.audience import count_eligible
+from herald.marketing.launch import launch_campaign
 from herald.marketing.models import Campaign, CampaignStatus
 from herald.marketing.schemas import CampaignOut, LaunchOut, StatsOut
 from herald.orgs.service import get_org

@@ -37,9 +37,6 @@ class SendStatus(enum.StrEnum):
     UNKNOWN = "UNKNOWN"
 
 
-TERMINAL_SEND_STATUSES = (SendStatus.DELIVERED, SendStatus.FAILED, SendStatus.UNKNOWN)
-
-
 class Campaign(IdMixin, OrgScoped, TimestampMixin, Base):
     """A one-off email to an audience. Counters are kept with the sends, never counted."""
 

@@ -16,8 +16,8 @@ from herald.crm.models import Contact
 from herald.errors import ValidationFailed
 from herald.mailconfig.account import MailAccount
 from herald.mailconfig.testmail import TIMEOUT_SECONDS, describe_failure
+from herald.marketing.audience import eligible_contacts
 from herald.marketing.compose import CampaignMessage, InvalidAddress, Recipient
-from herald.marketing.launch import eligible_contacts
 from herald.marketing.models import Campaign
 from herald.marketing.transport import ConnectionLost, Reply, SmtpConnection, SmtpError
 

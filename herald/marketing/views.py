@@ -20,7 +20,8 @@ from herald.crm.service import list_statuses
 from herald.errors import Conflict, HeraldError, ValidationFailed
 from herald.mailconfig.service import load_mail_account
 from herald.marketing import charts, export, preview, service
-from herald.marketing.launch import count_eligible, launch_campaign
+from herald.marketing.audience import count_eligible
+from herald.marketing.launch import launch_campaign
 from herald.marketing.models import Campaign, CampaignStatus, SendStatus
 from herald.marketing.schemas import AudienceIn, CampaignIn
 from herald.runtime import get_runtime, get_session, get_settings_dep
