@@ -9,6 +9,7 @@ here runs inside the caller's unit of work; SQLite callers begin it as a writer.
 from __future__ import annotations
 
 import datetime as dt
+import enum
 import random
 import uuid
 from collections import Counter
@@ -132,6 +133,15 @@ class Batch:
     sends: list[ClaimedSend]
 
 
+class Outcome(enum.Enum):
+    """What one delivery attempt came to."""
+
+    DELIVERED = "delivered"
+    RETRY = "retry"  # a transient answer or no connection: back to the queue, later
+    FAILED = "failed"
+    UNKNOWN = "unknown"  # may have been delivered: never re-sent automatically
+
+
 @dataclass
 class Outcomes:
     """What happened to the sends of one dispatch, to be recorded in one transaction."""
@@ -140,6 +150,16 @@ class Outcomes:
     failed: list[tuple[int, str]] = field(default_factory=list)
     retry: list[tuple[ClaimedSend, str]] = field(default_factory=list)
     unknown: list[tuple[int, str]] = field(default_factory=list)
+
+    def add(self, send: ClaimedSend, outcome: Outcome, detail: str) -> None:
+        if outcome is Outcome.DELIVERED:
+            self.delivered.append(send.id)
+        elif outcome is Outcome.RETRY:
+            self.retry.append((send, detail))
+        elif outcome is Outcome.UNKNOWN:
+            self.unknown.append((send.id, detail))
+        else:
+            self.failed.append((send.id, detail))
 
 
 def db_now(session: Session) -> dt.datetime:
@@ -313,7 +333,9 @@ def record_outcomes(
 
     if outcomes.delivered:
         params = {"ids": outcomes.delivered, "owner": owner, "now": now}
-        counts["delivered"] += len(session.connection().execute(_DELIVERED, params).all())
+        counts[Outcome.DELIVERED.value] += len(
+            session.connection().execute(_DELIVERED, params).all()
+        )
 
     failed = list(outcomes.failed)
     for send, error in outcomes.retry:
@@ -336,15 +358,13 @@ def record_outcomes(
             .execution_options(synchronize_session=False)
         )
 
-    for kind, rows in (("failed", failed), ("unknown", outcomes.unknown)):
+    for outcome, rows in ((Outcome.FAILED, failed), (Outcome.UNKNOWN, outcomes.unknown)):
         for send_id, error in rows:
             result = session.execute(
                 update(S)
                 .where(S.id == send_id, mine)
                 .values(
-                    status=SendStatus.FAILED.value
-                    if kind == "failed"
-                    else SendStatus.UNKNOWN.value,
+                    status=SendStatus[outcome.name].value,
                     attempts=S.attempts + 1,
                     error=error[:2000],
                     **done,
@@ -352,7 +372,7 @@ def record_outcomes(
                 .returning(S.id)
                 .execution_options(synchronize_session=False)
             )
-            counts[kind] += len(result.all())
+            counts[outcome.value] += len(result.all())
 
     add_to_counters(session, campaign_id, counts)
 

@@ -30,6 +30,7 @@ from herald.marketing import queue
 from herald.marketing.compose import CampaignMessage, InvalidAddress, Recipient, smtp_address
 from herald.marketing.models import Campaign
 from herald.marketing.pool import ConnectionPool, ServerUnavailable
+from herald.marketing.queue import Outcome
 from herald.marketing.transport import ConnectionLost, Phase, SmtpError, SmtpSettings
 from herald.runtime import Runtime
 
@@ -298,21 +299,14 @@ class Worker:
                 # A failure we did not foresee: the message may have gone out, so it is
                 # never retried automatically.
                 log.error("send.unexpected_error", send_id=send.id, error=repr(result)[:500])
-                result = ("unknown", f"Unexpected error while sending ({type(result).__name__}).")
-            kind, detail = result
-            if kind == "delivered":
-                outcomes.delivered.append(send.id)
-            elif kind == "retry":
-                outcomes.retry.append((send, detail))
-            elif kind == "unknown":
-                outcomes.unknown.append((send.id, detail))
-            else:
-                outcomes.failed.append((send.id, detail))
+                unexpected = f"Unexpected error while sending ({type(result).__name__})."
+                result = (Outcome.UNKNOWN, unexpected)
+            outcomes.add(send, *result)
         return outcomes
 
     async def _deliver(
         self, job: CampaignJob, pool: ConnectionPool, send: queue.ClaimedSend
-    ) -> tuple[str, str]:
+    ) -> tuple[Outcome, str]:
         recipient = Recipient(
             email=send.email,
             first_name=send.first_name,
@@ -324,19 +318,19 @@ class Worker:
             data = job.message.render(recipient)
             rcpt = smtp_address(send.email)
         except InvalidAddress as exc:
-            return "failed", f"Not sent: the address cannot be used ({exc})."
+            return Outcome.FAILED, f"Not sent: the address cannot be used ({exc})."
         try:
             async with pool.connection() as conn:
                 await conn.send(job.sender, rcpt, data)
-            return "delivered", ""
+            return Outcome.DELIVERED, ""
         except SmtpError as exc:
-            return ("retry" if exc.reply.transient else "failed"), str(exc.reply)
+            return (Outcome.RETRY if exc.reply.transient else Outcome.FAILED), str(exc.reply)
         except ConnectionLost as exc:
             if exc.phase is Phase.AFTER_DOT:
-                return "unknown", (
+                return Outcome.UNKNOWN, (
                     f"The connection was lost after the whole message was sent ({exc}); "
                     "it may have been delivered, so it is not re-sent automatically."
                 )
-            return "retry", str(exc)
+            return Outcome.RETRY, str(exc)
         except ServerUnavailable as exc:
-            return "retry", str(exc)
+            return Outcome.RETRY, str(exc)
