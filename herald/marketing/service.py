@@ -157,18 +157,39 @@ def _cleaned(session: Session, org_id: uuid.UUID, name: str, value: Any) -> Any:
 FIELDS = ("name", "from_name", "from_email", "subject", "html_body", "text_body", "audience")
 
 
-def _apply(
-    session: Session, org_id: uuid.UUID, campaign: Campaign, data: CampaignIn | CampaignPatchIn
-) -> None:
-    """Check and set the fields of ``data`` that were sent (every one, for a CampaignIn)."""
+@dataclass(frozen=True)
+class CampaignChanges:
+    """The stored values of the fields sent, all checked: applying them cannot fail, so a
+    refused edit leaves the campaign (and the session) untouched."""
+
+    values: dict[str, Any]
+
+    def apply_to(self, campaign: Campaign) -> None:
+        for name, value in self.values.items():
+            setattr(campaign, name, value)
+
+
+def _validated(
+    session: Session,
+    org_id: uuid.UUID,
+    data: CampaignIn | CampaignPatchIn,
+    current: Campaign | None = None,
+) -> CampaignChanges:
+    """The fields of ``data`` that were sent (every one, for a CampaignIn), checked against
+    the rules; ``current`` gives the fields a PATCH leaves as they are."""
     sent = data.model_fields_set if isinstance(data, CampaignPatchIn) else set(FIELDS)
-    for name in FIELDS:
-        if name in sent:
-            setattr(campaign, name, _cleaned(session, org_id, name, getattr(data, name)))
+    values = {
+        name: _cleaned(session, org_id, name, getattr(data, name))
+        for name in FIELDS
+        if name in sent
+    }
     if sent & {"html_body", "text_body"}:
+        html = values.get("html_body", current.html_body if current else "")
+        text = values.get("text_body", current.text_body if current else "")
         # The message the workers will build, checked now rather than at launch: catches
         # placeholders that only appear once HTML entities are decoded, or in generated text.
-        compile_bodies(campaign.html_body or "", campaign.text_body or "")
+        compile_bodies(html or "", text or "")
+    return CampaignChanges(values)
 
 
 # --- campaigns ---
@@ -222,8 +243,9 @@ def list_campaigns_in_all_orgs(
 
 
 def create_campaign(session: Session, org_id: uuid.UUID, data: CampaignIn) -> Campaign:
+    changes = _validated(session, org_id, data)
     campaign = Campaign(status=CampaignStatus.DRAFT.value)
-    _apply(session, org_id, campaign, data)
+    changes.apply_to(campaign)
     return CampaignRepository(session, org_id).add(campaign)
 
 
@@ -242,7 +264,7 @@ def update_campaign(
 ) -> Campaign:
     """PATCH (a CampaignPatchIn: the fields sent) or PUT (a CampaignIn: every field)."""
     campaign = _draft_for_update(session, org_id, campaign_id, "edited")
-    _apply(session, org_id, campaign, data)
+    _validated(session, org_id, data, campaign).apply_to(campaign)
     session.flush()
     return campaign
 

@@ -204,7 +204,6 @@ def create_campaign(
     try:
         campaign = service.create_campaign(session, principal.org_id, _campaign_in(values))
     except ValidationFailed as exc:
-        session.rollback()
         errors = _field_errors(exc)
         return _render_form(request, principal, session, None, values, errors, 422)
     return redirect(f"/marketing/campaigns/{campaign.id}?notice=created")
@@ -229,7 +228,6 @@ def update_campaign(
             session, principal.org_id, campaign_id, _campaign_in(values)
         )
     except ValidationFailed as exc:
-        session.rollback()
         campaign = service.get_campaign(session, principal.org_id, campaign_id)
         errors = _field_errors(exc)
         return _render_form(request, principal, session, campaign, values, errors, 422)

@@ -605,3 +605,19 @@ def test_another_orgs_campaign_answers_404_like_a_missing_one(client, runtime, a
             assert absent.json() == foreign.json()
     # untouched, still a DRAFT of its org
     assert client.get(f"{API}/campaigns/{theirs['id']}", headers=victim.headers).json() == theirs
+
+
+def test_a_refused_edit_on_the_page_leaves_the_draft_as_it_was(client, admin):
+    """The edit form checks every field before changing any: a valid new name next to a
+    missing subject is not saved."""
+    draft = create_campaign(client, admin)
+    csrf = "campaign-form-csrf"
+    token = admin.headers["Authorization"].removeprefix("Bearer ")
+    response = client.post(
+        f"/marketing/campaigns/{draft['id']}/edit",
+        data={"csrf_token": csrf, "name": "Renamed", "subject": "", "html_body": "<p>New</p>"},
+        headers={"Accept": "text/html", "Cookie": f"herald_access={token}; herald_csrf={csrf}"},
+    )
+    assert response.status_code == 422, response.text
+    assert "subject is required" in response.text
+    assert client.get(f"{API}/campaigns/{draft['id']}", headers=admin.headers).json() == draft
