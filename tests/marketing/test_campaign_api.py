@@ -607,17 +607,40 @@ def test_another_orgs_campaign_answers_404_like_a_missing_one(client, runtime, a
     assert client.get(f"{API}/campaigns/{theirs['id']}", headers=victim.headers).json() == theirs
 
 
+PAGE_CSRF = "campaign-form-csrf"
+
+
+def page_headers(who) -> dict[str, str]:
+    """A browser's session cookies for ``who`` and a CSRF cookie matching PAGE_CSRF."""
+    token = who.headers["Authorization"].removeprefix("Bearer ")
+    return {"Accept": "text/html", "Cookie": f"herald_access={token}; herald_csrf={PAGE_CSRF}"}
+
+
 def test_a_refused_edit_on_the_page_leaves_the_draft_as_it_was(client, admin):
     """The edit form checks every field before changing any: a valid new name next to a
     missing subject is not saved."""
     draft = create_campaign(client, admin)
-    csrf = "campaign-form-csrf"
-    token = admin.headers["Authorization"].removeprefix("Bearer ")
     response = client.post(
         f"/marketing/campaigns/{draft['id']}/edit",
-        data={"csrf_token": csrf, "name": "Renamed", "subject": "", "html_body": "<p>New</p>"},
-        headers={"Accept": "text/html", "Cookie": f"herald_access={token}; herald_csrf={csrf}"},
+        data={"csrf_token": PAGE_CSRF, "name": "Renamed", "subject": "", "html_body": "<p>N</p>"},
+        headers=page_headers(admin),
     )
     assert response.status_code == 422, response.text
     assert "subject is required" in response.text
     assert client.get(f"{API}/campaigns/{draft['id']}", headers=admin.headers).json() == draft
+
+
+def test_the_forms_live_count_leaves_out_who_may_not_be_mailed(client, runtime, admin):
+    arrange_contacts(runtime, admin.org_id)  # one opted out, one without an email
+    count = client.post(
+        "/marketing/audience-count.json",
+        data={"csrf_token": PAGE_CSRF, "audience_type": "ALL"},
+        headers=page_headers(admin),
+    )
+    assert count.json() == {"recipients": 3, "message": ""}
+    leads = client.post(
+        "/marketing/audience-count.json",
+        data={"csrf_token": PAGE_CSRF, "audience_type": "STATUS", "statuses": "LEAD"},
+        headers=page_headers(admin),
+    )
+    assert leads.json() == {"recipients": 1, "message": ""}
