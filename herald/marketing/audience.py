@@ -17,6 +17,8 @@ MAILABLE: ColumnElement[bool] = and_(
     Contact.email_key.is_not(None),
     Contact.marketing_opt_out.is_(False),
 )
+# Why a send launched to a contact that is no longer MAILABLE was not sent.
+NOT_MAILABLE_REASON = "Not sent: the contact may no longer be mailed (opted out or deleted)."
 
 
 def eligible_contacts(org_id: uuid.UUID, audience: dict[str, Any]) -> Select[Any]:

@@ -34,7 +34,7 @@ from sqlalchemy.orm import Session
 
 from herald.crm.models import Contact
 from herald.db import UTCDateTime, utcnow
-from herald.marketing.audience import MAILABLE
+from herald.marketing.audience import MAILABLE, NOT_MAILABLE_REASON
 from herald.marketing.models import Campaign, CampaignStatus, MarketingSend, SendStatus
 
 S = MarketingSend
@@ -289,8 +289,8 @@ def start_dispatch(
 ) -> tuple[list[ClaimedSend], Outcomes]:
     """Mark sends SENDING just before their SMTP transactions; this must commit first.
 
-    A contact who opted out (or was deleted) since the launch gets nothing: that send is
-    FAILED with the reason instead.
+    A contact who may no longer be mailed (audience.MAILABLE: opted out, deleted) since
+    the launch gets nothing: that send is FAILED with the reason instead.
     """
     connection = session.connection()
     blocked = {row[0] for row in connection.execute(_BLOCKED, {"ids": [s.id for s in sends]})}
@@ -300,11 +300,7 @@ def start_dispatch(
         params = {"ids": [s.id for s in candidates], "owner": owner, "now": db_now(session)}
         marked = {row[0] for row in connection.execute(_START, params)}
     go = [s for s in candidates if s.id in marked]
-    skipped = Outcomes(
-        failed=[
-            (i, "Not sent: the contact opted out or was deleted after the launch.") for i in blocked
-        ]
-    )
+    skipped = Outcomes(failed=[(i, NOT_MAILABLE_REASON) for i in blocked])
     return go, skipped
 
 
