@@ -35,7 +35,7 @@ NEEDS: dict[Capability, Need] = {
         "Changing campaigns", frozenset({Role.ADMIN}), feature="marketing"
     ),
     Capability.CRM_WRITE: Need("Changing contacts", frozenset({Role.ADMIN, Role.MANAGER})),
-    Capability.SETTINGS: Need("Changing settings", frozenset({Role.ADMIN})),
+    Capability.SETTINGS: Need("Managing email settings and users", frozenset({Role.ADMIN})),
 }
 
 
