@@ -13,6 +13,8 @@ from sqlalchemy import text
 from starlette.types import Receive, Scope, Send
 
 from herald.apidocs import install_api_docs
+from herald.audit.routes import router as audit_router
+from herald.audit.views import router as audit_pages
 from herald.auth.routes import router as auth_router
 from herald.auth.views import router as account_pages
 from herald.bodylimit import BodyLimit
@@ -130,6 +132,7 @@ def _area_routers() -> list[APIRouter]:
         mailconfig_router,
         marketing_router,
         orgs_router,
+        audit_router,
         auth_pages,
         home_pages,
         marketing_pages,
@@ -137,4 +140,5 @@ def _area_routers() -> list[APIRouter]:
         mailconfig_pages,
         orgs_pages,
         account_pages,
+        audit_pages,
     ]
