@@ -115,6 +115,7 @@ def status_kb(field: str) -> int:
 
 def launch_here(database_url: str, org_id: uuid.UUID, campaign_id: uuid.UUID) -> dict[str, Any]:
     """The child's side: launch once and measure this process around the launch only."""
+    from herald.audit.service import CLI, system_actor
     from herald.db import make_engine, make_session_factory, unit_of_work
     from herald.marketing.launch import launch_campaign
 
@@ -130,7 +131,7 @@ def launch_here(database_url: str, org_id: uuid.UUID, campaign_id: uuid.UUID) ->
         reset = False
     started, cpu_before = time.perf_counter(), resource.getrusage(resource.RUSAGE_SELF)
     with unit_of_work(sessions) as session:
-        campaign = launch_campaign(session, org_id, campaign_id)
+        campaign = launch_campaign(session, org_id, campaign_id, actor=system_actor(org_id, CLI))
         recipients = campaign.recipients
     elapsed, cpu_after = time.perf_counter() - started, resource.getrusage(resource.RUSAGE_SELF)
     cpu = (cpu_after.ru_utime - cpu_before.ru_utime) + (cpu_after.ru_stime - cpu_before.ru_stime)

@@ -140,6 +140,7 @@ def arrange(database_url: str, sends: int, others: int) -> uuid.UUID:
     """The big campaign's id: seeded now, or found from an earlier run."""
     os.environ["HERALD_SECRET_KEY"] = SECRET
     from herald import migrate
+    from herald.audit.service import CLI, system_actor
     from herald.db import make_engine, make_session_factory, unit_of_work
     from herald.marketing.models import Campaign
     from herald.orgs.models import Org
@@ -162,7 +163,8 @@ def arrange(database_url: str, sends: int, others: int) -> uuid.UUID:
     started = time.perf_counter()
     with unit_of_work(sessions) as session:
         org = create_org(session, ORG_NAME, ["marketing"])
-        create_user(session, org, ADMIN_EMAIL, ADMIN_PASSWORD, "ADMIN")
+        actor = system_actor(org.id, CLI)
+        create_user(session, org, ADMIN_EMAIL, ADMIN_PASSWORD, "ADMIN", actor=actor)
         org_id = org.id
     next_contact = 0
     for n in range(others // 2):

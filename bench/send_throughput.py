@@ -278,6 +278,7 @@ def measure(
     check: bool,
 ) -> Result:
     """One campaign sent by `count` fresh workers into a fresh sink; then the ceilings."""
+    from herald.audit.service import CLI, system_actor
     from herald.db import unit_of_work
     from herald.marketing.launch import launch_campaign
     from herald.marketing.models import Campaign
@@ -302,7 +303,7 @@ def measure(
         time.sleep(2.0)  # let the workers import and start polling
         started = time.perf_counter()
         with unit_of_work(sessions) as session:
-            launch_campaign(session, org_id, campaign_id)
+            launch_campaign(session, org_id, campaign_id, actor=system_actor(org_id, CLI))
         launched = time.perf_counter() - started
         while True:
             with unit_of_work(sessions, write=False) as session:

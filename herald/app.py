@@ -13,6 +13,8 @@ from sqlalchemy import text
 from starlette.types import Receive, Scope, Send
 
 from herald.apidocs import install_api_docs
+from herald.audit.routes import router as audit_router
+from herald.audit.views import router as audit_pages
 from herald.auth.routes import router as auth_router
 from herald.auth.views import router as account_pages
 from herald.bodylimit import BodyLimit
@@ -128,9 +130,11 @@ def _area_routers() -> list[APIRouter]:
         mailconfig_router,
         marketing_router,
         orgs_router,
+        audit_router,
         marketing_pages,
         crm_pages,
         mailconfig_pages,
         orgs_pages,
         account_pages,
+        audit_pages,
     ]

@@ -1,5 +1,6 @@
 """Every mapped model, imported once so the metadata is complete (Alembic, create_all)."""
 
+from herald.audit.models import AuditEvent
 from herald.auth.models import LoginFailure, RefreshToken
 from herald.crm.models import Contact, ContactStatus
 from herald.db import Base
@@ -10,6 +11,7 @@ from herald.orgs.models import Org, User
 metadata = Base.metadata
 
 __all__ = [
+    "AuditEvent",
     "Campaign",
     "Contact",
     "ContactStatus",

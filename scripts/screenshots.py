@@ -18,6 +18,7 @@ sys.path.insert(0, str(ROOT))
 
 from playwright.sync_api import sync_playwright  # noqa: E402
 
+from herald.audit.service import CLI, system_actor  # noqa: E402
 from herald.db import unit_of_work  # noqa: E402
 from herald.dev.mailbox import Mailbox  # noqa: E402
 from herald.marketing.launch import launch_campaign  # noqa: E402
@@ -63,7 +64,7 @@ def main() -> None:
             session.flush()
             sent_id, draft_id = sent.id, draft.id
         with unit_of_work(runtime.sessions) as session:
-            launch_campaign(session, org.id, sent_id)
+            launch_campaign(session, org.id, sent_id, actor=system_actor(org.id, CLI))
         wait_until(lambda: _status(runtime, sent_id) == "SENT", timeout=60)
         _shoot(server.url, admin, sent_id, draft_id)
         # The Inbox of `herald dev`: a dev-mode app on the same database, its mailbox holding

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
+from herald.audit.service import CLI, system_actor
 from herald.db import unit_of_work
 from herald.marketing.export import HEADER, csv_chunks
 from herald.marketing.launch import launch_campaign
@@ -234,7 +235,7 @@ def test_stats_json_gives_the_api_figures(runtime, database_url, tmp_path):
 def test_stats_watch_follows_until_sent_and_ctrl_c_stops_cleanly(runtime, database_url, tmp_path):
     org_id, campaign_id = draft(runtime)
     with unit_of_work(runtime.sessions) as session:
-        launch_campaign(session, org_id, campaign_id)
+        launch_campaign(session, org_id, campaign_id, actor=system_actor(org_id, CLI))
     args = ["campaign", "stats", str(campaign_id), "--watch", "--interval", "0.2"]
     watcher = start(args, database_url, tmp_path)
     stopped = start(args, database_url, tmp_path)

@@ -165,3 +165,20 @@ def test_another_orgs_ids_answer_404_exactly_like_missing_ones(client, orgs, run
         assert still.status_code < 400, (method, path, still.text)
         checked += 1
     assert checked >= 3
+
+
+# org-wide lists without an id in the path: each shows the victim's new user (its email is
+# at victim.example), and none shows it to another org
+ORG_LISTS = ("/api/settings/audit", "/api/settings/users")
+
+
+def test_org_wide_lists_show_only_the_callers_org(client, orgs, runtime):
+    victim, intruder = orgs
+    make_org_user(client, victim, runtime)
+    for path in ORG_LISTS:
+        own = client.get(path, headers=victim, params={"pageSize": 500})
+        assert own.status_code == 200, (path, own.text)
+        assert "@victim.example" in own.text, path
+        seen = client.get(path, headers=intruder, params={"pageSize": 500})
+        assert seen.status_code == 200, (path, seen.text)
+        assert seen.json()["total"] >= 1 and "@victim.example" not in seen.text, path

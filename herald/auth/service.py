@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from herald.audit import service as audit
 from herald.auth import throttle, totp
 from herald.auth.models import RefreshToken
 from herald.auth.passwords import verify_password
@@ -119,9 +120,17 @@ def login(
         user = authenticate(session, settings, email, password, mfa_code)
     except NotAuthenticated as exc:
         exc.keep_changes = True
+        audit.failed_login(session, email, exc.code, address)
         raise
     throttle.clear_account(session, settings, email)
     user.last_login_at = utcnow()
+    audit.record(
+        session,
+        audit.user_actor(user),
+        "auth.login",
+        target=f"user {user.email}",
+        details={"address": address},
+    )
     return _issue(session, settings, user, family=uuid.uuid4())
 
 
@@ -184,15 +193,17 @@ def mfa_setup(session: Session, settings: Settings, user: User) -> tuple[str, st
     user.mfa_secret = mfa_box(settings).seal(secret)
     user.mfa_last_step = None
     session.flush()
+    audit.record(session, audit.user_actor(user), "auth.mfa_setup", target=f"user {user.email}")
     return secret, totp.provisioning_url(secret, user.email)
 
 
-def reset_mfa(user: User) -> None:
+def reset_mfa(session: Session, user: User, actor: audit.Actor) -> None:
     """Turn MFA off for a user (an operator's remedy for a lost device or a new secret key);
     the user enrols again from My account."""
     user.mfa_enabled = False
     user.mfa_secret = None
     user.mfa_last_step = None
+    audit.record(session, actor, "auth.mfa_reset", target=f"user {user.email}")
 
 
 def mfa_enable(session: Session, settings: Settings, user: User, code: str) -> None:
@@ -212,3 +223,4 @@ def mfa_enable(session: Session, settings: Settings, user: User, code: str) -> N
         raise ValidationFailed("The code does not match.", field="code", code="mfa_invalid")
     user.mfa_enabled = True
     session.flush()
+    audit.record(session, audit.user_actor(user), "auth.mfa_enabled", target=f"user {user.email}")

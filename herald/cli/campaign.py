@@ -12,6 +12,7 @@ from typing import Any
 
 import typer
 
+from herald.audit import service as audit
 from herald.cli.output import JSON_OPTION, emit, operator_runtime, parse_status
 from herald.db import unit_of_work
 from herald.errors import Conflict, HeraldError
@@ -230,7 +231,12 @@ def launch(
             _confirm_launch(runtime, campaign_id)
         with unit_of_work(runtime.sessions) as session:
             campaign = service.get_campaign_in_any_org(session, campaign_id)
-            campaign = launch_campaign(session, campaign.org_id, campaign.id)
+            campaign = launch_campaign(
+                session,
+                campaign.org_id,
+                campaign.id,
+                actor=audit.system_actor(campaign.org_id, audit.CLI),
+            )
             result = LaunchOut(status=campaign.status, recipients=campaign.recipients)
     data = result.model_dump(mode="json", by_alias=True)
     emit(data, as_json, f"Launched: {result.status}, {result.recipients} recipients.")

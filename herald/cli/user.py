@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from herald.audit import service as audit
 from herald.auth.service import reset_mfa
 from herald.cli.output import JSON_OPTION, cli_session, emit
 from herald.orgs import service
@@ -22,7 +23,8 @@ def create(
     """Create a user in an org."""
     with cli_session(as_json) as session:
         org = service.get_org(session, org_id)
-        user = service.create_user(session, org, email, password, role)
+        actor = audit.system_actor(org.id, audit.CLI)
+        user = service.create_user(session, org, email, password, role, actor=actor)
         data = {"id": str(user.id), "email": user.email, "role": user.role, "orgId": str(org.id)}
     emit(data, as_json, str(data["id"]))
 
@@ -59,6 +61,6 @@ def reset_mfa_command(
     from My account."""
     with cli_session(as_json) as session:
         user = service.get_user_by_email(session, email)
-        reset_mfa(user)
+        reset_mfa(session, user, audit.system_actor(user.org_id, audit.CLI))
         data = {"id": str(user.id), "email": user.email, "mfaEnabled": False}
     emit(data, as_json, f"MFA is off for {data['email']}; they can enrol again from My account.")

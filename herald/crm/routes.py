@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, File, Query, Response, UploadFile
 from sqlalchemy.orm import Session
 
+from herald.audit import service as audit
 from herald.auth.deps import CRM_WRITERS, Principal, current_user
 from herald.crm import service
 from herald.crm.importer import import_contacts
@@ -106,7 +107,9 @@ def patch_contact(
     session: Session = Depends(get_session, scope="function"),
 ) -> ContactOut:
     """Only the fields sent change."""
-    contact = service.update_contact(session, principal.org_id, contact_id, body)
+    contact = service.update_contact(
+        session, principal.org_id, contact_id, body, actor=audit.actor(principal)
+    )
     return ContactOut.model_validate(contact)
 
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from herald.audit import service as audit
 from herald.crm import fields
 from herald.crm.models import Contact
 from herald.crm.repository import ContactRepository, StatusRepository
@@ -95,7 +96,12 @@ def create_contact(session: Session, org_id: uuid.UUID, data: ContactCreateIn) -
 
 
 def update_contact(
-    session: Session, org_id: uuid.UUID, contact_id: str, data: ContactPatchIn
+    session: Session,
+    org_id: uuid.UUID,
+    contact_id: str,
+    data: ContactPatchIn,
+    *,
+    actor: audit.Actor,
 ) -> Contact:
     repo = ContactRepository(session, org_id)
     contact = repo.get(contact_id)
@@ -117,6 +123,14 @@ def update_contact(
     if "marketing_opt_out" in sent:
         if data.marketing_opt_out is None:
             raise ValidationFailed("marketingOptOut cannot be null.", field="marketingOptOut")
+        if contact.marketing_opt_out and not data.marketing_opt_out:
+            audit.record(
+                session,
+                actor,
+                "contact.resubscribed",
+                target=f"contact {contact.id} {contact.email or ''}".rstrip(),
+                details={"marketingOptOut": {"from": True, "to": False}},
+            )
         contact.marketing_opt_out = data.marketing_opt_out
     _flush(repo)
     return contact

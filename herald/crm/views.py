@@ -11,6 +11,7 @@ from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 from fastapi.responses import HTMLResponse, RedirectResponse
 from sqlalchemy.orm import Session
 
+from herald.audit import service as audit
 from herald.auth.access import Capability, allows
 from herald.auth.deps import Principal
 from herald.crm import service
@@ -226,7 +227,9 @@ def save_contact(
 ) -> HTMLResponse | RedirectResponse:
     data = ContactPatchIn(**form)
     try:
-        contact = service.update_contact(session, principal.org_id, contact_id, data)
+        contact = service.update_contact(
+            session, principal.org_id, contact_id, data, actor=audit.actor(principal)
+        )
     except (ValidationFailed, Conflict) as exc:
         # The service may have changed some fields before refusing one: keep none of them.
         session.rollback()

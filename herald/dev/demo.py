@@ -17,6 +17,7 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from herald.audit import service as audit
 from herald.auth.passwords import hash_password
 from herald.crm.models import DEFAULT_STATUSES
 from herald.crm.schemas import ContactCreateIn
@@ -140,13 +141,15 @@ def _point_at_catcher(session: Session, settings: Settings, org_id: uuid.UUID, p
             default_from_name=ORG_NAME,
             default_from_email="news@demo.herald.example",
         ),
+        actor=audit.system_actor(org_id, audit.DEV),
     )
 
 
 def _create(session: Session, password: str) -> Org:
     org = create_org(session, ORG_NAME, ["marketing"])
-    create_user(session, org, ADMIN_EMAIL, password, "ADMIN")
-    create_user(session, org, MANAGER_EMAIL, password, "MANAGER")
+    actor = audit.system_actor(org.id, audit.DEV)
+    create_user(session, org, ADMIN_EMAIL, password, "ADMIN", actor=actor)
+    create_user(session, org, MANAGER_EMAIL, password, "MANAGER", actor=actor)
     for contact in demo_contacts():
         create_contact(session, org.id, contact)
     campaigns.create_campaign(

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
+from herald.audit import service as audit
 from herald.auth.deps import ADMIN_ONLY, Principal
 from herald.mailconfig import service, testmail
 from herald.mailconfig.account import MailAccount
@@ -82,7 +83,9 @@ def put_email_config(
 ) -> EmailConfigOut:
     """Saves the SMTP settings. `password` is write-only: left out, the stored one stays;
     an empty string clears it."""
-    return _view(service.save_config(session, settings, principal.org_id, body))
+    return _view(
+        service.save_config(session, settings, principal.org_id, body, actor=audit.actor(principal))
+    )
 
 
 def _load_account(session: Session, settings: Settings, principal: Principal) -> MailAccount:

@@ -6,6 +6,7 @@ import uuid
 
 from sqlalchemy.orm import Session
 
+from herald.audit import service as audit
 from herald.errors import Conflict
 from herald.mailconfig.account import MailAccount
 from herald.mailconfig.models import EmailConfig
@@ -27,7 +28,12 @@ def get_config(session: Session, org_id: uuid.UUID) -> EmailConfig | None:
 
 
 def save_config(
-    session: Session, settings: Settings, org_id: uuid.UUID, data: EmailConfigIn
+    session: Session,
+    settings: Settings,
+    org_id: uuid.UUID,
+    data: EmailConfigIn,
+    *,
+    actor: audit.Actor,
 ) -> EmailConfig:
     """Replace the org's configuration. The password changes only when one is given:
     ``None`` keeps the stored one, ``""`` clears it."""
@@ -39,12 +45,20 @@ def save_config(
         "default_from_name": data.default_from_name,
         "default_from_email": data.default_from_email,
     }
+    before = audit.snapshot(get_config(session, org_id))
     row = EmailConfigRepository(session, org_id).current_or_new(EmailConfig(**values))
     for name, value in values.items():
         setattr(row, name, value)
     if data.password is not None:
         row.password_sealed = smtp_box(settings).seal(data.password) if data.password else None
     session.flush()
+    audit.record(
+        session,
+        actor,
+        "email_config.saved",
+        target="email configuration",
+        details=audit.changes(before, row),
+    )
     return row
 
 

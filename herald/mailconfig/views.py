@@ -10,6 +10,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
+from herald.audit import service as audit
 from herald.auth.access import Capability
 from herald.auth.deps import Principal
 from herald.errors import Conflict
@@ -141,7 +142,7 @@ def save_email_settings(
             errors=pydantic_errors(exc),
             status=422,
         )
-    service.save_config(session, settings, principal.org_id, data)
+    service.save_config(session, settings, principal.org_id, data, actor=audit.actor(principal))
     return redirect("/settings/email?saved=1")
 
 

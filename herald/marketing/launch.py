@@ -16,6 +16,7 @@ from sqlalchemy import ColumnElement, String, func, insert, literal, select, upd
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
+from herald.audit import service as audit
 from herald.crm.models import Contact
 from herald.db import UTCDateTime, utcnow
 from herald.errors import Conflict
@@ -76,7 +77,9 @@ def _fail(session: Session, campaign: Campaign, reason: str, code: str) -> Launc
     return LaunchFailed(reason, code=code, details={"status": CampaignStatus.FAILED.value})
 
 
-def launch_campaign(session: Session, org_id: uuid.UUID, campaign_id: str | uuid.UUID) -> Campaign:
+def launch_campaign(
+    session: Session, org_id: uuid.UUID, campaign_id: str | uuid.UUID, *, actor: audit.Actor
+) -> Campaign:
     """DRAFT -> SENDING with one QUEUED send per eligible contact; 409 unless DRAFT.
 
     Two launches at once: the conditional UPDATE lets exactly one of them win.
@@ -154,4 +157,11 @@ def launch_campaign(session: Session, org_id: uuid.UUID, campaign_id: str | uuid
     )
     session.flush()
     session.refresh(campaign)
+    audit.record(
+        session,
+        actor,
+        "campaign.launched",
+        target=f"campaign {campaign.id} {campaign.name}",
+        details={"recipients": recipients},
+    )
     return campaign

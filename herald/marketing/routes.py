@@ -7,6 +7,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from sqlalchemy.orm import Session
 
+from herald.audit import service as audit
 from herald.auth.access import Capability, allows
 from herald.auth.deps import MARKETING_READ, MARKETING_WRITE, Principal
 from herald.marketing import export, service
@@ -159,7 +160,7 @@ def delete_campaign(
     session: Session = Depends(get_session, scope="function"),
 ) -> Response:
     """Deletes a DRAFT; 204, no body. 409 `not_draft` for any other status."""
-    service.delete_campaign(session, principal.org_id, campaign_id)
+    service.delete_campaign(session, principal.org_id, campaign_id, actor=audit.actor(principal))
     return Response(status_code=204)
 
 
@@ -186,7 +187,7 @@ def launch(
 ) -> LaunchOut:
     """DRAFT -> SENDING (SENT at once when nobody is eligible). 409 `not_draft`; 409
     `smtp_not_configured` / `sender_missing` leave the campaign FAILED with the reason."""
-    campaign = launch_campaign(session, principal.org_id, campaign_id)
+    campaign = launch_campaign(session, principal.org_id, campaign_id, actor=audit.actor(principal))
     return LaunchOut(status=campaign.status, recipients=campaign.recipients)
 
 

@@ -12,6 +12,7 @@ from typing import Any, Generic, TypeVar
 from email_validator import EmailNotValidError, validate_email
 from sqlalchemy.orm import Session
 
+from herald.audit import service as audit
 from herald.crm import fields as crm_fields
 from herald.crm.service import list_statuses
 from herald.errors import Conflict, NotFound, ValidationFailed
@@ -269,8 +270,13 @@ def update_campaign(
     return campaign
 
 
-def delete_campaign(session: Session, org_id: uuid.UUID, campaign_id: str) -> None:
+def delete_campaign(
+    session: Session, org_id: uuid.UUID, campaign_id: str, *, actor: audit.Actor
+) -> None:
     campaign = _draft_for_update(session, org_id, campaign_id, "deleted")
+    audit.record(
+        session, actor, "campaign.deleted", target=f"campaign {campaign.id} {campaign.name}"
+    )
     CampaignRepository(session, org_id).delete(campaign)
 
 

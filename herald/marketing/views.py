@@ -14,6 +14,7 @@ from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, StreamingResponse
 from sqlalchemy.orm import Session
 
+from herald.audit import service as audit
 from herald.auth.access import Capability, allows
 from herald.auth.deps import Principal
 from herald.crm.service import list_statuses
@@ -339,7 +340,9 @@ def launch(campaign_id: str, principal: Writer, session: Db) -> RedirectResponse
     """A failed launch (SMTP not configured...) leaves the campaign FAILED with its reason,
     which the detail page shows; a campaign no longer DRAFT gets a message."""
     try:
-        campaign = launch_campaign(session, principal.org_id, campaign_id)
+        campaign = launch_campaign(
+            session, principal.org_id, campaign_id, actor=audit.actor(principal)
+        )
     except Conflict as exc:
         if exc.code == "not_draft":
             return redirect(f"/marketing/campaigns/{campaign_id}?notice=not_draft")
@@ -356,7 +359,9 @@ def duplicate(campaign_id: str, principal: Writer, session: Db) -> RedirectRespo
 @router.post("/marketing/campaigns/{campaign_id}/delete", dependencies=Csrf)
 def delete(campaign_id: str, principal: Writer, session: Db) -> RedirectResponse:
     try:
-        service.delete_campaign(session, principal.org_id, campaign_id)
+        service.delete_campaign(
+            session, principal.org_id, campaign_id, actor=audit.actor(principal)
+        )
     except Conflict:
         return redirect(f"/marketing/campaigns/{campaign_id}?notice=not_draft")
     return redirect("/marketing?notice=deleted")

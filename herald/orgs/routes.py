@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends
 from sqlalchemy.orm import Session
 
+from herald.audit import service as audit
 from herald.auth.deps import ADMIN_ONLY, Principal, current_user
 from herald.openapi import BODY, GATED, LOGGED_IN, NOT_FOUND, error_responses
 from herald.orgs import service
@@ -61,7 +62,9 @@ def create_user(
 ) -> UserRow:
     """A new user in the caller's organisation (ADMIN only); the email is unique."""
     org = service.get_org(session, principal.org_id)
-    user = service.create_user(session, org, body.email, body.password, body.role.value)
+    user = service.create_user(
+        session, org, body.email, body.password, body.role.value, actor=audit.actor(principal)
+    )
     return UserRow.model_validate(user)
 
 
@@ -86,5 +89,7 @@ def patch_user(
 ) -> UserRow:
     """Changes a user's role or active flag (ADMIN only); fields left out stay."""
     user = service.get_org_user(session, principal.org_id, user_id)
-    service.update_user(session, principal.user_id, user, role=body.role, is_active=body.is_active)
+    service.update_user(
+        session, audit.actor(principal), user, role=body.role, is_active=body.is_active
+    )
     return UserRow.model_validate(user)

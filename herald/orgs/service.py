@@ -8,6 +8,7 @@ from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from herald.audit import service as audit
 from herald.auth.passwords import hash_password
 from herald.crm.models import DEFAULT_STATUSES, ContactStatus
 from herald.errors import Conflict, NotFound, ValidationFailed
@@ -75,7 +76,9 @@ def parse_role(role: str) -> Role:
         ) from None
 
 
-def create_user(session: Session, org: Org, email: str, password: str, role: str) -> User:
+def create_user(
+    session: Session, org: Org, email: str, password: str, role: str, *, actor: audit.Actor
+) -> User:
     email = normalise_user_email(email)
     parsed_role = parse_role(role)
     if len(password) < MIN_PASSWORD_LENGTH:
@@ -89,6 +92,9 @@ def create_user(session: Session, org: Org, email: str, password: str, role: str
     )
     session.add(user)
     session.flush()
+    audit.record(
+        session, actor, "user.created", target=f"user {email}", details={"role": user.role}
+    )
     return user
 
 
@@ -116,20 +122,22 @@ def get_org_user(session: Session, org_id: uuid.UUID, user_id: str | uuid.UUID) 
 
 def update_user(
     session: Session,
-    actor_id: uuid.UUID,
+    actor: audit.Actor,
     user: User,
     *,
     role: Role | None = None,
     is_active: bool | None = None,
 ) -> User:
     """Change a user's role or active flag; nobody demotes or deactivates themselves."""
-    if user.id == actor_id and (
+    if user.id == actor.user_id and (
         (role is not None and role.value != user.role) or is_active is False
     ):
         raise Conflict("You cannot demote or deactivate yourself.", code="self_change")
+    before = audit.snapshot(user)
     if role is not None:
         user.role = role.value
     if is_active is not None:
         user.is_active = is_active
     session.flush()
+    audit.record_user_change(session, actor, before, user)
     return user

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 from sqlalchemy.orm import Session
 
+from herald.audit import service as audit
 from herald.auth.access import Capability, allows
 from herald.auth.deps import Principal
 from herald.errors import Conflict, ValidationFailed
@@ -77,7 +78,7 @@ def create_user(
 ) -> HTMLResponse | RedirectResponse:
     org = service.get_org(session, principal.org_id)
     try:
-        service.create_user(session, org, email, password, role)
+        service.create_user(session, org, email, password, role, actor=audit.actor(principal))
     except (ValidationFailed, Conflict) as exc:
         session.rollback()
         return _render_users(
@@ -103,7 +104,7 @@ def change_role(
 ) -> HTMLResponse | RedirectResponse:
     user = service.get_org_user(session, principal.org_id, user_id)
     try:
-        service.update_user(session, principal.user_id, user, role=service.parse_role(role))
+        service.update_user(session, audit.actor(principal), user, role=service.parse_role(role))
     except (ValidationFailed, Conflict) as exc:
         session.rollback()
         return _render_users(request, principal, session, alert=exc.message, status=exc.status)

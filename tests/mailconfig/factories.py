@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from herald.audit.service import CLI, system_actor
 from herald.db import unit_of_work
 from herald.mailconfig import service
 from herald.mailconfig.schemas import EmailConfigIn
@@ -37,4 +38,6 @@ def configure_smtp(
     """Point the org's email configuration at ``server`` without going through HTTP."""
     data = EmailConfigIn.model_validate(config_body(server, **overrides))
     with unit_of_work(runtime.sessions) as session:
-        service.save_config(session, runtime.settings, org_id, data)
+        service.save_config(
+            session, runtime.settings, org_id, data, actor=system_actor(org_id, CLI)
+        )

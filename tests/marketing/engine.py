@@ -18,6 +18,7 @@ from pathlib import Path
 
 from sqlalchemy import func, select
 
+from herald.audit.service import CLI, system_actor
 from herald.crm.models import Contact
 from herald.db import unit_of_work
 from herald.mailconfig.models import EmailConfig
@@ -121,7 +122,7 @@ def arrange(
         campaign_id = campaign.id
     if launch:
         with unit_of_work(runtime.sessions) as session:
-            launch_campaign(session, org.id, campaign_id)
+            launch_campaign(session, org.id, campaign_id, actor=system_actor(org.id, CLI))
     return Arranged(org.id, campaign_id, emails)
 
 

@@ -8,6 +8,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 
+from herald.audit.service import CLI, system_actor
 from herald.db import unit_of_work
 from herald.marketing.launch import launch_campaign
 from tests.marketing.engine import add_contacts, arrange, campaign, sends
@@ -20,7 +21,9 @@ def test_every_eligible_contact_gets_one_send_with_its_own_token(runtime, smtp_s
     add_contacts(runtime, arranged.org_id, ["prospect@example.com"], status="PROSPECT")
 
     with unit_of_work(runtime.sessions) as session:
-        launched = launch_campaign(session, arranged.org_id, arranged.campaign_id)
+        launched = launch_campaign(
+            session, arranged.org_id, arranged.campaign_id, actor=system_actor(arranged.org_id, CLI)
+        )
 
     rows = sends(runtime, arranged.campaign_id)
     assert launched.recipients == len(rows) == 3
@@ -45,7 +48,9 @@ def test_an_address_differing_only_in_case_cannot_be_a_second_recipient(
         add_contacts(runtime, arranged.org_id, ["ann.lee@example.COM"])
 
     with unit_of_work(runtime.sessions) as session:
-        launched = launch_campaign(session, arranged.org_id, arranged.campaign_id)
+        launched = launch_campaign(
+            session, arranged.org_id, arranged.campaign_id, actor=system_actor(arranged.org_id, CLI)
+        )
 
     assert launched.recipients == 1
     assert [s.email for s in sends(runtime, arranged.campaign_id)] == ["Ann.Lee@Example.com"]
@@ -59,7 +64,9 @@ def test_the_launch_leaves_the_pooled_connection_as_it_found_it(runtime, smtp_se
     with unit_of_work(runtime.sessions) as session:
         connection = session.connection()
         before = _cache_size(connection)
-        launch_campaign(session, arranged.org_id, arranged.campaign_id)
+        launch_campaign(
+            session, arranged.org_id, arranged.campaign_id, actor=system_actor(arranged.org_id, CLI)
+        )
         assert _cache_size(connection) == before
     assert campaign(runtime, arranged.campaign_id).recipients == 3
 

@@ -7,6 +7,7 @@ import signal
 import time
 from collections import Counter
 
+from herald.audit.service import CLI, system_actor
 from herald.db import unit_of_work
 from herald.marketing.launch import launch_campaign
 from herald.marketing.worker import BATCHES_IN_FLIGHT, DISPATCH_CHUNK
@@ -152,7 +153,9 @@ def test_a_slow_server_never_costs_a_live_worker_its_leases(runtime, smtp_server
     for email in arranged.emails:
         smtp_server.script(email, slow(0.5))
     with unit_of_work(engine.sessions) as session:
-        launch_campaign(session, arranged.org_id, arranged.campaign_id)
+        launch_campaign(
+            session, arranged.org_id, arranged.campaign_id, actor=system_actor(arranged.org_id, CLI)
+        )
     with InProcessWorker(engine, concurrency=1), InProcessWorker(engine, concurrency=1):
         wait_for_status(engine, arranged.campaign_id, "SENT", timeout=60)
     assert status_counts(engine, arranged.campaign_id) == Counter(DELIVERED=8)

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import httpx
 import pyotp
 
+from herald.audit.service import CLI, system_actor
 from herald.auth.service import mfa_box
 from herald.db import unit_of_work
 from herald.orgs import service
@@ -45,7 +46,9 @@ def make_user(
     secret = pyotp.random_base32() if mfa else None
     with unit_of_work(runtime.sessions) as session:
         org_row = service.get_org(session, org_id)
-        user: User = service.create_user(session, org_row, email, PASSWORD, role)
+        user: User = service.create_user(
+            session, org_row, email, PASSWORD, role, actor=system_actor(org_id, CLI)
+        )
         if secret:
             user.mfa_secret = mfa_box(runtime.settings).seal(secret)
             user.mfa_enabled = True

@@ -86,6 +86,7 @@ RULES: dict[tuple[str, str], Rule] = {
     ("GET", "/api/settings/users"): Rule.SETTINGS,
     ("POST", "/api/settings/users"): Rule.SETTINGS,
     ("PATCH", "/api/settings/users/{user_id}"): Rule.SETTINGS,
+    ("GET", "/api/settings/audit"): Rule.SETTINGS,
     # marketing API: every write (POST included, even the audience count) is ADMIN-only
     ("GET", "/api/marketing/access"): Rule.MARKETING_READ,
     ("GET", "/api/marketing/campaigns"): Rule.MARKETING_READ,
@@ -126,6 +127,7 @@ RULES: dict[tuple[str, str], Rule] = {
     ("GET", "/settings/users"): Rule.SETTINGS,
     ("POST", "/settings/users"): Rule.SETTINGS,
     ("POST", "/settings/users/{user_id}/role"): Rule.SETTINGS,
+    ("GET", "/settings/audit"): Rule.SETTINGS,
     # marketing pages; the form's live audience count is a read that POSTs (for its CSRF
     # token) and changes nothing; the form pages themselves are ADMIN-only
     ("GET", "/marketing"): Rule.MARKETING_READ,

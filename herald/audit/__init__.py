@@ -1,0 +1,1 @@
+"""The audit log: who did what to what, and when, written in the action's own transaction."""
