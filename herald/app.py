@@ -35,7 +35,7 @@ from herald.settings import Settings, get_settings
 from herald.web.auth_views import router as auth_pages
 from herald.web.home import router as home_pages
 from herald.web.session import SilentRefresh
-from herald.web.templating import STATIC_DIR
+from herald.web.templating import STATIC_DIR, templates
 
 
 def create_app(
@@ -80,6 +80,8 @@ def create_app(
         openapi_url="/api/openapi.json",
     )
     app.state.runtime = runtime
+    # templates ship inside the package: re-read them on change only while developing
+    templates.env.auto_reload = settings.env == "dev"
     app.add_middleware(SilentRefresh, runtime=runtime)
     app.add_middleware(BodyLimit, settings=settings)
     app.add_middleware(TokenPathErrors)

@@ -34,26 +34,34 @@ PAGE_HEADERS = {
 }
 
 
-def open_recorder(request: Request) -> HitRecorder[str]:
-    recorder: HitRecorder[str] = request.app.state.open_recorder
-    return recorder
-
-
-def unsubscriber(request: Request) -> Unsubscriber:
-    found: Unsubscriber = request.app.state.unsubscriber
-    return found
-
-
 # `:path` on every route: a mangled link (an encoded slash in it) still gets the GIF or the
 # generic page, not a 404 of the app's own.
 @router.api_route("/t/{name:path}", methods=["GET", "HEAD"])
-async def open_pixel(name: str, recorder: HitRecorder[str] = Depends(open_recorder)) -> Response:
+async def open_pixel(request: Request) -> Response:
     """Always the same 1x1 GIF; a known token's first open is counted (buffered, no I/O
-    here)."""
-    token = name.removesuffix(".gif")
+    here). The name is read from the path as it is: nothing to validate in it."""
+    token = request.path_params["name"].removesuffix(".gif")
     if well_formed(token):
+        recorder: HitRecorder[str] = request.app.state.open_recorder
         recorder.hit(token)
     return Response(PIXEL, media_type="image/gif", headers=PIXEL_HEADERS)
+
+
+# Before the GET: the router tries routes in order, and a path that matches with another
+# method sends it on through every route in the app.
+@router.post("/u/{token:path}")
+async def one_click(request: Request) -> HTMLResponse:
+    """The page's own form and RFC 8058 one-click: idempotent, 200, no cookies. The body
+    (``List-Unsubscribe=One-Click``, urlencoded or multipart) is not needed, nor read; the
+    token is checked here, as it is."""
+    token = request.path_params["token"]
+    if not well_formed(token):
+        return _invalid_link(request)
+    unsubscriber: Unsubscriber = request.app.state.unsubscriber
+    details = await unsubscriber.unsubscribe(token)
+    if details is None:
+        return _invalid_link(request)
+    return _unsubscribe_page(request, details, done=True)
 
 
 @router.api_route("/u/{token:path}", methods=["GET", "HEAD"])
@@ -66,20 +74,6 @@ def unsubscribe_page(
         return _invalid_link(request)
     done, details = found
     return _unsubscribe_page(request, details, done=done)
-
-
-@router.post("/u/{token:path}")
-async def one_click(
-    token: str, request: Request, unsubscribing: Unsubscriber = Depends(unsubscriber)
-) -> HTMLResponse:
-    """The page's own form and RFC 8058 one-click: idempotent, 200, no cookies. The body
-    (``List-Unsubscribe=One-Click``, urlencoded or multipart) is not needed, nor read."""
-    if not well_formed(token):
-        return _invalid_link(request)
-    details = await unsubscribing.unsubscribe(token)
-    if details is None:
-        return _invalid_link(request)
-    return _unsubscribe_page(request, details, done=True)
 
 
 def _unsubscribe_page(request: Request, details: Unsubscribed, done: bool) -> HTMLResponse:
