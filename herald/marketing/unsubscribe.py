@@ -4,6 +4,7 @@ and the page's own form), group-committed."""
 from __future__ import annotations
 
 import asyncio
+import uuid
 from dataclasses import dataclass
 
 from sqlalchemy import select, true, tuple_, update
@@ -42,12 +43,21 @@ def page_details(session: Session, token: str) -> tuple[bool, Unsubscribed] | No
     return send.unsubscribed_at is not None, Unsubscribed(org_name, send.email)
 
 
-def unsubscribe_tokens(session: Session, tokens: list[str]) -> dict[str, Unsubscribed]:
+@dataclass(frozen=True)
+class Applied:
+    """A batch's outcome: the page's details of each known token (an unknown one is left
+    out), and the sends this batch marked, (id, campaign id) each."""
+
+    found: dict[str, Unsubscribed]
+    marked: list[tuple[int, uuid.UUID]]
+
+
+def unsubscribe_tokens(session: Session, tokens: list[str]) -> Applied:
     """Opt the contacts of these sends out for good; repeating it changes nothing more.
 
-    Returns the known tokens; an unknown one is left out and changes nothing. The writes
-    change only what is still to change (``unsubscribed_at IS NULL``, not yet opted out),
-    so two batches holding one token mark it once.
+    An unknown token changes nothing. The writes change only what is still to change
+    (``unsubscribed_at IS NULL``, not yet opted out), so two batches holding one token mark
+    it once.
     """
     now = utcnow()
     marked = session.execute(
@@ -76,14 +86,10 @@ def unsubscribe_tokens(session: Session, tokens: list[str]) -> dict[str, Unsubsc
         .join(Org, Org.id == MarketingSend.org_id)
         .where(MarketingSend.token.in_(tokens))
     ).all()
-    if marked:  # one line per batch: a line per send cost a fifth of the request
-        log.info(
-            "contacts.unsubscribed",
-            count=len(marked),
-            send_ids=[row.id for row in marked],
-            campaign_ids=sorted({str(row.campaign_id) for row in marked}),
-        )
-    return {row.token: Unsubscribed(row.name, row.email) for row in found}
+    return Applied(
+        {row.token: Unsubscribed(row.name, row.email) for row in found},
+        [(row.id, row.campaign_id) for row in marked],
+    )
 
 
 class Unsubscriber:
@@ -135,4 +141,12 @@ class Unsubscriber:
 
     def _write(self, tokens: list[str]) -> dict[str, Unsubscribed]:
         with unit_of_work(self.runtime.sessions) as session:
-            return unsubscribe_tokens(session, tokens)
+            applied = unsubscribe_tokens(session, tokens)
+        if applied.marked:  # committed; one line per batch, not one per send
+            log.info(
+                "contacts.unsubscribed",
+                count=len(applied.marked),
+                send_ids=[send_id for send_id, _ in applied.marked],
+                campaign_ids=sorted({str(campaign_id) for _, campaign_id in applied.marked}),
+            )
+        return applied.found
