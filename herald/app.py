@@ -85,13 +85,13 @@ def create_app(
     app.add_middleware(SilentRefresh, runtime=runtime)
     app.add_middleware(BodyLimit, settings=settings)
     app.add_middleware(TokenPathErrors)
+    # First: the pixel and the unsubscribe links are most of the traffic, and the router
+    # tries its routes in order.
+    app.include_router(public_router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     install_error_handlers(app)
     install_openapi(app)
     install_api_docs(app)
-    # First: the pixel and the unsubscribe links are most of the traffic, and the router
-    # tries its routes in order.
-    app.include_router(public_router)
     app.include_router(auth_router)
     for router in _area_routers():
         app.include_router(router)
