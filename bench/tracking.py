@@ -248,6 +248,7 @@ class Run:
     made: list[int]  # requests each wrk thread made
     errors: str
     cpu_per_request: float  # the server's CPU time (all its threads), in seconds
+    p99_ms: float  # wrk's 99th percentile of latency
 
 
 def cpu_seconds(pid: int) -> float:
@@ -282,7 +283,7 @@ def wrk(
 ) -> Run:
     cpu = cpu_seconds(server.pid)
     out = subprocess.run(
-        ["wrk", f"-t{args.threads}", f"-c{args.connections}", f"-d{seconds}s",
+        ["wrk", "--latency", f"-t{args.threads}", f"-c{args.connections}", f"-d{seconds}s",
          "-s", str(script), url, "--", str(tokens), mode, str(args.threads)],
         check=True, capture_output=True, text=True,
     ).stdout  # fmt: skip
@@ -293,7 +294,12 @@ def wrk(
     errors = " ".join(
         line.strip() for line in out.splitlines() if "Non-2xx" in line or "Socket errors" in line
     )
-    return Run(rps, made, errors, cpu / max(done, 1))
+    p99 = re.search(r"^\s*99%\s+([\d.]+)(us|ms|s)\s*$", out, re.MULTILINE)
+    p99_ms = float(p99.group(1)) * _TO_MS[p99.group(2)] if p99 else float("nan")
+    return Run(rps, made, errors, cpu / max(done, 1), p99_ms)
+
+
+_TO_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
 
 
 def write_lines(path: Path, lines: list[str]) -> Path:
@@ -370,11 +376,14 @@ def run(args: argparse.Namespace) -> int:
 
     base = results["bare Starlette GIF"].rps
     # CPU per request: what the server spent, whatever else ran on the machine meanwhile
-    print(f"\n{'target':<32} {'req/s':>10} {'vs bare':>8} {'server CPU/req':>15}")
+    print(f"\n{'target':<32} {'req/s':>10} {'vs bare':>8} {'p99':>9} {'server CPU/req':>15}")
     for name, result in results.items():
         extra = f"  ({result.errors})" if result.errors else ""
         cpu = f"{result.cpu_per_request * 1e6:,.0f} µs"
-        print(f"{name:<32} {result.rps:>10,.0f} {result.rps / base:>8.2f} {cpu:>15}{extra}")
+        p99 = f"{result.p99_ms:.1f} ms"
+        print(
+            f"{name:<32} {result.rps:>10,.0f} {result.rps / base:>8.2f} {p99:>9} {cpu:>15}{extra}"
+        )
 
     pixel = "Herald pixel, real tokens"
     opened_expected = distinct_hit([warmups[pixel], results[pixel]], len(open_tokens))

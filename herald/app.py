@@ -10,7 +10,6 @@ from fastapi import APIRouter, FastAPI
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy import text
-from starlette.types import Receive, Scope, Send
 
 from herald.apidocs import install_api_docs
 from herald.audit.routes import router as audit_router
@@ -20,15 +19,14 @@ from herald.auth.views import router as account_pages
 from herald.bodylimit import BodyLimit
 from herald.crm.routes import router as crm_router
 from herald.crm.views import router as crm_pages
-from herald.error_handlers import error_response, install_error_handlers
+from herald.error_handlers import TokenPathErrors, error_response, install_error_handlers
 from herald.log import configure_logging
 from herald.mailconfig.routes import router as mailconfig_router
 from herald.mailconfig.views import router as mailconfig_pages
-from herald.marketing.oneclick import Unsubscriber
-from herald.marketing.public import answered_first
+from herald.marketing.opens import open_recorder
 from herald.marketing.public import router as public_router
 from herald.marketing.routes import router as marketing_router
-from herald.marketing.tracking import OpenRecorder
+from herald.marketing.unsubscribe import Unsubscriber
 from herald.marketing.views import router as marketing_pages
 from herald.openapi import error_responses, install_openapi
 from herald.orgs.routes import router as orgs_router
@@ -37,19 +35,7 @@ from herald.runtime import Runtime
 from herald.schemas import HealthOut
 from herald.settings import Settings, get_settings
 from herald.web.session import SilentRefresh
-from herald.web.templating import STATIC_DIR
-
-
-class HeraldApp(FastAPI):
-    """FastAPI, with the pixel and the one-click POST answered before anything else: before
-    FastAPI's own middleware (its error page, exception telemetry, body limit and
-    ``root_path`` handling, none of which these two need; ``answered_first`` gives the
-    app's 500 itself) and the app's. Everything else, lifespan included, is FastAPI's."""
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and await answered_first(self.state, scope, receive, send):
-            return
-        await super().__call__(scope, receive, send)
+from herald.web.templating import STATIC_DIR, templates
 
 
 def create_app(
@@ -64,8 +50,9 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        recorder = OpenRecorder(runtime, settings.open_flush_seconds)
+        recorder = open_recorder(runtime, settings.open_flush_seconds)
         app.state.open_recorder = recorder
+        app.state.unsubscriber = unsubscriber = Unsubscriber(runtime)
         recorder.start()
         worker = None
         if embedded_worker:
@@ -81,9 +68,9 @@ def create_app(
             try:
                 await recorder.stop()
             finally:
-                await app.state.unsubscriber.close()
+                await unsubscriber.close()
 
-    app = HeraldApp(
+    app = FastAPI(
         lifespan=lifespan,
         title="Herald",
         summary="Bulk email campaigns for CRM contacts.",
@@ -93,16 +80,18 @@ def create_app(
         openapi_url="/api/openapi.json",
     )
     app.state.runtime = runtime
-    app.state.unsubscriber = Unsubscriber(runtime)
+    # templates ship inside the package: re-read them on change only while developing
+    templates.env.auto_reload = settings.env == "dev"
     app.add_middleware(SilentRefresh, runtime=runtime)
     app.add_middleware(BodyLimit, settings=settings)
+    app.add_middleware(TokenPathErrors)
+    # First: the pixel and the unsubscribe links are most of the traffic, and the router
+    # tries its routes in order.
+    app.include_router(public_router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     install_error_handlers(app)
     install_openapi(app)
     install_api_docs(app)
-    # First: the pixel and the unsubscribe links are most of the traffic, and the router
-    # tries its routes in order.
-    app.include_router(public_router)
     app.include_router(auth_router)
     for router in _area_routers():
         app.include_router(router)

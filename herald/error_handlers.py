@@ -9,6 +9,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.formparsers import MultiPartException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from herald.errors import HeraldError
 from herald.log import get_logger
@@ -153,6 +154,34 @@ def unexpected_error(path: str, exc: Exception) -> JSONResponse:
         path = path[:3] + "{token}"
     log.error("request.unhandled_error", path=path, error=type(exc).__name__)
     return error_response(500, "internal_error", "Something went wrong on our side.")
+
+
+class TokenPathErrors:
+    """The 500 of an unhandled error under /t/ and /u/, answered here and not raised on:
+    the server's own report of it would carry the link's token (SQLAlchemy's messages
+    show bound values), and raising past the response makes it drop the keep-alive
+    connection. Elsewhere Starlette's handler answers and the server logs the traceback."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not scope["path"].startswith(_TOKEN_PATHS):
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def watched(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watched)
+        except Exception as exc:  # answered and logged as the app's handler would
+            if started:
+                raise
+            await unexpected_error(scope["path"], exc)(scope, receive, send)
 
 
 async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:

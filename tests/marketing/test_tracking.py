@@ -12,7 +12,7 @@ from sqlalchemy import select, update
 
 from herald.crm.models import Contact
 from herald.db import unit_of_work
-from herald.marketing import oneclick
+from herald.marketing import unsubscribe
 from herald.marketing.models import MarketingSend
 from herald.web.templating import csp_header
 from tests.marketing.engine import (
@@ -272,7 +272,7 @@ def test_a_one_click_that_fails_answers_the_contracts_500_and_the_next_one_works
         raise RuntimeError("the database went away")
 
     with monkeypatch.context() as patched:
-        patched.setattr(oneclick.Unsubscriber, "_statements_for", broken)
+        patched.setattr(unsubscribe, "unsubscribe_tokens", broken)
         response = client.post(f"/u/{token}")
     assert response.status_code == 500
     assert response.json()["error"]["code"] == "internal_error"

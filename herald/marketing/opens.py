@@ -1,0 +1,48 @@
+"""Unique opens from the open pixel: its hits, buffered, counted once per delivered send."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from sqlalchemy import update
+from sqlalchemy.orm import Session
+
+from herald.db import utcnow
+from herald.marketing.hits import HitRecorder
+from herald.marketing.models import Campaign, MarketingSend, SendStatus
+from herald.runtime import Runtime
+
+_CHUNK = 500  # tokens per UPDATE: well under every database's limit of bound values
+
+
+def record_opens(session: Session, tokens: list[str]) -> int:
+    """Mark these sends opened (first open only) and count each once on its campaign."""
+    now = utcnow()
+    per_campaign: Counter[object] = Counter()
+    for start in range(0, len(tokens), _CHUNK):
+        result = session.execute(
+            update(MarketingSend)
+            .where(
+                MarketingSend.token.in_(tokens[start : start + _CHUNK]),
+                MarketingSend.opened_at.is_(None),
+                # an open is counted against a delivery, so the open rate stays within 0..1
+                MarketingSend.status == SendStatus.DELIVERED.value,
+            )
+            .values(opened_at=now)
+            .returning(MarketingSend.campaign_id)
+            .execution_options(synchronize_session=False)
+        )
+        per_campaign.update(row[0] for row in result.all())
+    for campaign_id, n in per_campaign.items():
+        session.execute(
+            update(Campaign)
+            .where(Campaign.id == campaign_id)
+            .values(opens=Campaign.opens + n)
+            .execution_options(synchronize_session=False)
+        )
+    return sum(per_campaign.values())
+
+
+def open_recorder(runtime: Runtime, interval: float) -> HitRecorder[str]:
+    """The pixel's recorder: its hits are the sends' tokens."""
+    return HitRecorder(runtime, record_opens, "opens", interval)

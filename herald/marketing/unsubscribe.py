@@ -1,0 +1,152 @@
+"""Unsubscribes by token: what the unsubscribe page shows, and the one-click POSTs (RFC 8058
+and the page's own form), group-committed."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from dataclasses import dataclass
+
+from sqlalchemy import select, true, tuple_, update
+from sqlalchemy.orm import Session
+
+from herald.crm.models import Contact
+from herald.db import unit_of_work, utcnow
+from herald.log import get_logger
+from herald.marketing.models import MarketingSend
+from herald.marketing.tokens import find_send
+from herald.orgs.models import Org
+from herald.runtime import Runtime
+
+log = get_logger("herald.tracking")
+
+
+@dataclass(frozen=True)
+class Unsubscribed:
+    """What the page shows: whose list, and a hint of the address."""
+
+    org_name: str
+    email: str
+
+    @property
+    def email_hint(self) -> str:
+        local, _, domain = self.email.partition("@")
+        return f"{local[:1]}***@{domain}" if domain else "your address"
+
+
+def page_details(session: Session, token: str) -> tuple[bool, Unsubscribed] | None:
+    """(already unsubscribed, the page's details) for a known token; reads only."""
+    found = find_send(session, token)
+    if found is None:
+        return None
+    send, org_name = found
+    return send.unsubscribed_at is not None, Unsubscribed(org_name, send.email)
+
+
+@dataclass(frozen=True)
+class Applied:
+    """A batch's outcome: the page's details of each known token (an unknown one is left
+    out), and the sends this batch marked, (id, campaign id) each."""
+
+    found: dict[str, Unsubscribed]
+    marked: list[tuple[int, uuid.UUID]]
+
+
+def unsubscribe_tokens(session: Session, tokens: list[str]) -> Applied:
+    """Opt the contacts of these sends out for good; repeating it changes nothing more.
+
+    An unknown token changes nothing. The writes change only what is still to change
+    (``unsubscribed_at IS NULL``, not yet opted out), so two batches holding one token mark
+    it once.
+    """
+    now = utcnow()
+    marked = session.execute(
+        update(MarketingSend)
+        .where(MarketingSend.token.in_(tokens), MarketingSend.unsubscribed_at.is_(None))
+        .values(unsubscribed_at=now)
+        .returning(MarketingSend.id, MarketingSend.campaign_id)
+        .execution_options(synchronize_session=False)
+    ).all()
+    session.execute(
+        update(Contact)
+        .where(
+            # (id, org_id) together: the contact of the send, in the send's org
+            tuple_(Contact.id, Contact.org_id).in_(
+                select(MarketingSend.contact_id, MarketingSend.org_id).where(
+                    MarketingSend.token.in_(tokens)
+                )
+            ),
+            Contact.marketing_opt_out.is_(False),
+        )
+        .values(marketing_opt_out=true(), updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    found = session.execute(
+        select(MarketingSend.token, MarketingSend.email, Org.name)
+        .join(Org, Org.id == MarketingSend.org_id)
+        .where(MarketingSend.token.in_(tokens))
+    ).all()
+    return Applied(
+        {row.token: Unsubscribed(row.name, row.email) for row in found},
+        [(row.id, row.campaign_id) for row in marked],
+    )
+
+
+class Unsubscriber:
+    """Applies one-click unsubscribes in batches (group commit).
+
+    A request waits for the commit of the batch that holds it, so its 200 still means the
+    contact is opted out. While one batch is being written, the requests that arrive wait
+    and go together in the next one: a flood costs one transaction per batch instead of one
+    per request, and a lone request is written at once.
+    """
+
+    BATCH = 500
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self._waiting: list[tuple[str, asyncio.Future[Unsubscribed | None]]] = []
+        self._writer: asyncio.Task[None] | None = None
+
+    async def unsubscribe(self, token: str) -> Unsubscribed | None:
+        """The page's details for a known token (now opted out), None for an unknown one."""
+        future: asyncio.Future[Unsubscribed | None] = asyncio.get_running_loop().create_future()
+        self._waiting.append((token, future))
+        if self._writer is None:
+            self._writer = asyncio.create_task(self._write_all())
+        return await future
+
+    async def close(self) -> None:
+        """After the batches still waiting are written."""
+        if self._writer is not None:
+            await asyncio.wait([self._writer])
+
+    async def _write_all(self) -> None:
+        try:
+            while self._waiting:
+                batch, self._waiting = self._waiting[: self.BATCH], self._waiting[self.BATCH :]
+                tokens = sorted({token for token, _ in batch})
+                try:
+                    found = await asyncio.to_thread(self._write, tokens)
+                except Exception as exc:  # not hidden: each waiting request raises it
+                    for _, future in batch:
+                        if not future.done():
+                            future.set_exception(exc)
+                    continue
+                for token, future in batch:
+                    if not future.done():
+                        future.set_result(found.get(token))
+        finally:
+            self._writer = None
+
+    def _write(self, tokens: list[str]) -> dict[str, Unsubscribed]:
+        with unit_of_work(self.runtime.sessions) as session:
+            applied = unsubscribe_tokens(session, tokens)
+        if applied.marked:  # committed; one line per batch, not one per send
+            log.info(
+                "contacts.unsubscribed",
+                count=len(applied.marked),
+                send_ids=[send_id for send_id, _ in applied.marked],
+                campaign_ids=sorted({str(campaign_id) for _, campaign_id in applied.marked}),
+            )
+        return applied.found
