@@ -15,8 +15,8 @@ from sqlalchemy.orm import Session
 from herald.crm import fields as crm_fields
 from herald.crm.service import list_statuses
 from herald.errors import Conflict, NotFound, ValidationFailed
-from herald.marketing import merge
-from herald.marketing.compose import compile_bodies
+from herald.mail import merge
+from herald.mail.compose import compile_bodies
 from herald.marketing.launch import count_eligible
 from herald.marketing.models import Campaign, CampaignStatus, MarketingSend, SendStatus
 from herald.marketing.queue import add_to_counters

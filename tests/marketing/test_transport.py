@@ -11,9 +11,8 @@ from collections.abc import Callable
 
 import pytest
 
-from herald.mailconfig.account import MailAccount
-from herald.mailconfig.testmail import SmtpFailed, send_test_message
-from herald.marketing.transport import (
+from herald.mail.egress import parse_networks
+from herald.mail.smtp import (
     ConnectionLost,
     Phase,
     SmtpConnection,
@@ -21,9 +20,13 @@ from herald.marketing.transport import (
     SmtpSettings,
     dot_stuff,
 )
+from herald.mail.testsend import SmtpFailed
+from herald.mailconfig.account import MailAccount
+from herald.mailconfig.testmail import send_test_message
 from tests.smtp_server import SmtpServer, TlsMode, drop, reject, slow
 
 CREDENTIALS = ("mailer", "s3cret pass")
+LOOPBACK = parse_networks("127.0.0.0/8")
 MESSAGE = b"From: a@example.com\r\nTo: b@example.com\r\nSubject: hi\r\n\r\nHello.\r\n"
 
 
@@ -34,6 +37,7 @@ def settings_for(server: SmtpServer, security: str, **overrides: object) -> Smtp
         "password": password,
         "timeout": 5.0,
         "verify_tls": False,
+        "allowed_networks": LOOPBACK,  # the test server is on loopback
         **overrides,
     }
     return SmtpSettings(server.host, server.port, security, **values)  # type: ignore[arg-type]
@@ -57,10 +61,13 @@ def test_tls_modes_deliver_encrypted_and_logged_in(
     assert (received.tls, received.login, received.rcpt_tos) == (True, "mailer", ["b@example.com"])
 
 
-def test_plain_mode_logs_in_without_tls(start_smtp_server: Callable[..., SmtpServer]) -> None:
+def test_plain_mode_never_logs_in(start_smtp_server: Callable[..., SmtpServer]) -> None:
+    """Issue 13.1 reversed the old "plain mode logs in without TLS": credentials go only
+    over TLS, so a username with security none fails before anything is sent."""
     server = start_smtp_server(credentials=CREDENTIALS)
-    asyncio.run(deliver(settings_for(server, "none"), "b@example.com", "c@example.com"))
-    assert [(m.tls, m.login) for m in server.messages] == [(False, "mailer"), (False, "mailer")]
+    with pytest.raises(SmtpError, match="only over TLS"):
+        asyncio.run(deliver(settings_for(server, "none"), "b@example.com"))
+    assert server.messages == []
 
 
 def test_starttls_is_required_not_best_effort(smtp_server: SmtpServer) -> None:
