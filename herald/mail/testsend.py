@@ -45,12 +45,12 @@ async def deliver(
     to: str,
     message: bytes,
     *,
-    timeout: float = TIMEOUT_SECONDS,
+    timeout: float | None = None,
     mailer_factory: MailerFactory = ConnectionPool,
 ) -> Reply:
     """Send one message on its own connection; the server's answer, or ``SmtpFailed``
     (502), or ``HostNotAllowed`` (422) when the host now resolves to a refused address."""
-    smtp = dataclasses.replace(smtp, timeout=timeout)
+    smtp = dataclasses.replace(smtp, timeout=TIMEOUT_SECONDS if timeout is None else timeout)
     mailer = mailer_factory(smtp, 1)
     try:
         reply = await mailer.send(sender, to, message)

@@ -36,7 +36,7 @@ def build_test_message(account: MailAccount, to: str) -> bytes:
 
 
 async def send_test_message(
-    account: MailAccount, to: str, *, timeout: float = testsend.TIMEOUT_SECONDS
+    account: MailAccount, to: str, *, timeout: float | None = None
 ) -> Reply:
     """Send the test message to ``to``; the server's answer to it, or ``SmtpFailed``."""
     raw = build_test_message(account, to)
