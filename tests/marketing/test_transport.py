@@ -6,8 +6,10 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import ssl
+import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -23,7 +25,8 @@ from herald.mail.smtp import (
 from herald.mail.testsend import SmtpFailed
 from herald.mailconfig.account import MailAccount
 from herald.mailconfig.testmail import send_test_message
-from tests.smtp_server import SmtpServer, TlsMode, drop, reject, slow
+from tests.line_server import LineServer
+from tests.smtp_server import SmtpServer, TlsMode, _self_signed_context, drop, reject, slow
 
 CREDENTIALS = ("mailer", "s3cret pass")
 LOOPBACK = parse_networks("127.0.0.0/8")
@@ -191,3 +194,27 @@ def test_settings_never_show_the_password() -> None:
     smtp = SmtpSettings("smtp.example.com", 587, "starttls", "mailer", "hunter2-secret")
     assert "hunter2-secret" not in repr(smtp)
     assert "hunter2-secret" not in repr(dataclasses.replace(smtp, timeout=1))
+
+
+@pytest.mark.parametrize("injected", [b"250-PIPELINING\r\n250 AUTH PLAIN\r\n", b"2"])
+def test_bytes_injected_before_the_tls_handshake_end_the_session(injected: bytes) -> None:
+    """A man in the middle appends replies to STARTTLS's 220 in clear: they would be read as
+    if they had come over TLS. The session is refused before any TLS or login."""
+    with tempfile.TemporaryDirectory() as certs:
+        context = _self_signed_context(Path(certs))
+        server = LineServer(["AUTH PLAIN"], tls_context=context, inject=injected).start()
+        try:
+            smtp = SmtpSettings(
+                "127.0.0.1",
+                server.port,
+                "starttls",
+                *CREDENTIALS,
+                timeout=5,
+                verify_tls=False,
+                allowed_networks=LOOPBACK,
+            )
+            with pytest.raises(SmtpError, match="before the TLS handshake"):
+                asyncio.run(SmtpConnection.open(smtp))
+        finally:
+            server.stop()
+    assert server.tls_lines == []  # no EHLO, no AUTH over the TLS the injection poisoned

@@ -14,9 +14,9 @@ import pytest
 from herald.mail.egress import parse_networks
 from herald.mail.smtp import SmtpConnection, SmtpError, SmtpSettings
 from herald.runtime import Runtime
+from tests.line_server import LineServer
 from tests.mailconfig.factories import config_body
 from tests.orgs.factories import login, make_org, make_user
-from tests.security.line_server import LineServer
 from tests.smtp_server import _self_signed_context
 
 SECRET = "the-real-relay-password"

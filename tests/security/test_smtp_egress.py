@@ -14,9 +14,9 @@ import pytest
 from herald.mail import egress, testsend
 from herald.mail.smtp import SmtpConnection, SmtpSettings
 from tests.conftest import LiveServer
+from tests.line_server import LineServer
 from tests.mailconfig.factories import config_body
 from tests.orgs.factories import login, make_org, make_user
-from tests.security.line_server import LineServer
 from tests.smtp_server import free_port
 
 URL = "/api/settings/email"

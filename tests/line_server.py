@@ -22,10 +22,12 @@ class LineServer:
         smtp: bool = True,
         banner: bytes = b"",
         tls_context: ssl.SSLContext | None = None,
+        inject: bytes = b"",
     ) -> None:
         self.extensions = list(extensions)
         self.tls_context = tls_context  # offers STARTTLS when given
         self.tls_lines: list[str] = []  # what came after STARTTLS
+        self.inject = inject  # sent in clear right after STARTTLS's 220, as a MITM would
         self.smtp = smtp
         self.banner = banner
         self.lines: list[str] = []
@@ -87,7 +89,7 @@ class LineServer:
                     in_data = True
                     writer.write(b"354 End data with <CR><LF>.<CR><LF>\r\n")
                 elif verb == "STARTTLS" and self.tls_context is not None:
-                    writer.write(b"220 2.0.0 Ready to start TLS\r\n")
+                    writer.write(b"220 2.0.0 Ready to start TLS\r\n" + self.inject)
                     await writer.drain()
                     await writer.start_tls(self.tls_context)
                     secure = True
