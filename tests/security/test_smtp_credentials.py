@@ -17,6 +17,7 @@ from herald.runtime import Runtime
 from tests.line_server import LineServer
 from tests.mailconfig.factories import config_body
 from tests.orgs.factories import login, make_org, make_user
+from tests.security.conftest import CSRF, page_session
 from tests.smtp_server import _self_signed_context
 
 SECRET = "the-real-relay-password"
@@ -123,3 +124,37 @@ def test_a_server_offering_no_auth_never_receives_auth() -> None:
     assert "STARTTLS" in server.commands()  # it did get as far as TLS
     assert not [line for line in server.tls_lines if line.upper().startswith("AUTH")]
     assert SECRET not in "\n".join(server.lines + server.tls_lines)
+
+
+def test_the_settings_form_clears_the_password_when_the_host_changes(
+    client: httpx.Client, runtime: Runtime
+) -> None:
+    user = make_user(runtime, make_org(runtime), "ADMIN")
+    headers = login(client, user)
+    saved = config_body(username="relay-user", password=SECRET)
+    assert client.put("/api/settings/email", json=saved, headers=headers).status_code == 200
+    cookies = page_session(client, user)
+    client.cookies.clear()
+    form = {
+        "csrf_token": CSRF,
+        "host": "other-relay.example.com",
+        "port": "587",
+        "security": "starttls",
+        "username": "relay-user",
+        "password": "",  # left empty: a browser's write-only field
+        "default_from_name": "Acme",
+        "default_from_email": "news@example.com",
+    }
+
+    r = client.post(
+        "/settings/email",
+        data=form,
+        headers={
+            "Cookie": f"herald_csrf={CSRF}; herald_access={cookies['herald_access']}",
+            "Accept": "text/html",
+        },
+    )
+
+    assert r.status_code == 303, r.text
+    shown = client.get("/api/settings/email", headers=headers).json()
+    assert (shown["host"], shown["passwordSet"]) == ("other-relay.example.com", False)
