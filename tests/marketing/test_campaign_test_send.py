@@ -8,7 +8,9 @@ import asyncio
 import uuid
 from collections.abc import Iterator
 from email import message_from_bytes, policy
+from typing import Any
 
+import httpx
 import pytest
 from sqlalchemy import func, select
 
@@ -19,6 +21,7 @@ from herald.marketing import preview
 from herald.marketing.models import MarketingSend
 from tests.mailconfig.factories import configure_smtp
 from tests.marketing.factories import (
+    Caller,
     add_contact,
     assert_error,
     caller,
@@ -42,20 +45,25 @@ def sends_of(runtime, campaign_id: str) -> int:
         return int(session.scalar(stmt) or 0)
 
 
+def arrange(client, runtime, smtp_server: SmtpServer) -> tuple[Caller, dict[str, Any]]:
+    """An ADMIN whose org sends through ``smtp_server``, and a DRAFT of theirs."""
+    admin = caller(client, runtime)
+    configure_smtp(runtime, admin.org_id, smtp_server)
+    return admin, create_campaign(client, admin)
+
+
+def send_test(client, admin: Caller, campaign: dict[str, Any], *to: str) -> httpx.Response:
+    return client.post(f"{API}/{campaign['id']}/test", json={"to": list(to)}, headers=admin.headers)
+
+
 def test_the_test_goes_to_each_address_as_the_first_contact_gets_it(
     client, runtime, smtp_server: SmtpServer
 ) -> None:
-    admin = caller(client, runtime)
-    configure_smtp(runtime, admin.org_id, smtp_server)
+    admin, campaign = arrange(client, runtime, smtp_server)
     add_contact(runtime, admin.org_id, "noor@example.com", first_name="Noor")
     add_contact(runtime, admin.org_id, "zed@example.com", first_name="Zed")
-    campaign = create_campaign(client, admin)
 
-    r = client.post(
-        f"{API}/{campaign['id']}/test",
-        json={"to": ["qa@example.com", "boss@example.com"]},
-        headers=admin.headers,
-    )
+    r = send_test(client, admin, campaign, "qa@example.com", "boss@example.com")
 
     assert r.status_code == 200, r.text
     results = r.json()["results"]
@@ -74,16 +82,10 @@ def test_the_test_goes_to_each_address_as_the_first_contact_gets_it(
 
 
 def test_a_refusal_is_reported_per_address(client, runtime, smtp_server: SmtpServer) -> None:
-    admin = caller(client, runtime)
-    configure_smtp(runtime, admin.org_id, smtp_server)
+    admin, campaign = arrange(client, runtime, smtp_server)
     smtp_server.script("ghost@example.com", reject("550 5.1.1 No such user"))
-    campaign = create_campaign(client, admin)
 
-    r = client.post(
-        f"{API}/{campaign['id']}/test",
-        json={"to": ["ghost@example.com", "qa@example.com"]},
-        headers=admin.headers,
-    )
+    r = send_test(client, admin, campaign, "ghost@example.com", "qa@example.com")
 
     assert r.status_code == 200, r.text
     ghost, qa = r.json()["results"]
