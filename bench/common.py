@@ -3,6 +3,7 @@ statistics. Imported as `common` (the scripts run as `python bench/NAME.py`)."""
 
 from __future__ import annotations
 
+import os
 import socket
 import uuid
 from typing import Any
@@ -14,8 +15,15 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def allow_loopback_smtp() -> None:
+    """Let Herald (and the workers it starts) connect to the benchmark's SMTP sink on
+    loopback, which the egress rule refuses by default."""
+    os.environ.setdefault("HERALD_SMTP_ALLOWED_NETWORKS", "127.0.0.0/8")
+
+
 def bench_org(session: Any, smtp_port: int, name: str = "") -> uuid.UUID:
-    """A new org with the marketing licence and SMTP settings pointing at 127.0.0.1."""
+    """A new org with the marketing licence and SMTP settings pointing at 127.0.0.1 (see
+    allow_loopback_smtp)."""
     from herald.mailconfig.models import EmailConfig
     from herald.orgs.service import create_org
 

@@ -12,7 +12,7 @@ from email import policy
 from email.message import EmailMessage
 from email.parser import BytesParser
 
-from herald.marketing.compose import CampaignMessage, Recipient
+from herald.mail.compose import CampaignMessage, Recipient
 
 STYLE = """<style>
 body { margin: 0; padding: 0; background: #f4f4f7; font-family: Helvetica, Arial, sans-serif; }

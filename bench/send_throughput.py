@@ -44,7 +44,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from common import bench_org, free_port
+from common import allow_loopback_smtp, bench_org, free_port
 from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -204,6 +204,7 @@ def addresses(contacts: int, tag: str) -> list[str]:
 def arrange(database_url: str, contacts: int, sink_port: int) -> tuple[uuid.UUID, str]:
     """Migrate, a licensed org, and `contacts` contacts; returns the org and the address tag."""
     os.environ["HERALD_SECRET_KEY"] = SECRET
+    allow_loopback_smtp()
     from herald import migrate
     from herald.crm.models import Contact
     from herald.db import make_engine, make_session_factory, unit_of_work, utcnow

@@ -5,8 +5,10 @@ from __future__ import annotations
 import functools
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from herald.mail import egress
 
 # Only for `herald dev` and tests: `herald serve` refuses to run with it outside dev mode.
 DEV_SECRET_KEY = "herald-dev-secret-key-change-me-in-production"  # noqa: S105
@@ -49,6 +51,14 @@ class Settings(BaseSettings):
         description="Verify SMTP servers' TLS certificates (turn off only for a private relay "
         "with a self-signed certificate).",
     )
+    smtp_allowed_networks: str = Field(
+        default="",
+        description="Non-public networks (comma-separated CIDRs, e.g. 127.0.0.0/8,10.1.0.0/16) "
+        "that orgs' SMTP hosts may point to; by default only public addresses are allowed.",
+    )
+    smtp_test_messages_per_minute: int = Field(
+        default=10, description="Test messages (settings and campaign tests) one org may send."
+    )
     open_flush_seconds: float = Field(
         default=1.0, description="How often buffered open-pixel hits are written."
     )
@@ -67,6 +77,16 @@ class Settings(BaseSettings):
         default=Path("data"),
         description="Where `herald dev` keeps the local inbox and the demo login.",
     )
+
+    @field_validator("smtp_allowed_networks")
+    @classmethod
+    def _networks_parse(cls, value: str) -> str:
+        egress.parse_networks(value)  # a bad entry stops the start with its name
+        return value
+
+    @property
+    def smtp_networks(self) -> tuple[egress.Network, ...]:
+        return egress.parse_networks(self.smtp_allowed_networks)
 
     @property
     def mailbox_dir(self) -> Path:

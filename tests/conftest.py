@@ -56,6 +56,9 @@ def reset_schema(runtime: Runtime) -> None:
     migrate.upgrade(runtime.settings.database_url)
 
 
+LOOPBACK_NETWORKS = "127.0.0.0/8,::1/128"
+
+
 def make_settings(database_url: str, **overrides: object) -> Settings:
     values: dict[str, object] = {
         "database_url": database_url,
@@ -63,6 +66,8 @@ def make_settings(database_url: str, **overrides: object) -> Settings:
         "base_url": "https://herald.test",
         "login_address_max_failures": 10_000,
         "log_level": "WARNING",
+        # The tests' SMTP servers listen on loopback, which the egress rule refuses by default.
+        "smtp_allowed_networks": LOOPBACK_NETWORKS,
     }
     values.update(overrides)
     return Settings(**values)  # type: ignore[arg-type]

@@ -30,6 +30,7 @@ BODIES: dict[tuple[str, str], dict] = {
     ("PATCH", "/api/settings/users/{user_id}"): {"role": "USER"},
     ("PATCH", "/api/marketing/campaigns/{campaign_id}"): {"name": "Mallory"},
     ("PUT", "/api/marketing/campaigns/{campaign_id}"): {"name": "Mallory", "subject": "Hi"},
+    ("POST", "/api/marketing/campaigns/{campaign_id}/test"): {"to": ["mallory@victim.example"]},
 }
 
 

@@ -16,6 +16,7 @@ from herald.db import unit_of_work
 from herald.dev.catcher import MailCatcher
 from herald.dev.demo import DemoLogin, ensure_demo
 from herald.dev.mailbox import Mailbox
+from herald.mail import egress
 from herald.runtime import Runtime
 from herald.settings import Settings, get_settings
 
@@ -48,9 +49,12 @@ class _AnnouncingServer(uvicorn.Server):
 
 
 def dev_settings(host: str, port: int) -> Settings:
-    """Dev mode; links in the mail point at this server unless HERALD_BASE_URL says otherwise."""
+    """Dev mode; links in the mail point at this server unless HERALD_BASE_URL says otherwise,
+    and SMTP may go to the local mail catcher on loopback."""
     settings = get_settings()
     update: dict[str, Any] = {"env": "dev"}
+    if "smtp_allowed_networks" not in settings.model_fields_set:
+        update["smtp_allowed_networks"] = egress.LOOPBACK_V4
     if "base_url" not in settings.model_fields_set:
         update["base_url"] = f"http://{host}:{port}"
     return settings.model_copy(update=update)

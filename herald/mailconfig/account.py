@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from herald.marketing.transport import SmtpSettings
+from herald.mail.smtp import SmtpSettings
 
 
 @dataclass(frozen=True)

@@ -73,7 +73,16 @@ def get_email_config(principal: AdminUser, session: Db) -> EmailConfigOut:
     "/api/settings/email",
     response_model=EmailConfigOut,
     response_model_by_alias=True,
-    responses=BODY,
+    responses={
+        **BODY,
+        **error_responses(
+            422,
+            notes={
+                422: "Bad input naming the field, or a host that is or resolves to a "
+                "non-public address (`smtp_host_not_allowed`)."
+            },
+        ),
+    },
 )
 def put_email_config(
     body: EmailConfigIn,
@@ -81,8 +90,10 @@ def put_email_config(
     session: Db,
     settings: AppSettings,
 ) -> EmailConfigOut:
-    """Saves the SMTP settings. `password` is write-only: left out, the stored one stays;
-    an empty string clears it."""
+    """Saves the SMTP settings. `password` is write-only: left out, the stored one stays
+    while host, port, username and security stay the same (a change clears it); an empty string
+    clears it. A host that is or resolves to a non-public address is a 422
+    `smtp_host_not_allowed`, unless HERALD_SMTP_ALLOWED_NETWORKS allows it."""
     return _view(
         service.save_config(session, settings, principal.org_id, body, actor=audit.actor(principal))
     )
@@ -90,6 +101,7 @@ def put_email_config(
 
 def _load_account(session: Session, settings: Settings, principal: Principal) -> MailAccount:
     account = service.load_mail_account(session, settings, principal.org_id)
+    testmail.take_test_allowance(settings, principal.org_id)
     # Nothing to write: end the transaction now, so that it (and on SQLite the write lock a
     # POST starts with) is not held while a slow SMTP server takes its time.
     session.rollback()
@@ -104,10 +116,15 @@ def _load_account(session: Session, settings: Settings, principal: Principal) ->
         **BODY,
         **error_responses(
             409,
+            422,
+            429,
             502,
             notes={
                 409: "Email is not configured yet (`smtp_not_configured`), or the stored "
                 "password cannot be decrypted (`smtp_password_unreadable`).",
+                422: "Bad input, or the host now resolves to an address the egress rule "
+                "refuses (`smtp_host_not_allowed`).",
+                429: "More test messages than the org may send per minute (`rate_limited`).",
             },
         ),
     },

@@ -71,7 +71,8 @@ Address = Annotated[str, BeforeValidator(_no_line_breaks), AfterValidator(normal
 
 
 class EmailConfigIn(ApiModel):
-    """PUT body. ``password``: omitted or null keeps the stored one, "" clears it."""
+    """PUT body. ``password``: omitted or null keeps the stored one while the destination
+    (host, port, username, security) stays the same, "" clears it."""
 
     host: Host = Field(max_length=255)
     port: int = Field(ge=1, le=65535, strict=True)

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
 
 from herald.audit import service as audit
 from herald.errors import Conflict
+from herald.mail import egress
+from herald.mail.smtp import SmtpSettings
 from herald.mailconfig.account import MailAccount
 from herald.mailconfig.models import EmailConfig
 from herald.mailconfig.repository import EmailConfigRepository
 from herald.mailconfig.schemas import SECURITY_MODES, EmailConfigIn, Security
-from herald.marketing.transport import SmtpSettings
 from herald.secretbox import SecretBox
 from herald.settings import Settings
 
@@ -35,8 +37,10 @@ def save_config(
     *,
     actor: audit.Actor,
 ) -> EmailConfig:
-    """Replace the org's configuration. The password changes only when one is given:
-    ``None`` keeps the stored one, ``""`` clears it."""
+    """Replace the org's configuration. The password belongs to its destination: ``None``
+    keeps the stored one only while host, port, username and security stay the same, ``""``
+    clears it. 422 ``smtp_host_not_allowed`` for a host the egress rule refuses."""
+    egress.check_host(data.host, settings.smtp_networks)
     values = {
         "host": data.host,
         "port": data.port,
@@ -47,9 +51,12 @@ def save_config(
     }
     before = audit.snapshot(get_config(session, org_id))
     row = EmailConfigRepository(session, org_id).current_or_new(EmailConfig(**values))
+    moved = any(getattr(row, name) != values[name] for name in _DESTINATION)
     for name, value in values.items():
         setattr(row, name, value)
-    if data.password is not None:
+    if data.password is None and moved:
+        row.password_sealed = None
+    elif data.password is not None:
         row.password_sealed = smtp_box(settings).seal(data.password) if data.password else None
     session.flush()
     audit.record(
@@ -60,6 +67,24 @@ def save_config(
         details=audit.changes(before, row),
     )
     return row
+
+
+# What a stored password is bound to: change any of them and it is no longer sent anywhere.
+_DESTINATION = ("host", "port", "username", "security")
+
+
+@dataclass(frozen=True)
+class SendingDefaults:
+    from_name: str
+    from_email: str
+
+
+def sending_defaults(session: Session, org_id: uuid.UUID) -> SendingDefaults | None:
+    """The org's default sender, or None while email is not configured."""
+    row = get_config(session, org_id)
+    if row is None or not row.host:
+        return None
+    return SendingDefaults(row.default_from_name, row.default_from_email)
 
 
 def load_mail_account(session: Session, settings: Settings, org_id: uuid.UUID) -> MailAccount:
@@ -79,6 +104,7 @@ def load_mail_account(session: Session, settings: Settings, org_id: uuid.UUID) -
             username=row.username,
             password=_open_password(settings, row),
             verify_tls=settings.smtp_verify_tls,
+            allowed_networks=settings.smtp_networks,
         ),
         from_name=row.default_from_name,
         from_email=row.default_from_email,

@@ -13,7 +13,8 @@ from sqlalchemy.orm import Session
 from herald.audit import service as audit
 from herald.auth.access import Capability
 from herald.auth.deps import Principal
-from herald.errors import Conflict
+from herald.errors import HeraldError
+from herald.mail.testsend import SmtpFailed
 from herald.mailconfig import service, testmail
 from herald.mailconfig.schemas import (
     DEFAULT_PORT,
@@ -125,7 +126,7 @@ def save_email_settings(
         "port": int(port) if is_number(port.strip()) else port,
         "security": security,
         "username": username,
-        # Write-only: an empty field keeps the stored password.
+        # Write-only: an empty field keeps the stored password (for the same destination).
         "password": password or None,
         "defaultFromName": default_from_name,
         "defaultFromEmail": default_from_email,
@@ -160,20 +161,24 @@ def send_test_email(
     try:
         address = TestMessageIn(to=to).to
         account = service.load_mail_account(session, settings, principal.org_id)
+        testmail.take_test_allowance(settings, principal.org_id)
     except ValidationError as exc:
         test["fieldError"] = pydantic_errors(exc).get("to", "Enter a valid email address.")
         return _render(request, principal, session, test=test, status=422)
-    except Conflict as exc:
+    except HeraldError as exc:  # not configured, unreadable password, rate limited
         test["error"] = exc.message
         return _render(request, principal, session, test=test, status=exc.status)
     # Nothing to write: end the transaction (and SQLite's write lock) before talking SMTP.
     session.rollback()
     try:
         reply = anyio.from_thread.run(testmail.send_test_message, account, address)
-    except testmail.SmtpFailed as exc:
+    except SmtpFailed as exc:
         test["error"] = exc.message
         test["code"] = exc.details["smtpCode"]
         test["text"] = exc.details["smtpMessage"]
+        return _render(request, principal, session, test=test, status=exc.status)
+    except HeraldError as exc:  # the host now resolves to a refused address, a bad address
+        test["error"] = exc.message
         return _render(request, principal, session, test=test, status=exc.status)
     test.update(ok=True, code=reply.code, text=reply.text)
     return _render(request, principal, session, test=test)

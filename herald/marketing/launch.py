@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import ColumnElement, String, func, insert, literal, select, update
+from sqlalchemy import ColumnElement, String, func, insert, literal, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
@@ -20,7 +20,7 @@ from herald.audit import service as audit
 from herald.crm.models import Contact
 from herald.db import UTCDateTime, utcnow
 from herald.errors import Conflict
-from herald.mailconfig.models import EmailConfig
+from herald.mailconfig.service import sending_defaults
 from herald.marketing.audience import eligible_contacts
 from herald.marketing.models import Campaign, CampaignStatus, MarketingSend, SendStatus
 from herald.marketing.repository import CampaignRepository
@@ -87,15 +87,15 @@ def launch_campaign(
     campaign = CampaignRepository(session, org_id).get_for_update(campaign_id)
     if campaign.status != CampaignStatus.DRAFT.value:
         raise Conflict("Only a DRAFT campaign can be launched.", code="not_draft")
-    config = session.scalars(select(EmailConfig).where(EmailConfig.org_id == org_id)).first()
-    if config is None or not config.host:
+    defaults = sending_defaults(session, org_id)
+    if defaults is None:
         raise _fail(
             session,
             campaign,
             "SMTP is not configured: set it up under Settings → Email configuration.",
             "smtp_not_configured",
         )
-    if not (campaign.from_email or config.default_from_email):
+    if not (campaign.from_email or defaults.from_email):
         raise _fail(
             session,
             campaign,

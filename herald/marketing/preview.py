@@ -3,9 +3,10 @@ the "Send test" message sent through the org's SMTP settings."""
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 
@@ -14,18 +15,23 @@ from sqlalchemy.orm import Session
 
 from herald.crm.models import Contact
 from herald.errors import ValidationFailed
-from herald.mailconfig.account import MailAccount
-from herald.mailconfig.testmail import TIMEOUT_SECONDS, describe_failure
+from herald.mail import testsend
+from herald.mail.compose import CampaignMessage, InvalidAddress, Recipient, smtp_address
+from herald.mail.mailer import MailerFactory
+from herald.mail.pool import ConnectionPool
+from herald.mail.smtp import SmtpSettings
+from herald.mailconfig.service import load_mail_account
+from herald.marketing import service
 from herald.marketing.audience import eligible_contacts
-from herald.marketing.compose import CampaignMessage, InvalidAddress, Recipient
 from herald.marketing.models import Campaign
-from herald.marketing.transport import ConnectionLost, Reply, SmtpConnection, SmtpError
+from herald.settings import Settings
 
 # Not secrets: the send tokens of messages that are no send (unknown to /u/ and /t/).
 PREVIEW_TOKEN = "preview"  # noqa: S105
 TEST_TOKEN = "test"  # noqa: S105
 PLACEHOLDER_SENDER = "sender@example.com"
 TEST_SUBJECT_PREFIX = "[Test] "
+MAX_TEST_ADDRESSES = 5
 
 # The preview answers with its own policy: no script, no plugin, no request but images, and
 # a sandbox even when opened outside its iframe.
@@ -85,7 +91,7 @@ def preview_html(session: Session, org_id: uuid.UUID, campaign: Campaign, base_u
 
 
 def checked_test_address(value: str) -> str:
-    """The one address a test goes to, checked like any address Herald sends to."""
+    """One address a test goes to, checked like any address Herald sends to."""
     address = value.strip()
     try:
         validate_email(address, check_deliverability=False)
@@ -94,27 +100,77 @@ def checked_test_address(value: str) -> str:
     return address
 
 
-async def _deliver(account: MailAccount, sender: str, to: str, raw: bytes) -> Reply:
-    smtp = dataclasses.replace(account.smtp, timeout=TIMEOUT_SECONDS)
-    try:
-        conn = await SmtpConnection.open(smtp)
+@dataclass(frozen=True)
+class CampaignTest:
+    """A campaign's test messages, rendered and ready to go (no database needed to send)."""
+
+    smtp: SmtpSettings
+    sender: str
+    messages: tuple[tuple[str, bytes], ...]  # (address, the whole message)
+
+
+@dataclass(frozen=True)
+class TestAnswer:
+    to: str
+    ok: bool
+    code: int | None
+    message: str
+
+
+def prepare_test_send(
+    session: Session,
+    settings: Settings,
+    org_id: uuid.UUID,
+    campaign_id: str,
+    to: Sequence[str],
+) -> CampaignTest:
+    """The campaign as its first eligible contact would get it, subject prefixed "[Test] ",
+    addressed to each of ``to``. Reads only: it is counted nowhere. 404 for another org's
+    campaign, 422 for a bad address or sender, 409 without email configuration, 429 once the
+    org has used its test messages for the minute."""
+    campaign = service.get_campaign(session, org_id, campaign_id)
+    addresses = list(dict.fromkeys(checked_test_address(value) for value in to))
+    if not addresses:
+        raise ValidationFailed("Enter at least one address to send the test to.", field="to")
+    if len(addresses) > MAX_TEST_ADDRESSES:
+        raise ValidationFailed(
+            f"A test goes to at most {MAX_TEST_ADDRESSES} addresses.", field="to"
+        )
+    account = load_mail_account(session, settings, org_id)
+    message = compile_message(
+        campaign,
+        settings.base_url,
+        from_name=account.from_name,
+        from_email=account.from_email,
+        subject_prefix=TEST_SUBJECT_PREFIX,
+    )
+    sample = sample_recipient(session, org_id, campaign, TEST_TOKEN)
+    rendered = []
+    for address in addresses:
         try:
-            return await conn.send(sender, to, raw)
-        finally:
-            await conn.close()
-    except (SmtpError, ConnectionLost, OSError, TimeoutError, EOFError) as exc:
-        raise describe_failure(exc, smtp, sender, to) from exc
+            raw = message.render(dataclasses.replace(sample, email=address))
+            rendered.append((smtp_address(address), raw))
+        except InvalidAddress as exc:
+            raise ValidationFailed(f"Enter one valid email address: {exc}", field="to") from None
+    testsend.test_message_limit.take(org_id, settings.smtp_test_messages_per_minute, len(rendered))
+    return CampaignTest(account.smtp, message.envelope_from(), tuple(rendered))
 
 
-def send_test(
-    message: CampaignMessage, recipient: Recipient, account: MailAccount, to: str
-) -> Reply:
-    """Send the sample recipient's message to ``to``; the server's answer, or SmtpFailed (502).
+async def send_test(
+    test: CampaignTest, mailer_factory: MailerFactory = ConnectionPool
+) -> list[TestAnswer]:
+    """Send each test message on its own connection; the server's answer per address.
 
-    Blocking: call it from a worker thread (a sync page handler), never from the event loop.
+    HostNotAllowed (422) when the host now resolves to a refused address.
     """
-    try:
-        raw = message.render(dataclasses.replace(recipient, email=to, token=TEST_TOKEN))
-    except InvalidAddress as exc:
-        raise ValidationFailed(f"Enter one valid email address: {exc}", field="to") from None
-    return asyncio.run(_deliver(account, message.envelope_from(), to, raw))
+    answers = []
+    for to, raw in test.messages:
+        try:
+            reply = await testsend.deliver(
+                test.smtp, test.sender, to, raw, mailer_factory=mailer_factory
+            )
+        except testsend.SmtpFailed as exc:
+            answers.append(TestAnswer(to, False, exc.details["smtpCode"], exc.message))
+            continue
+        answers.append(TestAnswer(to, True, reply.code, reply.text))
+    return answers

@@ -6,11 +6,12 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from herald.audit import service as audit
 from herald.auth.access import Capability, allows
 from herald.auth.deps import MARKETING_READ, MARKETING_WRITE, Principal
-from herald.marketing import export, service
+from herald.marketing import export, preview, service
 from herald.marketing.launch import launch_campaign
 from herald.marketing.models import CampaignStatus, SendStatus
 from herald.marketing.schemas import (
@@ -22,10 +23,13 @@ from herald.marketing.schemas import (
     LaunchOut,
     SendOut,
     StatsOut,
+    TestSendIn,
+    TestSendOut,
 )
 from herald.openapi import BODY, INPUT, NOT_FOUND, csv_response, error_responses
-from herald.runtime import get_runtime, get_session
+from herald.runtime import get_runtime, get_session, get_settings_dep
 from herald.schemas import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, ApiModel, Page
+from herald.settings import Settings
 
 MAX_PAGE = 1_000_000_000
 router = APIRouter(
@@ -206,6 +210,52 @@ def duplicate_campaign(
     suffixed " (copy)", zero counts."""
     copy = service.duplicate_campaign(session, principal.org_id, campaign_id)
     return CampaignOut.model_validate(copy)
+
+
+def _prepare_test(
+    session: Session, settings: Settings, principal: Principal, campaign_id: str, body: TestSendIn
+) -> preview.CampaignTest:
+    test = preview.prepare_test_send(session, settings, principal.org_id, campaign_id, body.to)
+    # Nothing to write: end the transaction (on SQLite the write lock a POST starts with)
+    # before a slow SMTP server takes its time.
+    session.rollback()
+    return test
+
+
+@router.post(
+    "/campaigns/{campaign_id}/test",
+    response_model=TestSendOut,
+    response_model_by_alias=True,
+    responses={
+        **BODY,
+        **NOT_FOUND,
+        **error_responses(
+            409,
+            422,
+            429,
+            notes={
+                409: "Email is not configured yet (`smtp_not_configured`), or the stored "
+                "password cannot be decrypted (`smtp_password_unreadable`).",
+                422: "A bad address in `to` (at most 5), an unusable sender (`fromEmail`), or "
+                "a host that now resolves to a refused address (`smtp_host_not_allowed`).",
+                429: "More test messages than the org may send per minute (`rate_limited`).",
+            },
+        ),
+    },
+)
+async def send_test(
+    campaign_id: str,
+    body: TestSendIn,
+    principal: Principal = Depends(MARKETING_WRITE),
+    session: Session = Depends(get_session, scope="function"),
+    settings: Settings = Depends(get_settings_dep),
+) -> TestSendOut:
+    """Sends the campaign as its first eligible contact would get it, subject prefixed
+    "[Test] ", to each address of `to`; answers the SMTP server's reply per address (`ok`
+    false with the reason when it refused or could not be reached). Counted nowhere."""
+    test = await run_in_threadpool(_prepare_test, session, settings, principal, campaign_id, body)
+    answers = await preview.send_test(test)
+    return TestSendOut.model_validate({"results": [vars(a) for a in answers]})
 
 
 @router.get("/campaigns/{campaign_id}/stats", response_model=StatsOut, responses=NOT_FOUND)

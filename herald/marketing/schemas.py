@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
@@ -110,3 +110,20 @@ class SendOut(ApiModel):
     attempts: int
     delivered_at: dt.datetime | None
     opened_at: dt.datetime | None
+
+
+class TestSendIn(ApiModel):
+    """``to``: one to five addresses."""
+
+    to: list[Annotated[str, Field(max_length=320)]] = Field(min_length=1, max_length=5)
+
+
+class TestAnswerOut(ApiModel):
+    to: str
+    ok: bool
+    code: int | None
+    message: str
+
+
+class TestSendOut(ApiModel):
+    results: list[TestAnswerOut]

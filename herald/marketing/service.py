@@ -16,9 +16,9 @@ from herald.audit import service as audit
 from herald.crm import fields as crm_fields
 from herald.crm.service import list_statuses
 from herald.errors import Conflict, NotFound, ValidationFailed
-from herald.marketing import merge
+from herald.mail import merge
+from herald.mail.compose import compile_bodies
 from herald.marketing.audience import count_eligible
-from herald.marketing.compose import compile_bodies
 from herald.marketing.models import Campaign, CampaignStatus, MarketingSend, SendStatus
 from herald.marketing.queue import add_to_counters
 from herald.marketing.repository import (

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from typing import Annotated, Any
 
+import anyio.from_thread
 from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, StreamingResponse
 from sqlalchemy.orm import Session
@@ -19,7 +20,7 @@ from herald.auth.access import Capability, allows
 from herald.auth.deps import Principal
 from herald.crm.service import list_statuses
 from herald.errors import Conflict, HeraldError, ValidationFailed
-from herald.mailconfig.service import load_mail_account
+from herald.mail.testsend import SmtpFailed
 from herald.marketing import charts, export, preview, service
 from herald.marketing.audience import count_eligible
 from herald.marketing.launch import launch_campaign
@@ -377,21 +378,13 @@ def send_test(
     to: Annotated[str, Form(max_length=320)] = "",
 ) -> HTMLResponse:
     """Send the campaign as the sample contact gets it to one address; show the SMTP answer."""
-    campaign = service.get_campaign(session, principal.org_id, campaign_id)
     address = to.strip()
     try:
-        address = preview.checked_test_address(to)
-        account = load_mail_account(session, settings, principal.org_id)
-        message = preview.compile_message(
-            campaign,
-            settings.base_url,
-            from_name=account.from_name,
-            from_email=account.from_email,
-            subject_prefix=preview.TEST_SUBJECT_PREFIX,
-        )
-        sample = preview.sample_recipient(session, principal.org_id, campaign)
+        test = preview.prepare_test_send(session, settings, principal.org_id, campaign_id, [to])
         session.rollback()  # nothing to write: hold no transaction while SMTP takes its time
-        reply = preview.send_test(message, sample, account, address)
+        (answer,) = anyio.from_thread.run(preview.send_test, test)
+        if not answer.ok:
+            raise SmtpFailed(answer.message, smtp_code=answer.code, smtp_message="")
     except HeraldError as exc:
         campaign = service.get_campaign(session, principal.org_id, campaign_id)
         return _render_detail(
@@ -404,9 +397,10 @@ def send_test(
             status=exc.status,
         )
     campaign = service.get_campaign(session, principal.org_id, campaign_id)
-    answer = f"Test sent to {address}. The SMTP server answered: {reply}"
+    reply = f"{answer.code} {answer.message}".strip()
+    notice = f"Test sent to {address}. The SMTP server answered: {reply}"
     return _render_detail(
-        request, principal, session, campaign, notice=("ok", answer), test_to=address
+        request, principal, session, campaign, notice=("ok", notice), test_to=address
     )
 
 

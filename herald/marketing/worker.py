@@ -25,13 +25,14 @@ from sqlalchemy.orm import Session
 from herald.db import unit_of_work
 from herald.errors import Conflict
 from herald.log import get_logger
+from herald.mail.compose import CampaignMessage, InvalidAddress, Recipient, smtp_address
+from herald.mail.mailer import Mailer, MailerFactory, ServerUnavailable
+from herald.mail.pool import ConnectionPool
+from herald.mail.smtp import ConnectionLost, Phase, SmtpError, SmtpSettings
 from herald.mailconfig.service import load_mail_account
 from herald.marketing import queue
-from herald.marketing.compose import CampaignMessage, InvalidAddress, Recipient, smtp_address
 from herald.marketing.models import Campaign
-from herald.marketing.pool import ConnectionPool, ServerUnavailable
 from herald.marketing.queue import Outcome
-from herald.marketing.transport import ConnectionLost, Phase, SmtpError, SmtpSettings
 from herald.runtime import Runtime
 
 log = get_logger("herald.worker")
@@ -60,6 +61,7 @@ class Worker:
         batches_in_flight: int = BATCHES_IN_FLIGHT,
         poll_seconds: float = 0.1,
         smtp_timeout: float = 60.0,
+        mailer_factory: MailerFactory = ConnectionPool,
     ) -> None:
         self.runtime = runtime
         self.settings = runtime.settings
@@ -72,7 +74,8 @@ class Worker:
         self._stopping = asyncio.Event()
         self._jobs: dict[uuid.UUID, CampaignJob] = {}
         self._held: set[int] = set()  # sends leased to this worker right now
-        self._pools: dict[SmtpSettings, ConnectionPool] = {}
+        self._mailer_factory = mailer_factory
+        self._pools: dict[SmtpSettings, Mailer] = {}
 
     # -- database work runs in threads, one unit of work each ----------------------------
 
@@ -192,10 +195,10 @@ class Worker:
         self._jobs[campaign_id] = job
         return job
 
-    def _pool(self, smtp: SmtpSettings) -> ConnectionPool:
+    def _pool(self, smtp: SmtpSettings) -> Mailer:
         pool = self._pools.get(smtp)
         if pool is None:
-            pool = self._pools[smtp] = ConnectionPool(smtp, self.concurrency)
+            pool = self._pools[smtp] = self._mailer_factory(smtp, self.concurrency)
         return pool
 
     async def _process(self, batch: queue.Batch) -> None:
@@ -210,7 +213,7 @@ class Worker:
                 return
             pool = self._pool(job.smtp)
             while remaining and not self._stopping.is_set():
-                await pool.ensure_one()
+                await pool.ensure_ready()
                 start = functools.partial(
                     self._record_and_start,
                     campaign_id=job.campaign_id,
@@ -287,7 +290,7 @@ class Worker:
     async def _send_chunk(
         self,
         job: CampaignJob,
-        pool: ConnectionPool,
+        pool: Mailer,
         go: list[queue.ClaimedSend],
         outcomes: queue.Outcomes,
     ) -> queue.Outcomes:
@@ -305,7 +308,7 @@ class Worker:
         return outcomes
 
     async def _deliver(
-        self, job: CampaignJob, pool: ConnectionPool, send: queue.ClaimedSend
+        self, job: CampaignJob, pool: Mailer, send: queue.ClaimedSend
     ) -> tuple[Outcome, str]:
         recipient = Recipient(
             email=send.email,
@@ -320,8 +323,7 @@ class Worker:
         except InvalidAddress as exc:
             return Outcome.FAILED, f"Not sent: the address cannot be used ({exc})."
         try:
-            async with pool.connection() as conn:
-                await conn.send(job.sender, rcpt, data)
+            await pool.send(job.sender, rcpt, data)
             return Outcome.DELIVERED, ""
         except SmtpError as exc:
             return (Outcome.RETRY if exc.reply.transient else Outcome.FAILED), str(exc.reply)

@@ -59,6 +59,7 @@ def web(runtime: Runtime) -> Iterator[LiveServer]:
         retry_base_seconds=0.5,
         retry_window_seconds=5,
         open_flush_seconds=0.3,
+        smtp_verify_tls=False,  # the test SMTP servers' certificates are self-signed
     )
     web_runtime = Runtime(settings=settings, engine=runtime.engine, sessions=runtime.sessions)
     server = LiveServer(web_runtime, port=port, embedded_worker=True).start()

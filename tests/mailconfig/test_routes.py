@@ -88,15 +88,18 @@ def test_password_is_kept_when_omitted_or_null_and_cleared_by_empty_string(
 ) -> None:
     client.put(URL, json=config_body(username="u", password="first-secret"), headers=admin.headers)
 
-    omitted = client.put(URL, json=config_body(username="u2"), headers=admin.headers)
+    # Same destination (host, port, username, security): the password stays.
+    omitted = client.put(
+        URL, json=config_body(username="u", defaultFromName="Renamed"), headers=admin.headers
+    )
     assert omitted.status_code == 200, omitted.text
     assert omitted.json()["passwordSet"] is True
-    assert omitted.json()["username"] == "u2"
+    assert omitted.json()["defaultFromName"] == "Renamed"
     row = stored_row(runtime, admin)
     assert row is not None and row.password_sealed is not None
     assert smtp_box(runtime.settings).open(row.password_sealed) == "first-secret"
 
-    null = client.put(URL, json=config_body(username="u2", password=None), headers=admin.headers)
+    null = client.put(URL, json=config_body(username="u", password=None), headers=admin.headers)
     assert null.json()["passwordSet"] is True
 
     cleared = client.put(URL, json=config_body(password=""), headers=admin.headers)

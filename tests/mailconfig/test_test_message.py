@@ -63,25 +63,36 @@ def test_the_test_message_is_delivered_and_the_reply_reported(
     assert received.login is None and received.tls is False
 
 
-def test_logs_in_when_a_username_is_set(
-    client: httpx.Client, admin: Admin, start_smtp_server: Callable[..., SmtpServer]
-) -> None:
-    server = start_smtp_server(credentials=("mailer", "s3cret pass"))
-    configure(client, admin, **config_body(server))
+def tls_client(start_server: Callable[..., LiveServer]) -> httpx.Client:
+    """A client of an app that accepts the test server's self-signed certificate: Herald
+    logs in only over TLS (issue 13.1)."""
+    server = start_server(smtp_verify_tls=False)
+    return httpx.Client(base_url=server.url, timeout=30)
 
-    r = send_test(client, admin)
+
+def test_logs_in_when_a_username_is_set(
+    admin: Admin,
+    start_smtp_server: Callable[..., SmtpServer],
+    start_server: Callable[..., LiveServer],
+) -> None:
+    server = start_smtp_server(tls="starttls", credentials=("mailer", "s3cret pass"))
+    with tls_client(start_server) as client:
+        configure(client, admin, **config_body(server, security="starttls"))
+        r = send_test(client, admin)
 
     assert r.status_code == 200, r.text
     assert [m.login for m in server.messages] == ["mailer"]
 
 
 def test_wrong_password_is_reported_as_an_auth_failure(
-    client: httpx.Client, admin: Admin, start_smtp_server: Callable[..., SmtpServer]
+    admin: Admin,
+    start_smtp_server: Callable[..., SmtpServer],
+    start_server: Callable[..., LiveServer],
 ) -> None:
-    server = start_smtp_server(credentials=("mailer", "s3cret pass"))
-    configure(client, admin, **config_body(server, password="wrong"))
-
-    r = send_test(client, admin)
+    server = start_smtp_server(tls="starttls", credentials=("mailer", "s3cret pass"))
+    with tls_client(start_server) as client:
+        configure(client, admin, **config_body(server, security="starttls", password="wrong"))
+        r = send_test(client, admin)
 
     error = assert_smtp_failed(r, 535)
     assert "username or password" in str(error["message"])

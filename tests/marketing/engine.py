@@ -217,6 +217,7 @@ def start_worker_process(
         "HERALD_RETRY_BASE_SECONDS": str(settings.retry_base_seconds),
         "HERALD_RETRY_WINDOW_SECONDS": str(settings.retry_window_seconds),
         "HERALD_LOG_LEVEL": "WARNING",
+        "HERALD_SMTP_ALLOWED_NETWORKS": settings.smtp_allowed_networks,
         **env,
     }
     return subprocess.Popen(

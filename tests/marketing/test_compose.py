@@ -13,15 +13,15 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from herald.errors import ValidationFailed
-from herald.marketing.compose import (
+from herald.mail.compose import (
     PIXEL_FIELD,
     CampaignMessage,
     InvalidAddress,
     Recipient,
     compile_bodies,
 )
-from herald.marketing.htmltext import html_to_text
-from herald.marketing.merge import BODY_FIELDS, SUBJECT_FIELDS, Template, strip_controls
+from herald.mail.htmltext import html_to_text
+from herald.mail.merge import BODY_FIELDS, SUBJECT_FIELDS, Template, strip_controls
 
 BASE = "https://herald.example"
 HTML = """<!doctype html>

@@ -32,8 +32,8 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from herald.errors import ValidationFailed
-from herald.marketing.compose import CampaignMessage, InvalidAddress, Recipient, compile_bodies
-from herald.marketing.compose import smtp_address as sendable_address
+from herald.mail.compose import CampaignMessage, InvalidAddress, Recipient, compile_bodies
+from herald.mail.compose import smtp_address as sendable_address
 
 BASE = "https://herald.example"
 NAME_BYTES = 720

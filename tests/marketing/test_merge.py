@@ -10,7 +10,7 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from herald.errors import ValidationFailed
-from herald.marketing.merge import SUBJECT_FIELDS, Template, strip_controls, validate
+from herald.mail.merge import SUBJECT_FIELDS, Template, strip_controls, validate
 
 ANN = {
     "firstName": "Ann",

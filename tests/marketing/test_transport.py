@@ -6,14 +6,15 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import ssl
+import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
-from herald.mailconfig.account import MailAccount
-from herald.mailconfig.testmail import SmtpFailed, send_test_message
-from herald.marketing.transport import (
+from herald.mail.egress import parse_networks
+from herald.mail.smtp import (
     ConnectionLost,
     Phase,
     SmtpConnection,
@@ -21,9 +22,14 @@ from herald.marketing.transport import (
     SmtpSettings,
     dot_stuff,
 )
-from tests.smtp_server import SmtpServer, TlsMode, drop, reject, slow
+from herald.mail.testsend import SmtpFailed
+from herald.mailconfig.account import MailAccount
+from herald.mailconfig.testmail import send_test_message
+from tests.line_server import LineServer
+from tests.smtp_server import SmtpServer, TlsMode, _self_signed_context, drop, reject, slow
 
 CREDENTIALS = ("mailer", "s3cret pass")
+LOOPBACK = parse_networks("127.0.0.0/8")
 MESSAGE = b"From: a@example.com\r\nTo: b@example.com\r\nSubject: hi\r\n\r\nHello.\r\n"
 
 
@@ -34,6 +40,7 @@ def settings_for(server: SmtpServer, security: str, **overrides: object) -> Smtp
         "password": password,
         "timeout": 5.0,
         "verify_tls": False,
+        "allowed_networks": LOOPBACK,  # the test server is on loopback
         **overrides,
     }
     return SmtpSettings(server.host, server.port, security, **values)  # type: ignore[arg-type]
@@ -57,10 +64,13 @@ def test_tls_modes_deliver_encrypted_and_logged_in(
     assert (received.tls, received.login, received.rcpt_tos) == (True, "mailer", ["b@example.com"])
 
 
-def test_plain_mode_logs_in_without_tls(start_smtp_server: Callable[..., SmtpServer]) -> None:
+def test_plain_mode_never_logs_in(start_smtp_server: Callable[..., SmtpServer]) -> None:
+    """Issue 13.1 reversed the old "plain mode logs in without TLS": credentials go only
+    over TLS, so a username with security none fails before anything is sent."""
     server = start_smtp_server(credentials=CREDENTIALS)
-    asyncio.run(deliver(settings_for(server, "none"), "b@example.com", "c@example.com"))
-    assert [(m.tls, m.login) for m in server.messages] == [(False, "mailer"), (False, "mailer")]
+    with pytest.raises(SmtpError, match="only over TLS"):
+        asyncio.run(deliver(settings_for(server, "none"), "b@example.com"))
+    assert server.messages == []
 
 
 def test_starttls_is_required_not_best_effort(smtp_server: SmtpServer) -> None:
@@ -184,3 +194,27 @@ def test_settings_never_show_the_password() -> None:
     smtp = SmtpSettings("smtp.example.com", 587, "starttls", "mailer", "hunter2-secret")
     assert "hunter2-secret" not in repr(smtp)
     assert "hunter2-secret" not in repr(dataclasses.replace(smtp, timeout=1))
+
+
+@pytest.mark.parametrize("injected", [b"250-PIPELINING\r\n250 AUTH PLAIN\r\n", b"2"])
+def test_bytes_injected_before_the_tls_handshake_end_the_session(injected: bytes) -> None:
+    """A man in the middle appends replies to STARTTLS's 220 in clear: they would be read as
+    if they had come over TLS. The session is refused before any TLS or login."""
+    with tempfile.TemporaryDirectory() as certs:
+        context = _self_signed_context(Path(certs))
+        server = LineServer(["AUTH PLAIN"], tls_context=context, inject=injected).start()
+        try:
+            smtp = SmtpSettings(
+                "127.0.0.1",
+                server.port,
+                "starttls",
+                *CREDENTIALS,
+                timeout=5,
+                verify_tls=False,
+                allowed_networks=LOOPBACK,
+            )
+            with pytest.raises(SmtpError, match="before the TLS handshake"):
+                asyncio.run(SmtpConnection.open(smtp))
+        finally:
+            server.stop()
+    assert server.tls_lines == []  # no EHLO, no AUTH over the TLS the injection poisoned

@@ -125,6 +125,7 @@ def test_herald_serve_runs_a_worker_unless_told_not_to(runtime, smtp_server):
         "HERALD_DATABASE_URL": rt.settings.database_url,
         "HERALD_SECRET_KEY": rt.settings.secret_key,
         "HERALD_LOG_LEVEL": "WARNING",
+        "HERALD_SMTP_ALLOWED_NETWORKS": rt.settings.smtp_allowed_networks,
     }
 
     idle, _ = serve_process(env, "--no-worker")

@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from herald.marketing.merge import strip_controls
+from herald.mail.merge import strip_controls
 from tests.marketing.engine import add_contacts
 from tests.marketing.factories import assert_field_error, campaign_body
 from tests.security.hostile import (

@@ -100,6 +100,7 @@ RULES: dict[tuple[str, str], Rule] = {
     ("DELETE", "/api/marketing/campaigns/{campaign_id}"): Rule.MARKETING_WRITE,
     ("POST", "/api/marketing/campaigns/{campaign_id}/launch"): Rule.MARKETING_WRITE,
     ("POST", "/api/marketing/campaigns/{campaign_id}/duplicate"): Rule.MARKETING_WRITE,
+    ("POST", "/api/marketing/campaigns/{campaign_id}/test"): Rule.MARKETING_WRITE,
     ("POST", "/api/marketing/audience/count"): Rule.MARKETING_WRITE,
     ("POST", "/api/marketing/sends/{send_id}/resend"): Rule.MARKETING_WRITE,
     # pages: the front door, logout, the caller's own account
@@ -172,6 +173,7 @@ def api_body(method: str, path: str, smtp_port: int) -> dict[str, Any]:
         ("POST", "/api/crm/contacts"): lambda: {"email": unique_email(), "firstName": "New"},
         ("PUT", "/api/settings/email"): lambda: smtp_settings(smtp_port),
         ("POST", "/api/settings/email/test"): lambda: {"to": PROBE_ADDRESS},
+        ("POST", "/api/marketing/campaigns/{campaign_id}/test"): lambda: {"to": [PROBE_ADDRESS]},
         ("POST", "/api/settings/users"): lambda: {
             "email": unique_email(),
             "password": "p" * 12,

@@ -1,4 +1,5 @@
-"""SMTP connections per org, kept open across batches and shared by a worker's tasks."""
+"""SMTP connections per org, kept open across batches and shared by a worker's tasks: the
+Mailer that sends over real SMTP."""
 
 from __future__ import annotations
 
@@ -7,11 +8,9 @@ import ssl
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from herald.marketing.transport import SmtpConnection, SmtpError, SmtpSettings
-
-
-class ServerUnavailable(Exception):
-    """The org's SMTP server cannot be reached or refuses our login: hold, don't fail."""
+from herald.mail.egress import HostNotAllowed
+from herald.mail.mailer import ServerUnavailable
+from herald.mail.smtp import Reply, SmtpConnection, SmtpError, SmtpSettings
 
 
 class ConnectionPool:
@@ -28,6 +27,8 @@ class ConnectionPool:
             return await SmtpConnection.open(self.settings)
         except SmtpError as exc:
             raise ServerUnavailable(f"SMTP server refused the session ({exc})") from exc
+        except HostNotAllowed as exc:
+            raise ServerUnavailable(exc.message) from exc
         except (OSError, TimeoutError, ssl.SSLError, EOFError) as exc:
             where = f"{self.settings.host}:{self.settings.port}"
             raise ServerUnavailable(
@@ -44,10 +45,14 @@ class ConnectionPool:
                 if not conn.broken:
                     self._idle.append(conn)
 
-    async def ensure_one(self) -> None:
+    async def ensure_ready(self) -> None:
         """Fail fast (ServerUnavailable) before marking anything in flight."""
         async with self.connection():
             pass
+
+    async def send(self, sender: str, recipient: str, message: bytes) -> Reply:
+        async with self.connection() as conn:
+            return await conn.send(sender, recipient, message)
 
     async def close(self) -> None:
         idle, self._idle = self._idle, []

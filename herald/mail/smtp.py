@@ -15,6 +15,8 @@ import enum
 import ssl
 from dataclasses import dataclass, field
 
+from herald.mail import egress
+
 DEFAULT_TIMEOUT = 60.0
 _MAX_LINE = 8192
 
@@ -53,6 +55,14 @@ class SmtpError(Exception):
         self.during = during
 
 
+class NoSmtpServer(OSError):
+    """Nothing at the address answered as an SMTP server: refused, silent or another
+    protocol, deliberately not told apart."""
+
+    def __init__(self) -> None:
+        super().__init__("the server did not answer as an SMTP server")
+
+
 class ConnectionLost(Exception):
     """The connection failed mid-transaction; ``phase`` says whether a retry is safe."""
 
@@ -71,6 +81,8 @@ class SmtpSettings:
     timeout: float = DEFAULT_TIMEOUT
     verify_tls: bool = True
     local_hostname: str = "herald.localdomain"
+    # Non-public networks the operator lets Herald connect to (HERALD_SMTP_ALLOWED_NETWORKS).
+    allowed_networks: tuple[egress.Network, ...] = ()
 
     def tls_context(self) -> ssl.SSLContext:
         context = ssl.create_default_context()
@@ -90,6 +102,20 @@ def dot_stuff(message: bytes) -> bytes:
     return message + b".\r\n"
 
 
+async def _data_waiting(reader: asyncio.StreamReader) -> bool:
+    """Whether bytes (or the end of the stream) are already there, without waiting for any.
+
+    A read that would have to wait is cancelled at once; one that finds data returns it
+    without suspending, before the deadline can fire.
+    """
+    try:
+        async with asyncio.timeout(0):
+            await reader.read(1)
+    except TimeoutError:
+        return False
+    return True
+
+
 class SmtpConnection:
     """One authenticated SMTP session, used for many messages in turn (not concurrently)."""
 
@@ -105,20 +131,33 @@ class SmtpConnection:
 
     @classmethod
     async def open(cls, settings: SmtpSettings) -> SmtpConnection:
-        """Connect, greet, secure and log in; SmtpError or OSError when that fails."""
+        """Connect, greet, secure and log in. SmtpError when the server refuses, NoSmtpServer
+        when nothing at the address answered as an SMTP server, OSError or TimeoutError for a
+        failure later on, and egress.HostNotAllowed for a host whose addresses are refused."""
         ssl_context = settings.tls_context() if settings.security == "tls" else None
-        reader, writer = await asyncio.wait_for(
-            asyncio.open_connection(
-                settings.host,
-                settings.port,
-                ssl=ssl_context,
-                server_hostname=settings.host if ssl_context else None,
-                limit=_MAX_LINE * 4,
-            ),
+        # Connect to the address that was checked, not to the name again: DNS may change.
+        address = await asyncio.wait_for(
+            egress.checked_address(settings.host, settings.port, settings.allowed_networks),
             settings.timeout,
         )
+        try:
+            reader, writer = await asyncio.wait_for(
+                asyncio.open_connection(
+                    address,
+                    settings.port,
+                    ssl=ssl_context,
+                    server_hostname=settings.host if ssl_context else None,
+                    limit=_MAX_LINE * 4,
+                ),
+                settings.timeout,
+            )
+        except ssl.SSLError:
+            raise  # implicit TLS failed: the test message words it like NoSmtpServer
+        except (OSError, TimeoutError) as exc:
+            raise NoSmtpServer() from exc
         conn = cls(reader, writer, settings)
         try:
+            await conn._greeting()
             async with asyncio.timeout(settings.timeout):
                 await conn._handshake(reader, writer)
         except BaseException:
@@ -126,21 +165,37 @@ class SmtpConnection:
             raise
         return conn
 
+    async def _greeting(self) -> None:
+        """The server's first line; anything but an SMTP reply is NoSmtpServer, whatever it
+        was (closed, silent, another protocol's banner), so that no port scan reads it."""
+        try:
+            async with asyncio.timeout(self.settings.timeout):
+                reply = await self._read_reply()
+        except (
+            OSError,
+            EOFError,
+            ValueError,
+            asyncio.IncompleteReadError,
+            asyncio.LimitOverrunError,
+            TimeoutError,
+        ) as exc:
+            raise NoSmtpServer() from exc
+        await self._expect(reply, "greeting")
+
     async def _handshake(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         settings = self.settings
-        await self._expect(await self._read_reply(), "greeting")
         await self._ehlo()
         if settings.security == "starttls":
             if "starttls" not in self.extensions:
                 raise SmtpError(Reply(0, "the server does not offer STARTTLS"), "STARTTLS")
             await self._command("STARTTLS", "STARTTLS")
-            if reader.at_eof() or len(getattr(reader, "_buffer", b"")):
+            if await _data_waiting(reader):
                 # Bytes that arrived before the handshake would be read as if they had
                 # come over TLS: a man in the middle's injection. Refuse the session.
                 raise SmtpError(Reply(0, "data arrived before the TLS handshake"), "STARTTLS")
             await writer.start_tls(settings.tls_context(), server_hostname=settings.host)
             await self._ehlo()
-        if settings.username:
+        if settings.username and settings.password:
             await self._login()
 
     async def send(self, sender: str, recipient: str, message: bytes) -> Reply:
@@ -233,7 +288,7 @@ class SmtpConnection:
                 raise EOFError("the server closed the connection")
             line = raw.decode("utf-8", "replace").rstrip("\r\n")
             if len(line) < 3 or not (line[:3].isascii() and line[:3].isdigit()):
-                raise EOFError(f"malformed reply line {line[:80]!r}")
+                raise EOFError("the server did not answer as an SMTP server")
             lines.append(line[4:])
             if len(line) == 3 or line[3] != "-":
                 return Reply(int(line[:3]), "\n".join(lines).strip())
@@ -256,9 +311,17 @@ class SmtpConnection:
             self.extensions[name.lower()] = params
 
     async def _login(self) -> None:
-        methods = self.extensions.get("auth", "").upper().split()
+        """Credentials go only over TLS and only to a server that asks for them."""
+        if self.settings.security not in ("starttls", "tls"):
+            raise SmtpError(
+                Reply(0, "Herald sends a username and password only over TLS (starttls or tls)"),
+                "AUTH",
+            )
+        if "auth" not in self.extensions:
+            raise SmtpError(Reply(0, "the server does not offer AUTH"), "AUTH")
+        methods = self.extensions["auth"].upper().split()
         user, password = self.settings.username, self.settings.password
-        if "PLAIN" in methods or not methods:
+        if "PLAIN" in methods:
             token = base64.b64encode(f"\0{user}\0{password}".encode()).decode()
             await self._command(f"AUTH PLAIN {token}", "AUTH")
             return

@@ -19,8 +19,8 @@ from email.utils import format_datetime
 import css_inline
 import idna
 
-from herald.marketing.htmltext import html_to_text
-from herald.marketing.merge import (
+from herald.mail.htmltext import html_to_text
+from herald.mail.merge import (
     BODY_FIELDS,
     SUBJECT_FIELDS,
     Placeholder,
@@ -182,6 +182,37 @@ class CampaignMessage:
             text = format_datetime(datetime.fromtimestamp(second, UTC))
             self._date = (second, text)
         return text
+
+
+def text_message(
+    *,
+    subject: str,
+    text: str,
+    from_name: str,
+    from_email: str,
+    to: str,
+    date: str | None = None,
+) -> bytes:
+    """A single plain-text message (the configuration's test message), its headers built and
+    checked exactly as a campaign's are; InvalidAddress for an unusable address."""
+    sender = _ascii_domain(from_email)
+    body = _NEWLINES.sub("\n", text)
+    if not body.endswith("\n"):
+        body += "\n"
+    encoded = _EncodedBody(Template(body, "text", (body,)), escape_html=False)
+    if date is None:
+        date = format_datetime(datetime.now(UTC))
+    head = (
+        f"{_address_line('From', _display_name(from_name), sender)}"
+        f"{_address_line('To', '', _ascii_domain(to))}"
+        f"{_subject_line(strip_controls(subject))}"
+        f"Date: {date}\r\n"
+        f"Message-ID: <{secrets.token_hex(16)}@{sender.rpartition('@')[2]}>\r\n"
+        "MIME-Version: 1.0\r\n"
+        f"{_part_headers('plain', encoded.base64)}"
+    )
+    data = encoded.encode({})
+    return head.encode("utf-8") + data + (b"" if data.endswith(b"\r\n") else b"\r\n")
 
 
 def compile_bodies(html_body: str, text_body: str) -> tuple[str, str]:
