@@ -78,6 +78,8 @@ def create_app(
         docs_url=None,  # herald.apidocs serves it, without a CDN
         redoc_url=None,
         openapi_url="/api/openapi.json",
+        # Herald exports no OpenTelemetry; FastAPI would otherwise ask per request whether to
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.runtime = runtime
     # templates ship inside the package: re-read them on change only while developing

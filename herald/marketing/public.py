@@ -36,7 +36,6 @@ PAGE_HEADERS = {
 
 # `:path` on every route: a mangled link (an encoded slash in it) still gets the GIF or the
 # generic page, not a 404 of the app's own.
-@router.api_route("/t/{name:path}", methods=["GET", "HEAD"])
 async def open_pixel(request: Request) -> Response:
     """Always the same 1x1 GIF; a known token's first open is counted (buffered, no I/O
     here). The name is read from the path as it is: nothing to validate in it."""
@@ -49,7 +48,6 @@ async def open_pixel(request: Request) -> Response:
 
 # Before the GET: the router tries routes in order, and a path that matches with another
 # method sends it on through every route in the app.
-@router.post("/u/{token:path}")
 async def one_click(request: Request) -> HTMLResponse:
     """The page's own form and RFC 8058 one-click: idempotent, 200, no cookies. The body
     (``List-Unsubscribe=One-Click``, urlencoded or multipart) is not needed, nor read; the
@@ -62,6 +60,10 @@ async def one_click(request: Request) -> HTMLResponse:
     if details is None:
         return _invalid_link(request)
     return _unsubscribe_page(request, details, done=True)
+
+
+router.add_route("/t/{name:path}", open_pixel, methods=["GET", "HEAD"])
+router.add_route("/u/{token:path}", one_click, methods=["POST"])
 
 
 @router.api_route("/u/{token:path}", methods=["GET", "HEAD"])
@@ -92,12 +94,12 @@ def _invalid_link(request: Request) -> HTMLResponse:
 
 
 def _page(request: Request, template: str, status: int, **context: Any) -> HTMLResponse:
-    """A public page: none of the app's layout, CSRF or session, its own nonce."""
+    """A public page: none of the app's layout, CSRF or session, its own nonce. Rendered
+    straight from the template (no request context: these pages need none)."""
     nonce = new_nonce()
-    return templates.TemplateResponse(
-        request,
-        template,
-        {"nonce": nonce, **context},
+    html = templates.get_template(template).render(nonce=nonce, **context)
+    return HTMLResponse(
+        html,
         status_code=status,
         headers={"Content-Security-Policy": csp_header(nonce), **PAGE_HEADERS},
     )

@@ -7,8 +7,9 @@ import asyncio
 import uuid
 from dataclasses import dataclass
 
-from sqlalchemy import select, true, tuple_, update
-from sqlalchemy.orm import Session
+from sqlalchemy import bindparam, select, true, tuple_, update
+from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.sql.elements import BindParameter
 
 from herald.crm.models import Contact
 from herald.db import unit_of_work, utcnow
@@ -52,40 +53,49 @@ class Applied:
     marked: list[tuple[int, uuid.UUID]]
 
 
-def unsubscribe_tokens(session: Session, tokens: list[str]) -> Applied:
-    """Opt the contacts of these sends out for good; repeating it changes nothing more.
+# Built once: a flood runs them many times a second, and the token list is one expanding
+# parameter, so no statement is rebuilt (or its tokens coerced one by one) per batch.
+_TOKENS: BindParameter[list[str]] = bindparam("tokens", expanding=True)
+_MARK_SENDS = (
+    update(MarketingSend)
+    .where(MarketingSend.token.in_(_TOKENS), MarketingSend.unsubscribed_at.is_(None))
+    .values(unsubscribed_at=bindparam("now"))
+    .returning(MarketingSend.id, MarketingSend.campaign_id)
+)
+_OPT_OUT = (
+    update(Contact)
+    .where(
+        # (id, org_id) together: the contact of the send, in the send's org
+        tuple_(Contact.id, Contact.org_id).in_(
+            select(MarketingSend.contact_id, MarketingSend.org_id).where(
+                MarketingSend.token.in_(_TOKENS)
+            )
+        ),
+        Contact.marketing_opt_out.is_(False),
+    )
+    .values(marketing_opt_out=true(), updated_at=bindparam("now"))
+)
+_DETAILS = (
+    select(MarketingSend.token, MarketingSend.email, Org.name)
+    .join(Org, Org.id == MarketingSend.org_id)
+    .where(MarketingSend.token.in_(_TOKENS))
+)
+
+
+def unsubscribe_tokens(sessions: sessionmaker[Session], tokens: list[str]) -> Applied:
+    """Opt the contacts of these sends out for good, in one transaction; repeating it
+    changes nothing more.
 
     An unknown token changes nothing. The writes change only what is still to change
     (``unsubscribed_at IS NULL``, not yet opted out), so two batches holding one token mark
     it once.
     """
-    now = utcnow()
-    marked = session.execute(
-        update(MarketingSend)
-        .where(MarketingSend.token.in_(tokens), MarketingSend.unsubscribed_at.is_(None))
-        .values(unsubscribed_at=now)
-        .returning(MarketingSend.id, MarketingSend.campaign_id)
-        .execution_options(synchronize_session=False)
-    ).all()
-    session.execute(
-        update(Contact)
-        .where(
-            # (id, org_id) together: the contact of the send, in the send's org
-            tuple_(Contact.id, Contact.org_id).in_(
-                select(MarketingSend.contact_id, MarketingSend.org_id).where(
-                    MarketingSend.token.in_(tokens)
-                )
-            ),
-            Contact.marketing_opt_out.is_(False),
-        )
-        .values(marketing_opt_out=true(), updated_at=now)
-        .execution_options(synchronize_session=False)
-    )
-    found = session.execute(
-        select(MarketingSend.token, MarketingSend.email, Org.name)
-        .join(Org, Org.id == MarketingSend.org_id)
-        .where(MarketingSend.token.in_(tokens))
-    ).all()
+    params = {"tokens": tokens, "now": utcnow()}
+    with unit_of_work(sessions) as session:
+        connection = session.connection()
+        marked = connection.execute(_MARK_SENDS, params).all()
+        connection.execute(_OPT_OUT, params)
+        found = connection.execute(_DETAILS, params).all()
     return Applied(
         {row.token: Unsubscribed(row.name, row.email) for row in found},
         [(row.id, row.campaign_id) for row in marked],
@@ -140,8 +150,7 @@ class Unsubscriber:
             self._writer = None
 
     def _write(self, tokens: list[str]) -> dict[str, Unsubscribed]:
-        with unit_of_work(self.runtime.sessions) as session:
-            applied = unsubscribe_tokens(session, tokens)
+        applied = unsubscribe_tokens(self.runtime.sessions, tokens)
         if applied.marked:  # committed; one line per batch, not one per send
             log.info(
                 "contacts.unsubscribed",
