@@ -10,6 +10,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # Only for `herald dev` and tests: `herald serve` refuses to run with it outside dev mode.
 DEV_SECRET_KEY = "herald-dev-secret-key-change-me-in-production"  # noqa: S105
+# HS256 tokens and the HKDF-derived encryption keys want at least 256 bits of key.
+MIN_SECRET_KEY_BYTES = 32
 
 
 class Settings(BaseSettings):
@@ -67,6 +69,16 @@ class Settings(BaseSettings):
         default=Path("data"),
         description="Where `herald dev` keeps the local inbox and the demo login.",
     )
+
+    def secret_key_problem(self) -> str | None:
+        """Why the secret key must not be used (too short), or None."""
+        if len(self.secret_key.encode()) < MIN_SECRET_KEY_BYTES:
+            return (
+                f"HERALD_SECRET_KEY is shorter than {MIN_SECRET_KEY_BYTES} bytes. Set it to a "
+                "long random value (e.g. `python3 -c 'import secrets; "
+                "print(secrets.token_urlsafe(48))'`)."
+            )
+        return None
 
     @property
     def mailbox_dir(self) -> Path:
