@@ -38,7 +38,10 @@ class Settings(BaseSettings):
     access_token_seconds: int = 900
     refresh_token_days: int = 30
 
+    # per account from one client address (the contract's 429 on the 6th failure)
     login_account_max_failures: int = 5
+    # per account from every address together: high, so strangers cannot lock the owner out
+    login_account_total_max_failures: int = 100
     login_address_max_failures: int = 50
     login_window_seconds: int = 900
 

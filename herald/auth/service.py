@@ -120,7 +120,7 @@ def login(
     except NotAuthenticated as exc:
         exc.keep_changes = True
         raise
-    throttle.clear_account(session, settings, email)
+    throttle.clear_account(session, settings, email, address)
     user.last_login_at = utcnow()
     return _issue(session, settings, user, family=uuid.uuid4())
 
