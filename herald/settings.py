@@ -65,7 +65,8 @@ class Settings(BaseSettings):
     )
 
     max_upload_bytes: int = Field(
-        default=200 * 1024 * 1024, description="Largest CSV import accepted, in bytes."
+        default=32 * 1024 * 1024,
+        description="Largest CSV import accepted, in bytes (100,000 contacts take about 10 MB).",
     )
 
     dev_dir: Path = Field(

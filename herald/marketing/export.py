@@ -18,6 +18,7 @@ __all__ = ["attachment_name", "csv_chunks", "neutralise"]
 HEADER = ("email", "firstName", "lastName", "status", "deliveredAt", "openedAt", "error")
 PAGE_SIZE = 1000
 
+
 def _cell(value: str | dt.datetime | None) -> str:
     if value is None:
         return ""

@@ -13,7 +13,7 @@ import pytest
 from herald.app import create_app
 from tests.conftest import make_settings
 
-SHORT = "only-thirty-one-bytes-of-secret"  # noqa: S105 - 31 bytes
+SHORT = "only-thirty-one-bytes-of-secret"  # 31 bytes
 
 
 def test_the_app_factory_refuses_a_short_key(database_url):
