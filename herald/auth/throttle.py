@@ -58,16 +58,24 @@ def check_allowed(session: Session, settings: Settings, email: str, address: str
             )
 
 
-def record_failure(session: Session, email: str, address: str) -> None:
-    session.add(LoginFailure(key=pair_key(email, address)))
-    session.add(LoginFailure(key=account_key(email)))
-    session.add(LoginFailure(key=address_key(address)))
+def record_failure(session: Session, email: str, address: str) -> list[LoginFailure]:
+    """Count an attempt as failed (under all three keys); the rows, for ``clear_account``."""
+    rows = [
+        LoginFailure(key=pair_key(email, address)),
+        LoginFailure(key=account_key(email)),
+        LoginFailure(key=address_key(address)),
+    ]
+    session.add_all(rows)
     session.flush()
+    return rows
 
 
-def clear_account(session: Session, settings: Settings, email: str, address: str) -> None:
-    """A successful login forgives the account's failures from this address (this
-    attempt's included) and prunes expired rows; others' failures still count."""
+def clear_account(
+    session: Session, settings: Settings, email: str, address: str, attempt: list[LoginFailure]
+) -> None:
+    """A successful login is no failure (its ``attempt`` rows go), forgives the account's
+    failures from this address and prunes expired rows; others' failures still count."""
     expired = utcnow() - dt.timedelta(seconds=settings.login_window_seconds)
+    session.execute(delete(LoginFailure).where(LoginFailure.id.in_([r.id for r in attempt])))
     session.execute(delete(LoginFailure).where(LoginFailure.key == pair_key(email, address)))
     session.execute(delete(LoginFailure).where(LoginFailure.created_at < expired))

@@ -1,4 +1,5 @@
-"""Settings → My account (every role): MFA enrolment with a QR code drawn on the server."""
+"""Settings → My account (every role): password change, "Sign out everywhere", and MFA
+enrolment with a QR code drawn on the server."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from herald.auth import service
 from herald.auth.deps import Principal
+from herald.auth.routes import client_address
 from herald.errors import Conflict, ValidationFailed
 from herald.orgs.models import User
 from herald.runtime import get_session, get_settings_dep
@@ -18,6 +20,7 @@ from herald.settings import Settings
 from herald.web.csrf import verify_csrf
 from herald.web.deps import page_user
 from herald.web.pages import redirect, render
+from herald.web.session import clear_session, set_session
 
 router = APIRouter(include_in_schema=False)
 
@@ -63,10 +66,58 @@ def _render(
     )
 
 
+NOTICES = {
+    "mfa": "MFA is now on: you will need a code from your app each time you log in.",
+    "password": "Password changed. Every other session has been signed out.",
+}
+
+
 @router.get("/settings/account", response_class=HTMLResponse)
-def account_page(request: Request, principal: Me, session: Db, mfa: str = "") -> HTMLResponse:
-    notice = "MFA is now on: you will need a code from your app each time you log in."
-    return _render(request, principal, _user(session, principal), notice=notice if mfa else None)
+def account_page(
+    request: Request, principal: Me, session: Db, mfa: str = "", notice: str = ""
+) -> HTMLResponse:
+    shown = NOTICES["mfa"] if mfa else NOTICES.get(notice)
+    return _render(request, principal, _user(session, principal), notice=shown)
+
+
+PasswordField = Annotated[str, Form(max_length=1024)]
+
+
+@router.post("/settings/account/password", response_model=None, dependencies=[Depends(verify_csrf)])
+def change_password(
+    request: Request,
+    principal: Me,
+    session: Db,
+    settings: AppSettings,
+    current: PasswordField = "",
+    new: PasswordField = "",
+) -> HTMLResponse | RedirectResponse:
+    user = _user(session, principal)
+    try:
+        issued = service.change_password(
+            session, settings, user, current, new, client_address(request)
+        )
+    except ValidationFailed as exc:
+        if exc.keep_changes:
+            session.commit()  # the wrong password counts as a failed login
+        else:
+            session.rollback()
+        return _render(request, principal, _user(session, principal), error=exc.message, status=422)
+    response = redirect("/settings/account?notice=password")
+    set_session(response, settings, issued.access_token, issued.refresh_token)
+    return response
+
+
+@router.post(
+    "/settings/account/sessions/revoke",
+    response_model=None,
+    dependencies=[Depends(verify_csrf)],
+)
+def sign_out_everywhere(principal: Me, session: Db, settings: AppSettings) -> RedirectResponse:
+    service.revoke_sessions(session, _user(session, principal))
+    response = redirect("/login")
+    clear_session(response, settings)
+    return response
 
 
 @router.post(

@@ -62,3 +62,13 @@ def test_the_account_wide_bound_still_stops_a_spread_out_attack(database_url, ru
         assert attempt(url, owner.email, PASSWORD, late) == 429
     finally:
         stop_process(process)
+
+
+def test_successful_logins_are_not_counted_as_failures(start_server, runtime):
+    from tests.orgs.factories import login
+
+    server = start_server(login_address_max_failures=3, login_account_total_max_failures=3)
+    owner = make_user(runtime, make_org(runtime))
+    with httpx.Client(base_url=server.url) as client:
+        for _ in range(5):
+            login(client, owner)  # would be 429 from the third on if they were counted
