@@ -8,6 +8,7 @@ from typing import Any
 
 from fastapi import Request
 from starlette.datastructures import FormData, UploadFile
+from starlette.requests import ClientDisconnect
 
 from herald.errors import PayloadTooLarge, ValidationFailed
 
@@ -44,7 +45,11 @@ def too_large(limit: int) -> PayloadTooLarge:
 
 async def read_form(request: Request) -> FormData:
     """The multipart body, spooled (a file part to disk past 1 MiB); close it when done."""
-    return await request.form(max_files=1, max_fields=10)
+    try:
+        return await request.form(max_files=1, max_fields=10)
+    except ClientDisconnect:
+        # the client went away mid-upload: bad input, not a server error
+        raise ValidationFailed("The upload ended before the file did.", field=FILE_FIELD) from None
 
 
 def uploaded_file(form: FormData, limit: int) -> UploadFile:

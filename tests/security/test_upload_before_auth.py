@@ -94,3 +94,18 @@ def test_refusals_come_before_the_body(live_server, runtime):
     }
     for name, (path, headers) in allowed.items():
         assert first_answer(live_server.url, path, headers, wait=1.5) is None, name
+
+
+def test_an_anonymous_json_body_is_refused_before_it_is_read(live_server):
+    started = time.monotonic()
+    parts = urlsplit(live_server.url)
+    head = (
+        f"POST /api/crm/contacts HTTP/1.1\r\nHost: {parts.netloc}\r\n"
+        "Content-Type: application/json\r\nContent-Length: 5000000\r\n\r\n"
+    )
+    with socket.create_connection((parts.hostname, parts.port), timeout=5) as sock:
+        sock.sendall(head.encode() + b'{"email": "')
+        answer = sock.recv(4096)
+    assert answer.startswith(b"HTTP/1.1 401 "), answer[:80]
+    assert b'"not_authenticated"' in answer
+    assert time.monotonic() - started < 5
