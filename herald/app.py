@@ -45,6 +45,8 @@ def create_app(
 ) -> FastAPI:
     """The web app; ``embedded_worker`` also runs a sending worker in this process."""
     settings = settings or (runtime.settings if runtime else get_settings())
+    if problem := settings.secret_key_problem():
+        raise ValueError(problem)
     configure_logging(settings.log_level, settings.log_json)
     runtime = runtime or Runtime.from_settings(settings)
 

@@ -1,7 +1,9 @@
 """Request bodies have a size limit, everywhere: a body over it is refused with 413 while it
 arrives (by its Content-Length, or by counting a streamed body), before it is parsed or
 spooled to disk in full. CSV imports get the configured upload limit; other requests 8 MiB
-(two 1 MiB campaign bodies, JSON-escaped, and the rest)."""
+(two 1 MiB campaign bodies, JSON-escaped, and the rest). An API request with a body but no
+bearer token, outside the few anonymous auth endpoints, gets its 401 before the body is read
+(FastAPI would parse a JSON body before the route's login check)."""
 
 from __future__ import annotations
 
@@ -14,6 +16,9 @@ from herald.text import is_number
 
 DEFAULT_LIMIT = 8 * 1024 * 1024
 UPLOAD_PATHS = ("/api/crm/contacts/import", "/crm/import")
+# API endpoints that take a body from callers without an access token.
+ANONYMOUS_API_BODIES = ("/api/auth/login", "/api/auth/refresh", "/api/auth/logout")
+_READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 # Room for the multipart boundaries and part headers around an uploaded file.
 MULTIPART_OVERHEAD = 64 * 1024
 
@@ -42,7 +47,11 @@ class BodyLimit:
             await self.app(scope, receive, send)
             return
         announced, allowed = self.limit_for(scope["path"])
-        declared = dict(scope.get("headers", [])).get(b"content-length", b"").decode("latin-1")
+        headers = dict(scope.get("headers", []))
+        if _anonymous_api_body(scope, headers):
+            await _not_authenticated(scope, receive, send)
+            return
+        declared = headers.get(b"content-length", b"").decode("latin-1")
         if is_number(declared) and int(declared) > allowed:
             await self._refuse(announced, scope, receive, send)
             return
@@ -79,3 +88,30 @@ class BodyLimit:
             {"Connection": "close"},
         )
         await response(scope, receive, send)
+
+
+def _anonymous_api_body(scope: Scope, headers: dict[bytes, bytes]) -> bool:
+    """An API request that carries a body but no bearer token, to an endpoint that needs one."""
+    path = scope["path"].rstrip("/")
+    if scope["method"] in _READ_METHODS or not path.startswith("/api/"):
+        return False
+    if path in ANONYMOUS_API_BODIES:
+        return False
+    has_body = b"transfer-encoding" in headers or headers.get(b"content-length", b"0") not in (
+        b"",
+        b"0",
+    )
+    scheme, _, token = headers.get(b"authorization", b"").decode("latin-1").partition(" ")
+    return has_body and not (scheme.lower() == "bearer" and token.strip())
+
+
+async def _not_authenticated(scope: Scope, receive: Receive, send: Send) -> None:
+    """current_user's own answer (herald.auth.deps), given before the body arrives."""
+    response = error_response(
+        401,
+        "not_authenticated",
+        "Log in first: send Authorization: Bearer <accessToken>.",
+        None,
+        {"Connection": "close"},
+    )
+    await response(scope, receive, send)

@@ -12,6 +12,8 @@ from herald.mail import egress
 
 # Only for `herald dev` and tests: `herald serve` refuses to run with it outside dev mode.
 DEV_SECRET_KEY = "herald-dev-secret-key-change-me-in-production"  # noqa: S105
+# HS256 tokens and the HKDF-derived encryption keys want at least 256 bits of key.
+MIN_SECRET_KEY_BYTES = 32
 
 
 class Settings(BaseSettings):
@@ -38,7 +40,10 @@ class Settings(BaseSettings):
     access_token_seconds: int = 900
     refresh_token_days: int = 30
 
+    # per account from one client address (the contract's 429 on the 6th failure)
     login_account_max_failures: int = 5
+    # per account from every address together: high, so strangers cannot lock the owner out
+    login_account_total_max_failures: int = 100
     login_address_max_failures: int = 50
     login_window_seconds: int = 900
 
@@ -70,7 +75,8 @@ class Settings(BaseSettings):
     )
 
     max_upload_bytes: int = Field(
-        default=200 * 1024 * 1024, description="Largest CSV import accepted, in bytes."
+        default=32 * 1024 * 1024,
+        description="Largest CSV import accepted, in bytes (100,000 contacts take about 10 MB).",
     )
 
     dev_dir: Path = Field(
@@ -87,6 +93,16 @@ class Settings(BaseSettings):
     @property
     def smtp_networks(self) -> tuple[egress.Network, ...]:
         return egress.parse_networks(self.smtp_allowed_networks)
+
+    def secret_key_problem(self) -> str | None:
+        """Why the secret key must not be used (too short), or None."""
+        if len(self.secret_key.encode()) < MIN_SECRET_KEY_BYTES:
+            return (
+                f"HERALD_SECRET_KEY is shorter than {MIN_SECRET_KEY_BYTES} bytes. Set it to a "
+                "long random value (e.g. `python3 -c 'import secrets; "
+                "print(secrets.token_urlsafe(48))'`)."
+            )
+        return None
 
     @property
     def mailbox_dir(self) -> Path:

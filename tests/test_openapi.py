@@ -122,11 +122,15 @@ def test_each_operation_has_a_summary_a_description_and_a_success_schema(documen
         assert resolve(document, schema).get("properties"), f"{where}: an empty schema"
 
 
+# Routes that read their body themselves, once their dependencies (login, role) have run.
+READ_AFTER_AUTH = {("/api/crm/contacts/import", "post")}
+
+
 def test_each_route_with_a_body_documents_it(document, api_routes):
     for path, method, route in api_routes:
         operation = document["paths"][path][method]
         where = f"{method.upper()} {path}"
-        if route.body_field is None:
+        if route.body_field is None and (path, method) not in READ_AFTER_AUTH:
             assert "requestBody" not in operation, where
             continue
         body = operation.get("requestBody")

@@ -51,10 +51,16 @@ def current_user(
 
 def principal_for_token(session: Session, settings: Settings, token: str) -> Principal:
     """Who a valid access token belongs to, checked against the database (active user,
-    same org); NotAuthenticated otherwise."""
+    same org, issued since the user's sessions were last revoked); NotAuthenticated
+    otherwise."""
     claims = decode_access_token(settings, token)
     user = session.get(User, claims.user_id)
-    if user is None or not user.is_active or user.org_id != claims.org_id:
+    if (
+        user is None
+        or not user.is_active
+        or user.org_id != claims.org_id
+        or claims.epoch != user.session_epoch
+    ):
         raise NotAuthenticated("The access token is invalid.", code="invalid_token")
     org = session.get(Org, user.org_id)
     if org is None:

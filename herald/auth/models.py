@@ -26,7 +26,8 @@ class RefreshToken(IdMixin, Base):
 
 
 class LoginFailure(IdMixin, Base):
-    """One failed login, keyed by account (``acct:<email>``) and by client (``addr:<ip>``).
+    """One failed login, three rows: by account and client (``pair:<ip> <email>``), by
+    account (``acct:<email>``) and by client (``addr:<ip>``).
 
     Kept in the database so that every app process sees the same counts.
     """

@@ -1,13 +1,25 @@
-"""argon2id password hashes."""
+"""argon2id password hashes, and the rule a new password must meet."""
 
 from __future__ import annotations
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
+from herald.errors import ValidationFailed
+
+MIN_PASSWORD_LENGTH = 8
+
 _hasher = PasswordHasher()
 # Verified against when the email is unknown, so both answers take the same time.
 _DUMMY_HASH = _hasher.hash("herald-timing-equaliser")
+
+
+def check_new_password(password: str, field: str = "password") -> None:
+    """422 naming ``field`` for a password too short to be set."""
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise ValidationFailed(
+            f"The password needs at least {MIN_PASSWORD_LENGTH} characters.", field=field
+        )
 
 
 def hash_password(password: str) -> str:

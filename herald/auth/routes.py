@@ -1,4 +1,5 @@
-"""The auth API: login, refresh, logout, MFA enrolment."""
+"""The auth API: login, refresh, logout, signing out everywhere, password change, MFA
+enrolment."""
 
 from __future__ import annotations
 
@@ -7,7 +8,15 @@ from sqlalchemy.orm import Session
 
 from herald.auth import service
 from herald.auth.deps import current_user_row
-from herald.auth.schemas import LoginIn, MfaEnableIn, MfaEnableOut, MfaSetupOut, TokenOut, UserOut
+from herald.auth.schemas import (
+    LoginIn,
+    MfaEnableIn,
+    MfaEnableOut,
+    MfaSetupOut,
+    PasswordChangeIn,
+    TokenOut,
+    UserOut,
+)
 from herald.openapi import error_responses
 from herald.orgs.models import User
 from herald.runtime import get_session, get_settings_dep
@@ -122,6 +131,59 @@ def logout(
     response = Response(status_code=204)
     clear_refresh_cookie(response, settings)
     return response
+
+
+@router.post(
+    "/sessions/revoke",
+    status_code=204,
+    response_class=Response,
+    responses=error_responses(401),
+)
+def revoke_sessions(
+    user: User = Depends(current_user_row),
+    session: Session = Depends(get_session, scope="function"),
+    settings: Settings = Depends(get_settings_dep),
+) -> Response:
+    """Sign out everywhere: every refresh token of the caller is revoked (pages included)
+    and every access token issued so far stops working, this one too; 204."""
+    service.sign_out_everywhere(session, user)
+    response = Response(status_code=204)
+    clear_refresh_cookie(response, settings)
+    return response
+
+
+@router.post(
+    "/password",
+    response_model=TokenOut,
+    response_model_by_alias=True,
+    responses=error_responses(
+        401,
+        413,
+        422,
+        429,
+        notes={
+            422: "The current password is wrong (`wrong_password`, field `current`), or the new "
+            "one is shorter than 8 characters (field `new`).",
+            429: "Too many wrong passwords for this account; try again after `Retry-After` "
+            "seconds.",
+        },
+    ),
+)
+def change_password(
+    body: PasswordChangeIn,
+    request: Request,
+    response: Response,
+    user: User = Depends(current_user_row),
+    session: Session = Depends(get_session, scope="function"),
+    settings: Settings = Depends(get_settings_dep),
+) -> TokenOut:
+    """Changes the caller's password. Every session of the user is signed out (refresh and
+    access tokens); the answer carries new tokens for this one, as a login does."""
+    issued = service.change_password(
+        session, settings, user, body.current, body.new, client_address(request)
+    )
+    set_refresh_cookie(response, settings, issued.refresh_token)
+    return token_body(settings, issued)
 
 
 @router.post(

@@ -34,6 +34,11 @@ class MfaSetupOut(ApiModel):
     otpauth_url: str
 
 
+class PasswordChangeIn(ApiModel):
+    current: str = Field(max_length=1024, description="The password in use now.")
+    new: str = Field(max_length=1024, description="At least 8 characters.")
+
+
 class MfaEnableIn(ApiModel):
     code: str = Field(max_length=16)
 

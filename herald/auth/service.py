@@ -1,4 +1,5 @@
-"""Login with password and TOTP, refresh rotation with reuse detection, logout, MFA enrolment."""
+"""Login with password and TOTP, refresh rotation with reuse detection, logout, revoking all of
+a user's sessions, password change, MFA enrolment."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from sqlalchemy.orm import Session
 from herald.audit import service as audit
 from herald.auth import throttle, totp
 from herald.auth.models import RefreshToken
-from herald.auth.passwords import verify_password
+from herald.auth.passwords import check_new_password, hash_password, verify_password
 from herald.auth.tokens import hash_refresh_token, issue_access_token, new_refresh_token
 from herald.db import utcnow
 from herald.errors import Conflict, NotAuthenticated, ValidationFailed
@@ -46,7 +47,7 @@ def _issue(session: Session, settings: Settings, user: User, family: uuid.UUID) 
         )
     )
     session.flush()
-    access = issue_access_token(settings, user.id, user.org_id, user.role)
+    access = issue_access_token(settings, user.id, user.org_id, user.role, epoch=user.session_epoch)
     return IssuedTokens(access_token=access, refresh_token=token, user=user)
 
 
@@ -115,14 +116,14 @@ def login(
     cannot slip past the throttle; a failure's count is kept although the answer is 401."""
     throttle.lock_account(session, email)
     throttle.check_allowed(session, settings, email, address)
-    throttle.record_failure(session, email, address)
+    attempt = throttle.record_failure(session, email, address)
     try:
         user = authenticate(session, settings, email, password, mfa_code)
     except NotAuthenticated as exc:
         exc.keep_changes = True
         audit.failed_login(session, email, exc.code, address)
         raise
-    throttle.clear_account(session, settings, email)
+    throttle.clear_account(session, settings, email, address, attempt)
     user.last_login_at = utcnow()
     audit.record(
         session,
@@ -175,6 +176,14 @@ def refresh(session: Session, settings: Settings, token: str | None) -> IssuedTo
     return _issue(session, settings, user, family=row.family_id)
 
 
+def is_revoked(session: Session, token_hash: str) -> bool:
+    """Whether the refresh token with this hash is revoked (or unknown)."""
+    row = session.scalars(
+        select(RefreshToken).where(RefreshToken.token_hash == token_hash)
+    ).one_or_none()
+    return row is None or row.revoked_at is not None
+
+
 def logout(session: Session, token: str | None) -> None:
     if not token:
         return
@@ -183,6 +192,50 @@ def logout(session: Session, token: str | None) -> None:
     ).one_or_none()
     if row is not None:
         _revoke_family(session, row.family_id)
+
+
+def revoke_sessions(session: Session, user: User) -> None:
+    """Sign the user out everywhere, at once: every refresh token revoked, and every access
+    token issued so far refused (the session epoch moves on)."""
+    session.execute(
+        update(RefreshToken)
+        .where(RefreshToken.user_id == user.id, RefreshToken.revoked_at.is_(None))
+        .values(revoked_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+    user.session_epoch = (user.session_epoch or 0) + 1
+    session.flush()
+
+
+def change_password(
+    session: Session, settings: Settings, user: User, current: str, new: str, address: str
+) -> IssuedTokens:
+    """A new password for the user: every session revoked, and new tokens for this one.
+    A wrong current password counts as a failed login (so it cannot be guessed here)."""
+    throttle.lock_account(session, user.email)
+    throttle.check_allowed(session, settings, user.email, address)
+    if storable_problem(current) or not verify_password(user.password_hash, current):
+        throttle.record_failure(session, user.email, address)
+        wrong = ValidationFailed(
+            "The current password is incorrect.", field="current", code="wrong_password"
+        )
+        wrong.keep_changes = True  # the failure counts
+        raise wrong
+    check_new_password(new, field="new")
+    user.password_hash = hash_password(new)
+    revoke_sessions(session, user)
+    audit.record(
+        session, audit.user_actor(user), "user.password_changed", target=f"user {user.email}"
+    )
+    return _issue(session, settings, user, family=uuid.uuid4())
+
+
+def sign_out_everywhere(session: Session, user: User) -> None:
+    """The user's own "Sign out everywhere": every session ended, and the audit log says so."""
+    revoke_sessions(session, user)
+    audit.record(
+        session, audit.user_actor(user), "auth.sessions_revoked", target=f"user {user.email}"
+    )
 
 
 def mfa_setup(session: Session, settings: Settings, user: User) -> tuple[str, str]:

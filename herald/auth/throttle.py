@@ -1,4 +1,6 @@
-"""Login throttling per account and per client address, counted in the database."""
+"""Login throttling, counted in the database: failures per account from one client address
+(the tight bound), per account from everywhere (a much higher one, so that nobody elsewhere
+can lock the owner out with a few guesses) and per client address across accounts."""
 
 from __future__ import annotations
 
@@ -23,6 +25,10 @@ def address_key(address: str) -> str:
     return "addr:" + address[:64]
 
 
+def pair_key(email: str, address: str) -> str:
+    return "pair:" + address[:64] + " " + account_key(email).removeprefix("acct:")
+
+
 def lock_account(session: Session, email: str) -> None:
     """Serialise one account's login attempts until the transaction ends. PostgreSQL: an
     advisory lock; SQLite: the request's BEGIN IMMEDIATE already made it the only writer."""
@@ -39,7 +45,8 @@ def check_allowed(session: Session, settings: Settings, email: str, address: str
     """Raise 429 once an account or a client has used up its failures in the window."""
     since = utcnow() - dt.timedelta(seconds=settings.login_window_seconds)
     limits = (
-        (account_key(email), settings.login_account_max_failures),
+        (pair_key(email, address), settings.login_account_max_failures),
+        (account_key(email), settings.login_account_total_max_failures),
         (address_key(address), settings.login_address_max_failures),
     )
     for key, limit in limits:
@@ -51,15 +58,24 @@ def check_allowed(session: Session, settings: Settings, email: str, address: str
             )
 
 
-def record_failure(session: Session, email: str, address: str) -> None:
-    session.add(LoginFailure(key=account_key(email)))
-    session.add(LoginFailure(key=address_key(address)))
+def record_failure(session: Session, email: str, address: str) -> list[LoginFailure]:
+    """Count an attempt as failed (under all three keys); the rows, for ``clear_account``."""
+    rows = [
+        LoginFailure(key=pair_key(email, address)),
+        LoginFailure(key=account_key(email)),
+        LoginFailure(key=address_key(address)),
+    ]
+    session.add_all(rows)
     session.flush()
+    return rows
 
 
-def clear_account(session: Session, settings: Settings, email: str) -> None:
-    """A successful login forgives the account's failures (this attempt's included) and
-    prunes expired rows."""
+def clear_account(
+    session: Session, settings: Settings, email: str, address: str, attempt: list[LoginFailure]
+) -> None:
+    """A successful login is no failure (its ``attempt`` rows go), forgives the account's
+    failures from this address and prunes expired rows; others' failures still count."""
     expired = utcnow() - dt.timedelta(seconds=settings.login_window_seconds)
-    session.execute(delete(LoginFailure).where(LoginFailure.key == account_key(email)))
+    session.execute(delete(LoginFailure).where(LoginFailure.id.in_([r.id for r in attempt])))
+    session.execute(delete(LoginFailure).where(LoginFailure.key == pair_key(email, address)))
     session.execute(delete(LoginFailure).where(LoginFailure.created_at < expired))

@@ -25,6 +25,7 @@ class AccessClaims:
     user_id: uuid.UUID
     org_id: uuid.UUID
     role: str
+    epoch: int = 0  # the user's session epoch when the token was issued
 
 
 def _signing_key(settings: Settings) -> bytes:
@@ -37,6 +38,7 @@ def issue_access_token(
     org_id: uuid.UUID,
     role: str,
     now: dt.datetime | None = None,
+    epoch: int = 0,
 ) -> str:
     issued = now or utcnow()
     claims: dict[str, Any] = {
@@ -47,6 +49,7 @@ def issue_access_token(
         "exp": int(issued.timestamp()) + settings.access_token_seconds,
         "aud": settings.jwt_audience,
         "iss": settings.jwt_issuer,
+        "sev": epoch,
     }
     return jwt.encode(claims, _signing_key(settings), algorithm=ALGORITHM)
 
@@ -61,8 +64,14 @@ def decode_access_token(settings: Settings, token: str) -> AccessClaims:
             issuer=settings.jwt_issuer,
             options={"require": REQUIRED_CLAIMS},
         )
+        epoch = claims.get("sev", 0)
+        if not isinstance(epoch, int):
+            raise TypeError("sev")
         return AccessClaims(
-            user_id=uuid.UUID(claims["sub"]), org_id=uuid.UUID(claims["org"]), role=claims["role"]
+            user_id=uuid.UUID(claims["sub"]),
+            org_id=uuid.UUID(claims["org"]),
+            role=claims["role"],
+            epoch=epoch,
         )
     except jwt.ExpiredSignatureError:
         raise NotAuthenticated("The access token has expired.", code="token_expired") from None

@@ -1,5 +1,6 @@
 """The auth pages: login and logout, the front door `/`, and Settings → My account (every
-role: MFA enrolment with a QR code drawn on the server)."""
+role): password change, "Sign out everywhere", and MFA enrolment with a QR code drawn on
+the server."""
 
 from __future__ import annotations
 
@@ -67,10 +68,58 @@ def _render(
     )
 
 
+NOTICES = {
+    "mfa": "MFA is now on: you will need a code from your app each time you log in.",
+    "password": "Password changed. Every other session has been signed out.",
+}
+
+
 @router.get("/settings/account", response_class=HTMLResponse)
-def account_page(request: Request, principal: Me, session: Db, mfa: str = "") -> HTMLResponse:
-    notice = "MFA is now on: you will need a code from your app each time you log in."
-    return _render(request, principal, _user(session, principal), notice=notice if mfa else None)
+def account_page(
+    request: Request, principal: Me, session: Db, mfa: str = "", notice: str = ""
+) -> HTMLResponse:
+    shown = NOTICES["mfa"] if mfa else NOTICES.get(notice)
+    return _render(request, principal, _user(session, principal), notice=shown)
+
+
+PasswordField = Annotated[str, Form(max_length=1024)]
+
+
+@router.post("/settings/account/password", response_model=None, dependencies=[Depends(verify_csrf)])
+def change_password(
+    request: Request,
+    principal: Me,
+    session: Db,
+    settings: AppSettings,
+    current: PasswordField = "",
+    new: PasswordField = "",
+) -> HTMLResponse | RedirectResponse:
+    user = _user(session, principal)
+    try:
+        issued = service.change_password(
+            session, settings, user, current, new, client_address(request)
+        )
+    except ValidationFailed as exc:
+        if exc.keep_changes:
+            session.commit()  # the wrong password counts as a failed login
+        else:
+            session.rollback()
+        return _render(request, principal, _user(session, principal), error=exc.message, status=422)
+    response = redirect("/settings/account?notice=password")
+    set_session(response, settings, issued.access_token, issued.refresh_token)
+    return response
+
+
+@router.post(
+    "/settings/account/sessions/revoke",
+    response_model=None,
+    dependencies=[Depends(verify_csrf)],
+)
+def sign_out_everywhere(principal: Me, session: Db, settings: AppSettings) -> RedirectResponse:
+    service.sign_out_everywhere(session, _user(session, principal))
+    response = redirect("/login")
+    clear_session(response, settings)
+    return response
 
 
 @router.post(

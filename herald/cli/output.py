@@ -70,7 +70,11 @@ def cli_session(as_json: bool = False) -> Iterator[Any]:
 
 
 def require_secret_key(settings: Settings) -> None:
-    """Refuse to run a server or worker on the published development key."""
+    """Refuse to run a server or worker on the published development key, or a short one."""
+    problem = settings.secret_key_problem()
+    if problem:
+        typer.echo(f"Error: {problem}", err=True)
+        raise typer.Exit(2)
     if settings.secret_key == DEV_SECRET_KEY and settings.env != "dev":
         typer.echo(
             "Error: HERALD_SECRET_KEY is not set. Set it to a long random value "

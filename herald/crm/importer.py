@@ -19,6 +19,11 @@ The rules, as users see them:
 - A problem with the file itself (header, encoding, CSV syntax) raises ValidationFailed.
   Chunks already written are then part of the caller's transaction: the caller rolls back
   (the request and the CLI do), so nothing changes.
+- With ``commit`` (the request and the CLI pass one), each chunk is its own transaction, so
+  that on SQLite other writers (another org's login) get their turn between chunks. The
+  whole file is then read once first, without writing, so that a problem with the file
+  itself still changes nothing; only a failure of the database or the process halfway
+  leaves the chunks committed before it (whole rows; importing the file again updates them).
 """
 
 from __future__ import annotations
@@ -36,7 +41,7 @@ from sqlalchemy.orm import Session
 
 from herald.crm import fields
 from herald.crm.repository import ContactRepository, StatusRepository
-from herald.db import utcnow
+from herald.db import begin_write, utcnow
 from herald.errors import ValidationFailed
 
 CHUNK_SIZE = 1000
@@ -112,42 +117,66 @@ def import_contacts(
     session: Session,
     org_id: uuid.UUID,
     progress: Progress | None = None,
+    commit: Callable[[], None] | None = None,
 ) -> ImportResult:
     """Import a CSV file of contacts into the org; see the module docstring for the rules.
 
-    ``source`` is a binary file (decoded as UTF-8) or a text file opened with ``newline=""``.
-    ``progress`` is called after each chunk with the number of bytes read so far
-    (characters, for a text file).
+    ``source`` is a binary file (decoded as UTF-8) or a text file opened with ``newline=""``;
+    with ``commit`` it must be seekable. ``progress`` is called after each chunk with the
+    number of bytes read so far (characters, for a text file). ``commit`` is called after
+    each chunk is written: the caller commits its session there.
     """
+    if commit is not None:
+        _check_file(source)
+        source.seek(0)
     lines = _Lines(source)
     result = ImportResult()
+    writer = _ChunkWriter(session, org_id, result)
+    if commit is not None:
+        commit()  # the statuses read: no transaction stays open while the rows are parsed
+    chunk: list[_Row] = []
+    for line, record in _numbered_records(lines):
+        try:
+            chunk.append(_parse_row(record, columns=lines.columns, statuses=writer.statuses))
+        except ValidationFailed as exc:
+            result.reject(line, exc.message)
+            continue
+        if len(chunk) >= CHUNK_SIZE:
+            writer.write(chunk)
+            chunk = []
+            if commit is not None:
+                commit()
+            if progress is not None:
+                progress(lines.consumed)
+    writer.write(chunk)
+    if commit is not None:
+        commit()
+    if progress is not None:
+        progress(lines.consumed)
+    return result
+
+
+def _check_file(source: IO[bytes] | IO[str]) -> None:
+    """Read the whole file as the import will, writing nothing: ValidationFailed for a
+    problem with the file itself."""
+    for _record in _numbered_records(_Lines(source)):
+        pass
+
+
+def _numbered_records(lines: _Lines) -> Iterator[tuple[int, list[str]]]:
+    """The file's non-blank rows with their line numbers, after its header (whose columns
+    are left in ``lines.columns``); ValidationFailed for a problem with the file itself."""
     line = 1
     try:
         records = _records(lines)
-        columns = _parse_header(next(records, None))
-        writer = _ChunkWriter(session, org_id, result)
-        chunk: list[_Row] = []
+        lines.columns = _parse_header(next(records, None))
         for line, record in enumerate(records, start=2):
-            if not any(cell.strip() for cell in record):
-                continue
-            try:
-                chunk.append(_parse_row(record, columns, writer.statuses))
-            except ValidationFailed as exc:
-                result.reject(line, exc.message)
-                continue
-            if len(chunk) >= CHUNK_SIZE:
-                writer.write(chunk)
-                chunk = []
-                if progress is not None:
-                    progress(lines.consumed)
-        writer.write(chunk)
+            if any(cell.strip() for cell in record):
+                yield line, record
     except csv.Error as exc:
         raise ValidationFailed(
             f"The file is not valid CSV (line {line + 1}): {exc}.", field="file"
         ) from None
-    if progress is not None:
-        progress(lines.consumed)
-    return result
 
 
 class _Lines:
@@ -155,6 +184,7 @@ class _Lines:
 
     def __init__(self, source: IO[bytes] | IO[str]) -> None:
         self.consumed = 0  # bytes; characters for a text file
+        self.columns: list[str] = []  # the header's, once read
         self._source = source
 
     def __iter__(self) -> Iterator[str]:
@@ -270,6 +300,7 @@ class _ChunkWriter:
         self.result = result
 
     def write(self, rows: list[_Row]) -> None:
+        begin_write(self.repo.session)
         by_key: dict[str, _Row] = {}
         unique: list[_Row] = []
         for row in rows:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, File, Query, Response, UploadFile
+from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi.concurrency import run_in_threadpool
 from sqlalchemy.orm import Session
 
 from herald.audit import service as audit
@@ -16,7 +17,7 @@ from herald.crm.schemas import (
     ImportResultOut,
     StatusOut,
 )
-from herald.crm.upload import too_large
+from herald.crm.upload import MULTIPART_BODY, read_form, uploaded_file
 from herald.openapi import BODY, INPUT, LOGGED_IN, NOT_FOUND, error_responses
 from herald.runtime import get_session, get_settings_dep
 from herald.schemas import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Page
@@ -132,6 +133,7 @@ def delete_contact(
 @upload_router.post(
     "/contacts/import",
     response_model=ImportResultOut,
+    openapi_extra=MULTIPART_BODY,
     responses={
         **WRITERS_ONLY,
         **error_responses(
@@ -145,19 +147,26 @@ def delete_contact(
         ),
     },
 )
-def import_contacts_csv(
-    file: UploadFile = File(..., description="A CSV file; the header names the columns."),
+async def import_contacts_csv(
+    request: Request,
     principal: Principal = Depends(CRM_WRITERS),
     session: Session = Depends(get_session, scope="function"),
     settings: Settings = Depends(get_settings_dep),
 ) -> ImportResultOut:
     """A multipart upload with a `file` field: a CSV whose header names the contact fields.
     A row whose email exists updates that contact; an invalid row is listed in `errors`
-    (line numbers count the header as line 1) and counted in `skipped`."""
-    # Sync on purpose: the import runs in the threadpool, reading the spooled upload.
-    if file.size is not None and file.size > settings.max_upload_bytes:
-        raise too_large(settings.max_upload_bytes)
-    result = import_contacts(file.file, session, principal.org_id)
+    (line numbers count the header as line 1) and counted in `skipped`. Rows are committed
+    a chunk at a time; a problem with the file itself changes nothing."""
+    # The body is read only now, after the login and role checks; no writer waits on it.
+    session.rollback()
+    form = await read_form(request)
+    try:
+        file = uploaded_file(form, settings.max_upload_bytes)
+        result = await run_in_threadpool(
+            import_contacts, file.file, session, principal.org_id, commit=session.commit
+        )
+    finally:
+        await form.close()
     return ImportResultOut.model_validate(result.as_dict())
 
 

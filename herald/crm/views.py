@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
+from fastapi import APIRouter, Depends, Form, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse
 from sqlalchemy.orm import Session
 
@@ -18,12 +19,12 @@ from herald.crm import service
 from herald.crm.importer import import_contacts
 from herald.crm.models import Contact
 from herald.crm.schemas import ContactCreateIn, ContactPatchIn
-from herald.crm.upload import too_large
+from herald.crm.upload import read_form, uploaded_file
 from herald.errors import Conflict, ValidationFailed
 from herald.runtime import get_session, get_settings_dep
 from herald.settings import Settings
 from herald.text import is_number
-from herald.web.csrf import verify_csrf
+from herald.web.csrf import check_form_token, verify_csrf, verify_csrf_before_body
 from herald.web.deps import page_requires, page_user
 from herald.web.pages import field_errors, redirect, render
 
@@ -281,24 +282,28 @@ def _render_import(
     )
 
 
-@upload_pages.post("/crm/import", response_model=None, dependencies=[Depends(verify_csrf)])
-def import_submit(
+@upload_pages.post(
+    "/crm/import", response_model=None, dependencies=[Depends(verify_csrf_before_body)]
+)
+async def import_submit(
     request: Request,
     principal: Writer,
     session: Db,
     settings: Annotated[Settings, Depends(get_settings_dep)],
-    file: Annotated[UploadFile | None, File()] = None,
 ) -> HTMLResponse:
-    if file is None or not file.filename:
-        return _render_import(request, principal, error="Choose a CSV file to import.", status=422)
-    if file.size is not None and file.size > settings.max_upload_bytes:
-        raise too_large(settings.max_upload_bytes)
+    # The body is read only now, after the CSRF, login and role checks; no writer waits on it.
+    session.rollback()
+    form = await read_form(request)
     try:
-        result = import_contacts(file.file, session, principal.org_id)
+        check_form_token(request, form)
+        file = uploaded_file(form, settings.max_upload_bytes)
+        result = await run_in_threadpool(
+            import_contacts, file.file, session, principal.org_id, commit=session.commit
+        )
     except ValidationFailed as exc:
-        # A problem with the file itself: chunks already written must not stay.
-        session.rollback()
         return _render_import(request, principal, error=exc.message, status=422)
+    finally:
+        await form.close()
     return _render_import(request, principal, result=result.as_dict())
 
 

@@ -14,6 +14,10 @@ from email.message import EmailMessage
 from pathlib import Path
 
 MESSAGE_ID = re.compile(r"^\d{19}-[0-9a-f]{8}$")
+# The send's unsubscribe token in a campaign message's List-Unsubscribe URL.
+UNSUBSCRIBE_TOKEN = re.compile(r"/u/([0-9a-f]{64})\b")
+# Feedback-ID: <campaignId>:<orgId>:herald
+FEEDBACK_ORG = re.compile(r"^[^:]*:([0-9a-fA-F-]{32,36}):herald$")
 SUFFIX = ".eml"
 
 
@@ -24,6 +28,8 @@ class Summary:
     sender: str
     to: str
     subject: str
+    token: str | None = None  # the unsubscribe token of the send it is, if any
+    feedback_org: str | None = None  # the org its Feedback-ID names, if any
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,6 +92,10 @@ class Mailbox:
         names = (p.name[: -len(SUFFIX)] for p in self.directory.iterdir())
         return sorted((n for n in names if MESSAGE_ID.match(n)), reverse=True)
 
+    def all_summaries(self) -> list[Summary]:
+        """Every message's summary, newest first."""
+        return self.summaries(0, len(self.ids()))
+
     def summaries(self, offset: int = 0, limit: int = 50) -> list[Summary]:
         found = []
         for message_id in self.ids()[offset : offset + limit]:
@@ -108,9 +118,12 @@ class Mailbox:
             raw=raw,
         )
 
-    def clear(self) -> int:
+    def clear(self, only: set[str] | None = None) -> int:
+        """Delete every message, or ``only`` those ids."""
         removed = 0
         for message_id in self.ids():
+            if only is not None and message_id not in only:
+                continue
             path = self._path(message_id)
             if path is not None:
                 path.unlink(missing_ok=True)
@@ -120,10 +133,14 @@ class Mailbox:
     @staticmethod
     def _summary(message_id: str, message: EmailMessage) -> Summary:
         received = dt.datetime.fromtimestamp(int(message_id[:19]) / 1e9, dt.UTC)
+        unsubscribe = _header(message, "List-Unsubscribe")
+        feedback = _header(message, "Feedback-ID").strip()
         return Summary(
             id=message_id,
             received_at=received,
             sender=_header(message, "From"),
             to=_header(message, "To"),
             subject=_header(message, "Subject"),
+            token=token.group(1) if (token := UNSUBSCRIBE_TOKEN.search(unsubscribe)) else None,
+            feedback_org=org.group(1).lower() if (org := FEEDBACK_ORG.match(feedback)) else None,
         )

@@ -1,5 +1,6 @@
 """The Inbox page of ``herald dev``: what the local mail catcher received, with the HTML
-(sandboxed, as the preview), text and header views. Mounted only in dev mode."""
+(sandboxed, as the preview), text and header views. Mounted only in dev mode. Each viewer
+sees their own org's messages and those of no org (herald.dev.scope)."""
 
 from __future__ import annotations
 
@@ -8,11 +9,13 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from sqlalchemy.orm import Session
 
 from herald.auth.deps import Principal
-from herald.dev.mailbox import Mailbox
+from herald.dev.mailbox import Mailbox, StoredMessage, Summary
+from herald.dev.scope import visible_to
 from herald.errors import NotFound
-from herald.runtime import get_settings_dep
+from herald.runtime import get_session, get_settings_dep
 from herald.settings import Settings
 from herald.web.csrf import verify_csrf
 from herald.web.deps import page_user
@@ -38,6 +41,18 @@ def mailbox(settings: Annotated[Settings, Depends(get_settings_dep)]) -> Mailbox
 
 
 Box = Annotated[Mailbox, Depends(mailbox)]
+Db = Annotated[Session, Depends(get_session, scope="function")]
+
+
+def _visible(session: Session, principal: Principal, box: Mailbox) -> list[Summary]:
+    return visible_to(session, principal.org_id, box.all_summaries())
+
+
+def _get(session: Session, principal: Principal, box: Mailbox, message_id: str) -> StoredMessage:
+    found = box.get(message_id)
+    if found is None or not visible_to(session, principal.org_id, [found.summary]):
+        raise NotFound("This message is not in the inbox (it may have been cleared).")
+    return found
 
 
 @router.get("/dev/inbox", response_class=HTMLResponse)
@@ -45,14 +60,16 @@ def inbox(
     request: Request,
     principal: Viewer,
     box: Box,
+    session: Db,
     page: Annotated[int, Query(ge=1, le=1_000_000)] = 1,
 ) -> HTMLResponse:
-    total = len(box.ids())
+    shown = _visible(session, principal, box)
+    total = len(shown)
     return render(
         request,
         "dev/inbox.html",
         principal,
-        messages=box.summaries((page - 1) * PAGE_SIZE, PAGE_SIZE),
+        messages=shown[(page - 1) * PAGE_SIZE : page * PAGE_SIZE],
         total=total,
         page=page,
         pages=max(1, math.ceil(total / PAGE_SIZE)),
@@ -65,19 +82,18 @@ def message(
     message_id: str,
     principal: Viewer,
     box: Box,
+    session: Db,
     view: Annotated[str, Query(pattern="^(html|text|headers)$")] = "html",
 ) -> HTMLResponse:
-    found = box.get(message_id)
-    if found is None:
-        raise NotFound("This message is not in the inbox (it may have been cleared).")
+    found = _get(session, principal, box, message_id)
     return render(request, "dev/message.html", principal, message=found, view=view, views=VIEWS)
 
 
 @router.get("/dev/inbox/{message_id}/html")
-def message_html(message_id: str, principal: Viewer, box: Box) -> HTMLResponse:
+def message_html(message_id: str, principal: Viewer, box: Box, session: Db) -> HTMLResponse:
     """The HTML part under the preview's CSP; links open outside the sandbox."""
-    found = box.get(message_id)
-    if found is None or found.html is None:
+    found = _get(session, principal, box, message_id)
+    if found.html is None:
         raise NotFound("This message has no HTML part.")
     return HTMLResponse(
         LINKS_IN_NEW_TAB + found.html,
@@ -92,10 +108,8 @@ def message_html(message_id: str, principal: Viewer, box: Box) -> HTMLResponse:
 
 
 @router.get("/dev/inbox/{message_id}/raw")
-def message_raw(message_id: str, principal: Viewer, box: Box) -> Response:
-    found = box.get(message_id)
-    if found is None:
-        raise NotFound("This message is not in the inbox (it may have been cleared).")
+def message_raw(message_id: str, principal: Viewer, box: Box, session: Db) -> Response:
+    found = _get(session, principal, box, message_id)
     return Response(
         found.raw,
         media_type="message/rfc822",
@@ -104,6 +118,6 @@ def message_raw(message_id: str, principal: Viewer, box: Box) -> Response:
 
 
 @router.post("/dev/inbox/clear", dependencies=[Depends(verify_csrf)])
-def clear(principal: Viewer, box: Box) -> RedirectResponse:
-    box.clear()
+def clear(principal: Viewer, box: Box, session: Db) -> RedirectResponse:
+    box.clear(only={m.id for m in _visible(session, principal, box)})
     return redirect("/dev/inbox")

@@ -3,9 +3,7 @@ so an export of a million sends never holds them all nor keeps a transaction ope
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
-import io
 import re
 import uuid
 from collections.abc import Iterator
@@ -13,17 +11,12 @@ from collections.abc import Iterator
 from sqlalchemy.orm import Session, sessionmaker
 
 from herald.marketing.repository import SendRepository
+from herald.spreadsheet import csv_text, neutralise
+
+__all__ = ["attachment_name", "csv_chunks", "neutralise"]
 
 HEADER = ("email", "firstName", "lastName", "status", "deliveredAt", "openedAt", "error")
 PAGE_SIZE = 1000
-
-# A spreadsheet reads a cell starting with one of these as a formula (CSV injection).
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-
-
-def neutralise(value: str) -> str:
-    """The cell as text a spreadsheet shows, never evaluates: a leading apostrophe when needed."""
-    return "'" + value if value.startswith(_FORMULA_START) else value
 
 
 def _cell(value: str | dt.datetime | None) -> str:
@@ -32,12 +25,6 @@ def _cell(value: str | dt.datetime | None) -> str:
     if isinstance(value, dt.datetime):
         return value.isoformat()
     return neutralise(value)
-
-
-def _encode(rows: list[tuple[str, ...]]) -> str:
-    buffer = io.StringIO()
-    csv.writer(buffer, lineterminator="\r\n").writerows(rows)
-    return buffer.getvalue()
 
 
 def csv_chunks(
@@ -49,7 +36,7 @@ def csv_chunks(
 ) -> Iterator[str]:
     """The header, then one chunk of CSV text per page of sends (only those with ``status``
     when given), ordered by id."""
-    yield _encode([HEADER])
+    yield csv_text([HEADER])
     after = 0
     while True:
         with sessions() as session:
@@ -58,7 +45,7 @@ def csv_chunks(
             )
         if not rows:
             return
-        yield _encode(
+        yield csv_text(
             [
                 tuple(
                     _cell(v)

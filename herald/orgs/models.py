@@ -47,3 +47,5 @@ class User(IdMixin, TimestampMixin, Base):
     mfa_enabled: Mapped[bool] = mapped_column(Boolean, default=False)
     mfa_last_step: Mapped[int | None] = mapped_column(Integer, default=None)
     last_login_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, default=None)
+    # In every access token (claim ``sev``); revoking the user's sessions increments it.
+    session_epoch: Mapped[int] = mapped_column(Integer, default=0, server_default="0")

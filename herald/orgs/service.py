@@ -9,13 +9,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from herald.audit import service as audit
-from herald.auth.passwords import hash_password
+from herald.auth.passwords import check_new_password, hash_password
+from herald.auth.service import revoke_sessions
 from herald.crm.models import DEFAULT_STATUSES, ContactStatus
 from herald.errors import Conflict, NotFound, ValidationFailed
 from herald.orgs.models import KNOWN_FEATURES, Org, Role, User
 from herald.tenancy import parse_id
-
-MIN_PASSWORD_LENGTH = 8
 
 
 def parse_features(features: list[str]) -> list[str]:
@@ -81,10 +80,7 @@ def create_user(
 ) -> User:
     email = normalise_user_email(email)
     parsed_role = parse_role(role)
-    if len(password) < MIN_PASSWORD_LENGTH:
-        raise ValidationFailed(
-            f"The password needs at least {MIN_PASSWORD_LENGTH} characters.", field="password"
-        )
+    check_new_password(password)
     if session.scalar(select(User.id).where(User.email == email)) is not None:
         raise Conflict("A user with this email already exists.", code="email_taken")
     user = User(
@@ -128,12 +124,18 @@ def update_user(
     role: Role | None = None,
     is_active: bool | None = None,
 ) -> User:
-    """Change a user's role or active flag; nobody demotes or deactivates themselves."""
+    """Change a user's role or active flag; nobody demotes or deactivates themselves. A new
+    role or either change of the active flag signs the user out everywhere (a reactivated
+    user logs in again)."""
     if user.id == actor.user_id and (
         (role is not None and role.value != user.role) or is_active is False
     ):
         raise Conflict("You cannot demote or deactivate yourself.", code="self_change")
     before = audit.snapshot(user)
+    if (role is not None and role.value != user.role) or (
+        is_active is not None and is_active != user.is_active
+    ):
+        revoke_sessions(session, user)
     if role is not None:
         user.role = role.value
     if is_active is not None:

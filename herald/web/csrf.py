@@ -10,6 +10,7 @@ import secrets
 from urllib.parse import urlsplit
 
 from fastapi import Request
+from starlette.datastructures import FormData
 
 from herald.errors import Forbidden
 from herald.runtime import get_runtime
@@ -48,7 +49,31 @@ def _same_origin(request: Request) -> bool:
 async def verify_csrf(request: Request) -> None:
     """Dependency of every page POST: the form's token must match the cookie's."""
     form = await request.form()
-    sent = form.get(CSRF_FIELD)
+    _check(request, form.get(CSRF_FIELD))
+
+
+CSRF_HEADER = "x-csrf-token"
+
+
+def verify_csrf_before_body(request: Request) -> None:
+    """For an upload form, checked before its body is read: the token travels in the form's
+    action (``?csrf_token=``) or an ``X-CSRF-Token`` header. Without either (an older page
+    still open), the Origin and the cookie are checked here and the form's field by
+    ``check_form_token`` once the handler's login and role checks let it read the body."""
+    sent = request.query_params.get(CSRF_FIELD) or request.headers.get(CSRF_HEADER)
+    if sent is None and request.cookies.get(CSRF_COOKIE) and _same_origin(request):
+        request.state.csrf_in_form = True
+        return
+    _check(request, sent)
+
+
+def check_form_token(request: Request, form: FormData) -> None:
+    """The form field's token, when ``verify_csrf_before_body`` left it to the form."""
+    if getattr(request.state, "csrf_in_form", False):
+        _check(request, form.get(CSRF_FIELD))
+
+
+def _check(request: Request, sent: object) -> None:
     expected = request.cookies.get(CSRF_COOKIE)
     if (
         not isinstance(sent, str)

@@ -127,10 +127,18 @@ class SilentRefresh:
             now = time.monotonic()
             self._recent = {k: v for k, v in self._recent.items() if v[0] > now}
             if key in self._recent:
+                # not after a logout or a sign-out everywhere: those revoke the spent token too
+                if await asyncio.to_thread(self._revoked, key):
+                    self._recent.pop(key)
+                    return None
                 return self._recent[key][1]
             cookies = await self._rotate(token)
             self._recent[key] = (now + self.REUSE_SECONDS, cookies)
             return cookies
+
+    def _revoked(self, token_hash: str) -> bool:
+        with unit_of_work(self.runtime.sessions, write=False) as session:
+            return service.is_revoked(session, token_hash)
 
     async def _rotate(self, token: str) -> list[str] | None:
         def rotate() -> list[str] | None:

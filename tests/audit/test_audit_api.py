@@ -143,6 +143,30 @@ def test_mfa_setup_and_enable_are_recorded_without_the_secret(client, admin):
     assert secret not in json.dumps(log) and code not in json.dumps(log["items"][0])
 
 
+def test_a_password_change_and_signing_out_everywhere(client, admin):
+    headers = login(client, admin)
+    changed = client.post(
+        "/api/auth/password",
+        headers=headers,
+        json={"current": PASSWORD, "new": "another long password"},
+    )
+    assert changed.status_code == 200
+    headers = {"Authorization": f"Bearer {changed.json()['accessToken']}"}
+    assert latest(client, headers, "user.password_changed")["target"] == f"user {admin.email}"
+    assert client.post("/api/auth/sessions/revoke", headers=headers).status_code == 204
+    again = client.post(
+        "/api/auth/login", json={"email": admin.email, "password": "another long password"}
+    )
+    headers = {"Authorization": f"Bearer {again.json()['accessToken']}"}
+    log = events(client, headers)["items"]
+    assert [e["action"] for e in log[:3]] == [
+        "auth.login",
+        "auth.sessions_revoked",
+        "user.password_changed",
+    ]
+    assert "another long password" not in json.dumps(log)
+
+
 def test_user_changes_by_an_admin(client, admin):
     headers = login(client, admin)
     user = new_user(client, headers)

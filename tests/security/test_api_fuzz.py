@@ -8,7 +8,9 @@ per operation. Path ids are either generated or the id of a real row (drawn by H
 so still repeatable), so the fuzz reaches past the 404; DELETE gets rows of its own.
 Nothing is excluded: logout and refresh act on the `refreshToken` cookie, which this
 session never sends (requests keeps no cookie jar between cases), so they cannot revoke
-the bearer token under test. Login answers 401 and, after a few tries, 429 (documented).
+the bearer token under test; after "sign out everywhere" and a password change, which end
+it, the user's session epoch is set back so the token works again. Login answers 401 and,
+after a few tries, 429 (documented).
 """
 
 from __future__ import annotations
@@ -204,8 +206,25 @@ def _fuzz_case(case: Any, case_fixtures: tuple[Fuzzed, Runtime, int]) -> None:
         # the loopback SMTP server, never to whatever host the last PUT named.
         _reset_smtp(runtime, fuzzed, smtp_port)
     response = case.call(timeout=30)
+    if case.path in SESSION_ENDING:
+        _restore_session(runtime, fuzzed)
     fuzzed.outcomes[case.operation.label][response.status_code] += 1
     case.validate_response(response, checks=CHECKS)
+
+
+# These end every session of the caller, the fuzz's own bearer token included.
+SESSION_ENDING = ("/api/auth/sessions/revoke", "/api/auth/password")
+
+
+def _restore_session(runtime: Runtime, fuzzed: Fuzzed) -> None:
+    """Make the fuzz's bearer token good again (its tokens carry session epoch 0)."""
+    from sqlalchemy import update
+
+    from herald.db import unit_of_work
+    from herald.orgs.models import User
+
+    with unit_of_work(runtime.sessions) as session:
+        session.execute(update(User).where(User.org_id == fuzzed.org_id).values(session_epoch=0))
 
 
 def _reset_smtp(runtime: Runtime, fuzzed: Fuzzed, port: int) -> None:

@@ -61,6 +61,14 @@ SKIPPED: dict[tuple[str, str], str] = {
         "POST",
         "/api/auth/logout",
     ): "cookie-authenticated, 204 for anyone (tests/auth/test_refresh.py)",
+    ("POST", "/api/auth/sessions/revoke"): "signs the caller out everywhere, which would end "
+    "the matrix's own sessions (tests/security/test_sessions.py, anonymous included)",
+    ("POST", "/api/auth/password"): "changes the caller's password and ends their sessions "
+    "(tests/security/test_sessions.py, anonymous included)",
+    ("POST", "/settings/account/password"): "as POST /api/auth/password, for the page "
+    "(tests/security/test_sessions.py)",
+    ("POST", "/settings/account/sessions/revoke"): "as POST /api/auth/sessions/revoke, for the "
+    "page (tests/security/test_sessions.py)",
     ("GET", "/t/{name}"): "public open pixel (tests/security/test_public_tokens.py)",
     ("GET", "/u/{token}"): "public unsubscribe page (tests/security/test_public_tokens.py)",
     ("POST", "/u/{token}"): "public RFC 8058 one-click (tests/security/test_public_tokens.py)",
