@@ -62,22 +62,24 @@ def token_body(settings: Settings, issued: service.IssuedTokens) -> TokenOut:
     )
 
 
+LOGIN_NOTES = {
+    401: "Wrong email or password (`invalid_credentials`), or the account needs an MFA "
+    "code (`mfa_required`) or the code is wrong or was already used (`mfa_invalid`).",
+    429: "Too many failed logins for this account or client address; try again after "
+    "`Retry-After` seconds.",
+}
+PASSWORD_CHANGE_NOTES = {
+    422: "The current password is wrong (`wrong_password`, field `current`), or the new "
+    "one is shorter than 8 characters (field `new`).",
+    429: "Too many wrong passwords for this account; try again after `Retry-After` seconds.",
+}
+
+
 @router.post(
     "/login",
     response_model=TokenOut,
     response_model_by_alias=True,
-    responses=error_responses(
-        401,
-        413,
-        422,
-        429,
-        notes={
-            401: "Wrong email or password (`invalid_credentials`), or the account needs an MFA "
-            "code (`mfa_required`) or the code is wrong or was already used (`mfa_invalid`).",
-            429: "Too many failed logins for this account or client address; try again after "
-            "`Retry-After` seconds.",
-        },
-    ),
+    responses=error_responses(401, 413, 422, 429, notes=LOGIN_NOTES),
 )
 def login(
     body: LoginIn,
@@ -156,18 +158,7 @@ def revoke_sessions(
     "/password",
     response_model=TokenOut,
     response_model_by_alias=True,
-    responses=error_responses(
-        401,
-        413,
-        422,
-        429,
-        notes={
-            422: "The current password is wrong (`wrong_password`, field `current`), or the new "
-            "one is shorter than 8 characters (field `new`).",
-            429: "Too many wrong passwords for this account; try again after `Retry-After` "
-            "seconds.",
-        },
-    ),
+    responses=error_responses(401, 413, 422, 429, notes=PASSWORD_CHANGE_NOTES),
 )
 def change_password(
     body: PasswordChangeIn,

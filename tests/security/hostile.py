@@ -14,7 +14,13 @@ import httpx
 
 from herald.runtime import Runtime
 from tests.marketing.engine import InProcessWorker, configure_smtp, fast_runtime, wait_for_status
-from tests.marketing.factories import Caller, caller, create_campaign, retire_queue
+from tests.marketing.factories import (
+    Caller,
+    caller,
+    configure_email,
+    create_campaign,
+    retire_queue,
+)
 from tests.smtp_server import Received, SmtpServer
 
 API = "/api/marketing"
@@ -37,6 +43,25 @@ def page_headers(who: Caller) -> dict[str, str]:
     """The pages take the API's access token as the ``herald_access`` cookie."""
     token = who.headers["Authorization"].split(" ", 1)[1]
     return {"Accept": "text/html", "Cookie": f"herald_access={token}"}
+
+
+def launched_exports(
+    client: httpx.Client, runtime: Runtime, admin: Caller, name: str
+) -> dict[str, httpx.Response]:
+    """A campaign to all the org's contacts, launched, and its sends.csv as the API and the
+    page's download give it."""
+    configure_email(runtime, admin.org_id)
+    campaign = client.post(
+        f"{API}/campaigns", json={"name": name, "subject": "Hi"}, headers=admin.headers
+    ).json()
+    launched = client.post(f"{API}/campaigns/{campaign['id']}/launch", headers=admin.headers)
+    assert launched.status_code == 202, launched.text
+    return {
+        "api": client.get(f"{API}/campaigns/{campaign['id']}/sends.csv", headers=admin.headers),
+        "page": client.get(
+            f"/marketing/campaigns/{campaign['id']}/sends.csv", headers=page_headers(admin)
+        ),
+    }
 
 
 def send_over_smtp(

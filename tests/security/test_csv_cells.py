@@ -9,8 +9,7 @@ import io
 import pytest
 
 from tests.marketing.engine import add_contacts
-from tests.marketing.factories import configure_email
-from tests.security.hostile import API, fresh_admin, page_headers
+from tests.security.hostile import fresh_admin, launched_exports
 
 admin = pytest.fixture(fresh_admin)
 
@@ -35,19 +34,7 @@ def naive_cells(text: str) -> list[str]:
 def test_no_cell_starts_a_formula_whatever_the_separator(client, runtime, admin):
     for email, (first, last) in HOSTILE.items():
         add_contacts(runtime, admin.org_id, [email], first_name=first, last_name=last)
-    configure_email(runtime, admin.org_id)
-    campaign = client.post(
-        f"{API}/campaigns", json={"name": "Cells", "subject": "Hi"}, headers=admin.headers
-    ).json()
-    launched = client.post(f"{API}/campaigns/{campaign['id']}/launch", headers=admin.headers)
-    assert launched.status_code == 202, launched.text
-
-    exports = {
-        "api": client.get(f"{API}/campaigns/{campaign['id']}/sends.csv", headers=admin.headers),
-        "page": client.get(
-            f"/marketing/campaigns/{campaign['id']}/sends.csv", headers=page_headers(admin)
-        ),
-    }
+    exports = launched_exports(client, runtime, admin, "Cells")
     for where, response in exports.items():
         assert response.status_code == 200, (where, response.text)
         text = response.text

@@ -11,8 +11,7 @@ import pytest
 
 from herald.marketing.export import neutralise
 from tests.marketing.engine import add_contacts
-from tests.marketing.factories import configure_email
-from tests.security.hostile import API, fresh_admin, page_headers
+from tests.security.hostile import fresh_admin, launched_exports
 
 admin = pytest.fixture(fresh_admin)
 
@@ -56,19 +55,7 @@ def test_formulas_are_neutralised_in_every_csv_export(client, runtime, admin):
     add_contacts(runtime, admin.org_id, ["tab@example.com"], first_name="\t=1+1", last_name="\rx")
     expected["tab@example.com"] = ("\t=1+1", "\rx")
 
-    configure_email(runtime, admin.org_id)
-    campaign = client.post(
-        f"{API}/campaigns", json={"name": "Export", "subject": "Hi"}, headers=admin.headers
-    ).json()
-    launched = client.post(f"{API}/campaigns/{campaign['id']}/launch", headers=admin.headers)
-    assert launched.status_code == 202, launched.text
-
-    exports = {
-        "api": client.get(f"{API}/campaigns/{campaign['id']}/sends.csv", headers=admin.headers),
-        "page": client.get(
-            f"/marketing/campaigns/{campaign['id']}/sends.csv", headers=page_headers(admin)
-        ),
-    }
+    exports = launched_exports(client, runtime, admin, "Export")
     for where, response in exports.items():
         assert response.status_code == 200, (where, response.text)
         assert response.headers["content-type"].startswith("text/csv"), where

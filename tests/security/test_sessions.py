@@ -51,22 +51,27 @@ def signed_out(client: httpx.Client, access: str, refresh: str) -> None:
     assert page(client, herald_refresh=refresh).status_code == 303
 
 
+def page_form(client: httpx.Client, path: str, cookies: dict[str, str]) -> httpx.Response:
+    """A page's CSRF-protected form post with this session's cookies and nothing else."""
+    client.cookies.clear()
+    return client.post(
+        path,
+        data={"csrf_token": CSRF},
+        headers={
+            "Cookie": f"herald_access={cookies['herald_access']}; "
+            f"herald_refresh={cookies['herald_refresh']}; herald_csrf={CSRF}",
+            "Accept": "text/html",
+        },
+    )
+
+
 def test_a_spent_page_refresh_token_is_dead_after_logout(client, runtime):
     user = make_user(runtime, make_org(runtime), "USER")
     _access, refresh = log_in(client, user.email)
     first = page(client, herald_refresh=refresh)  # silent refresh spends the token
     assert first.status_code == 200
     new = set_cookies(first)
-    client.cookies.clear()
-    out = client.post(
-        "/logout",
-        data={"csrf_token": CSRF},
-        headers={
-            "Cookie": f"herald_access={new['herald_access']}; "
-            f"herald_refresh={new['herald_refresh']}; herald_csrf={CSRF}",
-            "Accept": "text/html",
-        },
-    )
+    out = page_form(client, "/logout", new)
     assert out.status_code == 303
     # within the 60 s the silent refresh shares a result, the spent token gets nothing now
     replay = page(client, herald_refresh=refresh)
@@ -158,16 +163,7 @@ def test_my_account_page_changes_the_password_and_signs_out_everywhere(client, r
     signed_out(client, other, other_refresh)
     assert page(client, herald_access=fresh["herald_access"]).status_code == 200
 
-    client.cookies.clear()
-    out = client.post(
-        "/settings/account/sessions/revoke",
-        data={"csrf_token": CSRF},
-        headers={
-            "Cookie": f"herald_access={fresh['herald_access']}; "
-            f"herald_refresh={fresh['herald_refresh']}; herald_csrf={CSRF}",
-            "Accept": "text/html",
-        },
-    )
+    out = page_form(client, "/settings/account/sessions/revoke", fresh)
     assert out.status_code == 303
     assert out.headers["location"] == "/login"
     signed_out(client, fresh["herald_access"], fresh["herald_refresh"])
