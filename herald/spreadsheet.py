@@ -27,3 +27,10 @@ def csv_text(rows: Iterable[Iterable[str]]) -> str:
     buffer = io.StringIO()
     csv.writer(buffer, lineterminator="\r\n", quoting=csv.QUOTE_ALL).writerows(rows)
     return buffer.getvalue()
+
+
+def header_text(names: Iterable[str]) -> str:
+    """The header line: Herald's own column names, plain words that need no quoting."""
+    names = list(names)
+    assert all(name.isalnum() for name in names), names
+    return ",".join(names) + "\r\n"

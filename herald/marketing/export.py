@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from sqlalchemy.orm import Session, sessionmaker
 
 from herald.marketing.repository import SendRepository
-from herald.spreadsheet import csv_text, neutralise
+from herald.spreadsheet import csv_text, header_text, neutralise
 
 __all__ = ["attachment_name", "csv_chunks", "neutralise"]
 
@@ -36,7 +36,7 @@ def csv_chunks(
 ) -> Iterator[str]:
     """The header, then one chunk of CSV text per page of sends (only those with ``status``
     when given), ordered by id."""
-    yield csv_text([HEADER])
+    yield header_text(HEADER)
     after = 0
     while True:
         with sessions() as session:
