@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import sqlite3
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -10,8 +11,17 @@ from typing import Any
 
 from sqlalchemy import DateTime, ForeignKey, MetaData, TypeDecorator, Uuid, create_engine, event
 from sqlalchemy.engine import Dialect, Engine
-from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+from sqlalchemy.orm import (
+    DeclarativeBase,
+    Mapped,
+    Session,
+    SessionTransaction,
+    mapped_column,
+    sessionmaker,
+)
+from sqlalchemy.pool import PoolProxiedConnection
 
+from herald import writelock
 from herald.errors import HeraldError
 
 NAMING_CONVENTION = {
@@ -98,6 +108,8 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         engine = create_engine(url, connect_args={"check_same_thread": False}, **kwargs)
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin)
+        if path and path != ":memory:" and not path.startswith("file:"):
+            writelock.register(engine, path, SQLITE_BUSY_TIMEOUT_MS / 1000)
         return engine
     kwargs.setdefault("pool_size", 10)
     kwargs.setdefault("max_overflow", 20)
@@ -114,11 +126,94 @@ def begin_write(session: Session) -> None:
 
     On SQLite a deferred transaction that reads and then writes fails with "database is
     locked" when another writer got in between; taking the write lock up front (BEGIN
-    IMMEDIATE) makes it wait its turn (the busy timeout) instead. PostgreSQL needs nothing.
+    IMMEDIATE) makes it wait its turn instead. PostgreSQL needs nothing.
     """
     if session.get_bind().dialect.name != "sqlite" or session.in_transaction():
         return
-    session.connection(execution_options={"sqlite_begin": "BEGIN IMMEDIATE"})
+    # Queue behind Herald's other writers first; the lock goes with this transaction and is
+    # let go when it ends (see _let_writer_go), even if the session lives on.
+    lock = _writer_turn(session.get_bind())  # type: ignore[arg-type]
+    if lock is not None:
+        session.info[_WRITER_LOCK] = lock
+    try:
+        session.connection(execution_options={"sqlite_begin": "BEGIN IMMEDIATE"})
+    except BaseException:
+        held = session.info.pop(_WRITER_LOCK, None)
+        if held is not None:
+            held.release()
+        raise
+
+
+def _writer_turn(engine: Engine) -> writelock.WriterLock | None:
+    """Wait for Herald's SQLite writer lock: the lock, now held, or None (not SQLite, or
+    the wait ran out and SQLite's own busy timeout takes over)."""
+    lock = writelock.writer_lock(engine)
+    return lock if lock is not None and lock.acquire() else None
+
+
+class WriterBusy(Exception):
+    """Another writer has SQLite's write lock, and the caller asked not to wait for it."""
+
+
+def _writer_turn_now(engine: Engine) -> writelock.WriterLock | None:
+    """Herald's SQLite writer lock if it is free now (None: no such lock); WriterBusy if
+    not."""
+    lock = writelock.writer_lock(engine)
+    if lock is not None and not lock.try_acquire():
+        raise WriterBusy
+    return lock
+
+
+def is_busy(exc: BaseException) -> bool:
+    """SQLite's "database is locked": another connection holds the lock it needed."""
+    # the primary code: the extended ones (BUSY_RECOVERY, BUSY_SNAPSHOT ...) add bits above
+    return isinstance(exc, sqlite3.OperationalError) and exc.sqlite_errorcode & 0xFF in (
+        sqlite3.SQLITE_BUSY,
+        sqlite3.SQLITE_LOCKED,
+    )
+
+
+@contextmanager
+def driver_write_transaction(
+    engine: Engine, connection: PoolProxiedConnection, wait: bool = True
+) -> Iterator[None]:
+    """A writer's transaction on a driver connection, begun as ``begin_write`` begins one
+    for a session (on SQLite: queued on the writer lock, then BEGIN IMMEDIATE); committed
+    at the end, rolled back on an error.
+
+    ``wait=False`` (SQLite, a connection whose busy timeout is 0): WriterBusy at once
+    rather than a wait when another writer holds the lock.
+    """
+    lock = _writer_turn(engine) if wait else _writer_turn_now(engine)
+    try:
+        if engine.dialect.name == "sqlite":
+            try:
+                connection.cursor().execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as exc:
+                if is_busy(exc):
+                    raise WriterBusy from exc
+                raise
+        try:
+            yield
+            connection.commit()
+        except BaseException:
+            connection.rollback()
+            raise
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+_WRITER_LOCK = "herald.writer_lock"
+
+
+@event.listens_for(Session, "after_transaction_end")
+def _let_writer_go(session: Session, transaction: SessionTransaction) -> None:
+    """After the COMMIT or ROLLBACK of a writer's transaction, the next writer's turn."""
+    if transaction.parent is None:
+        lock = session.info.pop(_WRITER_LOCK, None)
+        if lock is not None:
+            lock.release()
 
 
 @contextmanager
