@@ -38,6 +38,7 @@ PASSWORD = "bench password, not for production"  # noqa: S105 - a throwaway benc
 def make_users(database_url: str) -> tuple[str, str]:
     """The importing org's MANAGER and another org's USER who keeps logging in: emails."""
     from herald.db import make_engine, make_session_factory, unit_of_work
+    from herald.audit import service as audit
     from herald.orgs.service import create_org, create_user
 
     engine = make_engine(database_url)
@@ -46,7 +47,8 @@ def make_users(database_url: str) -> tuple[str, str]:
         for role in ("MANAGER", "USER"):
             org = create_org(session, f"Bench {role} {uuid.uuid4().hex[:6]}", ["marketing"])
             email = f"{role.lower()}-{uuid.uuid4().hex[:8]}@bench.example.com"
-            create_user(session, org, email, PASSWORD, role)
+            actor = audit.system_actor(org.id, audit.CLI)
+            create_user(session, org, email, PASSWORD, role, actor=actor)
             emails.append(email)
     engine.dispose()
     return emails[0], emails[1]

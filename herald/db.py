@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import sqlite3
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,7 +18,6 @@ from sqlalchemy.orm import (
     mapped_column,
     sessionmaker,
 )
-from sqlalchemy.pool import PoolProxiedConnection
 
 from herald import writelock
 from herald.errors import HeraldError
@@ -149,59 +147,6 @@ def _writer_turn(engine: Engine) -> writelock.WriterLock | None:
     the wait ran out and SQLite's own busy timeout takes over)."""
     lock = writelock.writer_lock(engine)
     return lock if lock is not None and lock.acquire() else None
-
-
-class WriterBusy(Exception):
-    """Another writer has SQLite's write lock, and the caller asked not to wait for it."""
-
-
-def _writer_turn_now(engine: Engine) -> writelock.WriterLock | None:
-    """Herald's SQLite writer lock if it is free now (None: no such lock); WriterBusy if
-    not."""
-    lock = writelock.writer_lock(engine)
-    if lock is not None and not lock.try_acquire():
-        raise WriterBusy
-    return lock
-
-
-def is_busy(exc: BaseException) -> bool:
-    """SQLite's "database is locked": another connection holds the lock it needed."""
-    # the primary code: the extended ones (BUSY_RECOVERY, BUSY_SNAPSHOT ...) add bits above
-    return isinstance(exc, sqlite3.OperationalError) and exc.sqlite_errorcode & 0xFF in (
-        sqlite3.SQLITE_BUSY,
-        sqlite3.SQLITE_LOCKED,
-    )
-
-
-@contextmanager
-def driver_write_transaction(
-    engine: Engine, connection: PoolProxiedConnection, wait: bool = True
-) -> Iterator[None]:
-    """A writer's transaction on a driver connection, begun as ``begin_write`` begins one
-    for a session (on SQLite: queued on the writer lock, then BEGIN IMMEDIATE); committed
-    at the end, rolled back on an error.
-
-    ``wait=False`` (SQLite, a connection whose busy timeout is 0): WriterBusy at once
-    rather than a wait when another writer holds the lock.
-    """
-    lock = _writer_turn(engine) if wait else _writer_turn_now(engine)
-    try:
-        if engine.dialect.name == "sqlite":
-            try:
-                connection.cursor().execute("BEGIN IMMEDIATE")
-            except sqlite3.OperationalError as exc:
-                if is_busy(exc):
-                    raise WriterBusy from exc
-                raise
-        try:
-            yield
-            connection.commit()
-        except BaseException:
-            connection.rollback()
-            raise
-    finally:
-        if lock is not None:
-            lock.release()
 
 
 _WRITER_LOCK = "herald.writer_lock"
