@@ -37,8 +37,8 @@ PASSWORD = "bench password, not for production"  # noqa: S105 - a throwaway benc
 
 def make_users(database_url: str) -> tuple[str, str]:
     """The importing org's MANAGER and another org's USER who keeps logging in: emails."""
-    from herald.db import make_engine, make_session_factory, unit_of_work
     from herald.audit import service as audit
+    from herald.db import make_engine, make_session_factory, unit_of_work
     from herald.orgs.service import create_org, create_user
 
     engine = make_engine(database_url)
