@@ -112,6 +112,15 @@ def email_settings(
     return _render(request, principal, session, notice=notice)
 
 
+def _limit(entered: str) -> int | str:
+    """The form's soft-bounce limit: blank is the default, a number an int (the schema
+    checks its range), anything else stays text for the schema's error."""
+    entered = entered.strip()
+    if not entered:
+        return DEFAULT_SOFT_BOUNCE_LIMIT
+    return int(entered) if is_number(entered) else entered
+
+
 @router.post("/settings/email", response_model=None, dependencies=[Depends(verify_csrf)])
 def save_email_settings(
     request: Request,
@@ -138,9 +147,7 @@ def save_email_settings(
         "defaultFromName": default_from_name,
         "defaultFromEmail": default_from_email,
         "bounceAddress": bounce_address,
-        "softBounceLimit": (
-            int(soft_bounce_limit) if is_number(soft_bounce_limit.strip()) else soft_bounce_limit
-        ),
+        "softBounceLimit": _limit(soft_bounce_limit),
     }
     shown = {**entered, "password": None, "port": port, "softBounceLimit": soft_bounce_limit}
     try:
