@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import hmac
 import secrets
@@ -43,10 +44,15 @@ class SendRefKeys:
 
     @classmethod
     def from_secret(cls, secret_key: str) -> SendRefKeys:
-        return cls(
-            tag=derive_key(secret_key, "herald.verp-tag"),
-            message_id=derive_key(secret_key, "herald.message-id"),
-        )
+        return _keys(secret_key)
+
+
+@functools.lru_cache(maxsize=4)
+def _keys(secret_key: str) -> SendRefKeys:
+    return SendRefKeys(
+        tag=derive_key(secret_key, "herald.verp-tag"),
+        message_id=derive_key(secret_key, "herald.message-id"),
+    )
 
 
 def _b32(data: bytes) -> str:
