@@ -39,7 +39,8 @@ _HARD_WORDS = re.compile(
     r"no longer (?:with|at|employed)|not our customer|not listed in|"
     r"addressee unknown|unknown address|no mailbox here|mailbox unavailable|"
     r"mailbox not available|no such local user|undeliverable address|"
-    r"destination (?:address|mailbox) (?:is )?invalid|does not have an account",
+    r"destination (?:address|mailbox) (?:is )?invalid|"
+    r"(?:does not|doesn'?t) have an? (?:[\w.-]+ )?account",
     re.IGNORECASE,
 )
 _SOFT_WORDS = re.compile(
