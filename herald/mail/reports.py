@@ -296,10 +296,7 @@ def _classified(email: str, text: str, *, permanent: bool) -> Recipient:
         if _evidence(whole):
             diagnostic = " ".join(filter(None, (diagnostic, _evidence_sentence(whole))))
     found = status_code(diagnostic)
-    if _evidence(diagnostic):
-        hard = is_hard(found, diagnostic)
-    else:
-        hard = permanent
+    hard = is_hard(found, diagnostic) if _evidence(diagnostic) else permanent
     return Recipient(email, hard, found, _one_line(diagnostic)[:MAX_REASON] or "Undeliverable.")
 
 
