@@ -60,12 +60,15 @@ def _b32(data: bytes) -> str:
 
 
 def _unb32(text: str) -> bytes | None:
+    """The bytes of a canonical encoding (one whose unused last bits are zero), or None:
+    each reference has exactly one spelling, case aside."""
     if not text or not text.isascii() or not text.isalnum():
         return None
     try:
-        return base64.b32decode(text.upper() + "=" * (-len(text) % 8))
+        data = base64.b32decode(text.upper() + "=" * (-len(text) % 8))
     except (binascii.Error, ValueError):
         return None
+    return data if _b32(data) == text.lower() else None
 
 
 def _mac(key: bytes, purpose: bytes, data: bytes, length: int) -> bytes:
