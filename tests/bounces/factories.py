@@ -32,7 +32,7 @@ class BounceOrg:
 
 def bounce_org(runtime: Runtime, soft_bounce_limit: int = 3) -> BounceOrg:
     org = make_org(runtime)
-    address = f"b{uuid.uuid4().hex[:10]}@bounces.herald.test"
+    address = f"b{uuid.uuid4().hex[:10]}@bounces.example.com"
     with unit_of_work(runtime.sessions) as session:
         session.add(
             EmailConfig(
