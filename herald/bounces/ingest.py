@@ -25,9 +25,9 @@ transaction (it only flushes; the caller commits, and a receiver answers only af
    in a row; a complaint sets the send's complainedAt, the campaign's complaints, and
    opts the contact out with emailStatus COMPLAINED.
 
-It returns what it recorded (one ``BounceReport`` row per recipient, at least one per
-report). It raises only for a caller's mistake (no org and an ``envelope_to`` that is no
-org's bounce address: ``UnknownBounceAddress``); any report, however malformed, is recorded.
+It returns what it recorded (one ``Recorded`` per recipient, at least one per report). It
+raises only for a caller's mistake (no org and an ``envelope_to`` that is no org's bounce
+address: ``UnknownBounceAddress``); any report, however malformed, is recorded.
 """
 
 from __future__ import annotations
@@ -36,12 +36,12 @@ import datetime as dt
 import hashlib
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from typing import Any
 
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from herald.bounces.models import RAW_KEPT_BYTES, BounceReport, RawReport, ReportType, Source
+from herald.bounces.models import RAW_KEPT_BYTES, BounceReport, ReportType, Source
 from herald.bounces.repository import BounceRepository
 from herald.crm import emailstatus
 from herald.db import utcnow
@@ -95,9 +95,37 @@ class Incoming:
 
 
 @dataclass(frozen=True)
+class Recorded:
+    """One recipient of a report as recorded (what ``GET /bounces`` shows of it)."""
+
+    id: int
+    raw_id: int
+    received_at: dt.datetime
+    source: str
+    type: str  # hard | soft | complaint | ignored | unmatched
+    email: str
+    send_id: int | None
+    campaign_id: uuid.UUID | None
+    contact_id: uuid.UUID | None
+    matched_by: str | None
+    reason: str
+    status_code: str | None
+    original_message_id: str | None
+
+    @classmethod
+    def of(cls, report_id: int, values: dict[str, Any]) -> Recorded:
+        names = [f.name for f in fields(cls) if f.name != "id"]
+        return cls(report_id, *(values[name] for name in names))
+
+    @classmethod
+    def from_row(cls, row: BounceReport) -> Recorded:
+        return cls.of(row.id, {f.name: getattr(row, f.name) for f in fields(cls)})
+
+
+@dataclass(frozen=True)
 class Ingested:
     raw_id: int
-    reports: list[BounceReport] = field(default_factory=list)
+    reports: list[Recorded] = field(default_factory=list)
     repeat: bool = False  # the same bytes were recorded before: nothing new
 
 
@@ -119,33 +147,29 @@ def ingest(
             raise UnknownBounceAddress("No organisation has this bounce address.")
     repo = BounceRepository(session, org_id)
     digest = _digest(incoming)
-    earlier = repo.raw_by_digest(digest)
-    if earlier is not None:
-        return Ingested(earlier.id, repo.reports_of_raw(earlier.id), repeat=True)
     at = incoming.received_at or utcnow()
-    raw = RawReport(
-        org_id=org_id,
-        received_at=at,
-        source=Source(incoming.source).value,
-        envelope_to=(incoming.envelope_to or None) and incoming.envelope_to[:320],
-        sha256=digest,
-        size=len(incoming.raw),
-        content=incoming.raw[:RAW_KEPT_BYTES],
+    source = Source(incoming.source).value
+    raw_id = repo.insert_raw(
+        {
+            "received_at": at,
+            "source": source,
+            "envelope_to": (incoming.envelope_to or None) and incoming.envelope_to[:320],
+            "sha256": digest,
+            "size": len(incoming.raw),
+            "content": incoming.raw[:RAW_KEPT_BYTES],
+        }
     )
-    try:
-        with session.begin_nested():
-            session.add(raw)
-            session.flush()
-    except IntegrityError:  # the same bytes, recorded at this moment by another process
+    if raw_id is None:  # the same bytes to the same address: recorded before
         earlier = repo.raw_by_digest(digest)
-        if earlier is None:
-            raise
-        return Ingested(earlier.id, repo.reports_of_raw(earlier.id), repeat=True)
-
-    context = _Context(session, keys, org_id, raw, at, _tag_of(incoming.envelope_to))
+        assert earlier is not None
+        reports = [Recorded.from_row(row) for row in repo.reports_of_raw(earlier.id)]
+        return Ingested(earlier.id, reports, repeat=True)
+    context = _Context(
+        session, repo, keys, org_id, raw_id, source, at, _tag_of(incoming.envelope_to)
+    )
     events, message_ids = _events(incoming)
     reports = [context.record(event, message_ids) for event in events]
-    return Ingested(raw.id, reports)
+    return Ingested(raw_id, reports)
 
 
 def _digest(incoming: Incoming) -> str:
@@ -182,54 +206,58 @@ def _events(incoming: Incoming) -> tuple[list[Event], tuple[str, ...]]:
 @dataclass
 class _Context:
     session: Session
+    repo: BounceRepository
     keys: SendRefKeys
     org_id: uuid.UUID
-    raw: RawReport
+    raw_id: int
+    source: str
     at: dt.datetime
     tag: str | None
 
-    def record(self, event: Event, message_ids: tuple[str, ...]) -> BounceReport:
+    def record(self, event: Event, message_ids: tuple[str, ...]) -> Recorded:
         ids = (event.message_id, *message_ids) if event.message_id else message_ids
         send, matched_by, problem = self._match(event, ids)
         kind = ReportType(event.type)
         reason = _one_line(event.reason)
         if kind is not ReportType.IGNORED and send is None:
             kind, reason = ReportType.UNMATCHED, problem or reason
-        row = BounceReport(
-            org_id=self.org_id,
-            raw_id=self.raw.id,
-            received_at=self.at,
-            source=self.raw.source,
-            type=kind.value,
-            email=(event.email or (send.email if send else ""))[:320],
-            send_id=send.id if send else None,
-            campaign_id=send.campaign_id if send else None,
-            contact_id=send.contact_id if send else None,
-            matched_by=matched_by,
-            reason=reason[:MAX_REASON],
-            status_code=(event.status_code or None) and event.status_code[:16],
-            original_message_id=ids[0][:998] if ids else None,
-        )
-        key = _event_key(self.org_id, row, ids)
-        counted = self._counted(row, key)
-        if counted is not None:
-            row.type = ReportType.IGNORED.value
-            row.reason = f"A repeat of report {counted.id} (same message, recipient and type): "
-            row.reason += "counted once."
-            self.session.add(row)
-            self.session.flush()
-            return row
+        values: dict[str, Any] = {
+            "raw_id": self.raw_id,
+            "received_at": self.at,
+            "source": self.source,
+            "type": kind.value,
+            "email": (event.email or (send.email if send else ""))[:320],
+            "send_id": send.id if send else None,
+            "campaign_id": send.campaign_id if send else None,
+            "contact_id": send.contact_id if send else None,
+            "matched_by": matched_by,
+            "reason": reason[:MAX_REASON],
+            "status_code": (event.status_code or None) and event.status_code[:16],
+            "original_message_id": ids[0][:998] if ids else None,
+        }
+        values["event_key"] = key = _event_key(self.org_id, values, ids)
+        new_id = self.repo.insert_report(values)
+        if new_id is None:  # this event was counted already: recorded as a repeat
+            assert key is not None
+            counted = self.repo.counted_id(key)
+            values.update(
+                type=ReportType.IGNORED.value,
+                event_key=None,
+                reason=f"A repeat of report {counted} (same message, recipient and type): "
+                "counted once.",
+            )
+            return Recorded.of(self.repo.insert_report(values) or 0, values)
         if send is not None and kind in _EFFECTIVE:
-            self._apply(kind, send, row)
+            self._apply(kind, send, new_id, values["reason"])
         log.info(
             "bounce.recorded",
-            report_id=row.id,
-            type=row.type,
-            source=row.source,
-            send_id=row.send_id,
+            report_id=new_id,
+            type=kind.value,
+            source=self.source,
+            send_id=values["send_id"],
             matched_by=matched_by,
         )
-        return row
+        return Recorded.of(new_id, values)
 
     def _match(
         self, event: Event, message_ids: tuple[str, ...]
@@ -259,31 +287,7 @@ class _Context:
                     return send, "address", None
         return None, None, "No delivered send of this organisation matches it."
 
-    def _counted(self, row: BounceReport, key: str | None) -> BounceReport | None:
-        """The report that already counted this event, if any; else ``row`` is added as the
-        one that counts (a unique index decides between two at once)."""
-        repo = BounceRepository(self.session, self.org_id)
-        if key is None:
-            self.session.add(row)
-            self.session.flush()
-            return None
-        earlier = repo.counted_with_key(key)
-        if earlier is not None:
-            return earlier
-        row.event_key = key
-        try:
-            with self.session.begin_nested():
-                self.session.add(row)
-                self.session.flush()
-        except IntegrityError:
-            row.event_key = None
-            earlier = repo.counted_with_key(key)
-            if earlier is None:
-                raise
-            return earlier
-        return None
-
-    def _apply(self, kind: ReportType, send: SendFacts, row: BounceReport) -> None:
+    def _apply(self, kind: ReportType, send: SendFacts, report_id: int, diagnostic: str) -> None:
         if kind is ReportType.COMPLAINT:
             feedback.record_complaint(self.session, send, self.at)
             if send.contact_id is not None:
@@ -291,27 +295,29 @@ class _Context:
                     self.session,
                     self.org_id,
                     send.contact_id,
-                    reason=f"Marked a campaign as spam ({self.raw.source} report {row.id}).",
+                    reason=f"Marked a campaign as spam ({self.source} report {report_id}).",
                     at=self.at,
                 )
             return
         hard = kind is ReportType.HARD
-        feedback.record_bounce(self.session, send, hard=hard, reason=row.reason, at=self.at)
+        feedback.record_bounce(self.session, send, hard=hard, reason=diagnostic, at=self.at)
         if send.contact_id is None:
             return
-        contact = emailstatus.contact_address(self.session, self.org_id, send.contact_id)
-        if contact is None or contact.email_key != send.email.lower():
-            return  # deleted, or its address changed since: this says nothing of the new one
+        # Only while the bounced address is still the contact's (mark_bounced checks it): a
+        # bounce of an old address says nothing of the new one.
         if hard:
-            reason = f"Hard bounce: {row.reason}"
+            reason = f"Hard bounce: {diagnostic}"
         else:
+            contact = emailstatus.contact_address(self.session, self.org_id, send.contact_id)
+            if contact is None or contact.email_key != send.email.lower():
+                return
             limit = bounce_settings(self.session, self.org_id).soft_bounce_limit
             run = feedback.bounced_campaigns_in_a_row(
                 self.session, send, since=contact.email_status_at, limit=limit
             )
             if run < limit:
                 return
-            reason = f"Soft bounces on {run} campaigns in a row; the last: {row.reason}"
+            reason = f"Soft bounces on {run} campaigns in a row; the last: {diagnostic}"
         emailstatus.mark_bounced(
             self.session,
             self.org_id,
@@ -325,18 +331,18 @@ class _Context:
 _EFFECTIVE = (ReportType.HARD, ReportType.SOFT, ReportType.COMPLAINT)
 
 
-def _event_key(org_id: uuid.UUID, row: BounceReport, message_ids: tuple[str, ...]) -> str | None:
+def _event_key(org_id: uuid.UUID, row: dict[str, Any], message_ids: tuple[str, ...]) -> str | None:
     """What makes two reports the same event: the original message (the send it matched,
     else its Message-ID), the recipient and the type. None when nothing identifies it."""
-    if row.type == ReportType.IGNORED.value:
+    if row["type"] == ReportType.IGNORED.value:
         return None
-    if row.send_id is not None:  # Herald's Message-IDs each name one send
-        subject = f"send:{row.send_id}"
+    if row["send_id"] is not None:  # Herald's Message-IDs each name one send
+        subject = f"send:{row['send_id']}"
     elif message_ids:
         subject = "message:" + message_ids[0].strip().strip("<>").lower()
     else:
         return None
-    text = f"{org_id}|{subject}|{row.email.lower()}|{row.type}"
+    text = f"{org_id}|{subject}|{row['email'].lower()}|{row['type']}"
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 

@@ -18,7 +18,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from aiosmtpd.smtp import SMTP, Envelope, Session
+from aiosmtpd.smtp import SMTP, Envelope
+from aiosmtpd.smtp import Session as SmtpSession
+from sqlalchemy.orm import Session
 
 from herald.bounces.ingest import Incoming, ingest
 from herald.bounces.models import Source
@@ -88,7 +90,12 @@ class BounceHandler:
         self.batches: GroupCommit[_Delivery, int] = GroupCommit(self._write, batch_size)
 
     async def handle_RCPT(
-        self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
+        self,
+        server: SMTP,
+        session: SmtpSession,
+        envelope: Envelope,
+        address: str,
+        options: list[str],
     ) -> str:
         try:
             org_id = await self.addresses.org_for(address)
@@ -104,7 +111,7 @@ class BounceHandler:
         envelope.rcpt_options.extend(options)
         return "250 2.1.5 OK"
 
-    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+    async def handle_DATA(self, server: SMTP, session: SmtpSession, envelope: Envelope) -> str:
         content: Any = envelope.original_content or b""
         raw = bytes(content)
         if len(raw) <= PARSE_IN_LOOP_BYTES:
@@ -121,26 +128,33 @@ class BounceHandler:
         return "250 2.0.0 Stored"
 
     def _write(self, deliveries: list[_Delivery]) -> Sequence[int | BaseException]:
-        """One transaction for the batch; each report in a savepoint of its own, so one
-        that fails (a bug, odd data) is answered 451 alone and the others still commit."""
+        """One transaction for the batch. Should one report fail (a bug, odd data), the
+        batch is rolled back and its reports written again one transaction each, so only
+        that one is answered 451 and the others still commit."""
+        try:
+            with unit_of_work(self.runtime.sessions) as session:
+                return [self._ingest(session, delivery) for delivery in deliveries]
+        except Exception:
+            if len(deliveries) == 1:
+                raise
         results: list[int | BaseException] = []
-        with unit_of_work(self.runtime.sessions) as session:
-            for delivery in deliveries:
-                incoming = Incoming(
-                    source=Source.SMTP,
-                    raw=delivery.raw,
-                    envelope_to=delivery.envelope_to,
-                    parsed=delivery.parsed,
-                )
-                try:
-                    with session.begin_nested():
-                        results.append(ingest(session, self.keys, incoming, delivery.org_id).raw_id)
-                except Exception as exc:  # only this report's savepoint is rolled back
-                    log.error(
-                        "inbound.report_failed", error=repr(exc)[:300], size=len(delivery.raw)
-                    )
-                    results.append(exc)
+        for delivery in deliveries:
+            try:
+                with unit_of_work(self.runtime.sessions) as session:
+                    results.append(self._ingest(session, delivery))
+            except Exception as exc:  # this report alone is refused (451), logged here
+                log.error("inbound.report_failed", error=repr(exc)[:300], size=len(delivery.raw))
+                results.append(exc)
         return results
+
+    def _ingest(self, session: Session, delivery: _Delivery) -> int:
+        incoming = Incoming(
+            source=Source.SMTP,
+            raw=delivery.raw,
+            envelope_to=delivery.envelope_to,
+            parsed=delivery.parsed,
+        )
+        return ingest(session, self.keys, incoming, delivery.org_id).raw_id
 
     async def close(self) -> None:
         await self.batches.close()
@@ -168,7 +182,11 @@ class InboundServer:
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(
-            lambda: smtp_factory(self.handler), host=self.host, port=self.port, reuse_address=True
+            lambda: smtp_factory(self.handler),
+            host=self.host,
+            port=self.port,
+            reuse_address=True,
+            reuse_port=True,  # several `herald inbound` on one port share its connections
         )
         log.info("inbound.started", host=self.host, port=self.port)
 

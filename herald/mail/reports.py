@@ -364,8 +364,8 @@ def _message_ids(message: Message) -> tuple[str, ...]:
         value = _header(original, "Message-ID").strip()
         if value:
             found.append(value)
-    for part in message.walk():
-        if part.get_content_maintype() == "text":
+    for part, content_type, _quoted in _parts(message):
+        if content_type.startswith("text/"):
             found.extend(_MESSAGE_ID_LINE.findall(_text_of(part)))
     own = _header(message, "Message-ID").strip()
     return tuple(dict.fromkeys(i for i in found if i and i != own))
@@ -382,41 +382,64 @@ def _original(message: Message) -> Message | None:
     return HeaderParser().parsestr(text) if text else None
 
 
+_Part = tuple[Message, str, bool]  # the part, its content type, inside a quoted original?
+
+
+def _parts(message: Message) -> list[_Part]:
+    """Every part once, in order (a report is read several ways; walking and typing its
+    parts each time cost more than the rest of the reading)."""
+    cached: list[_Part] | None = getattr(message, "_herald_parts", None)
+    if cached is not None:
+        return cached
+    found: list[_Part] = []
+
+    def visit(part: Message, quoted: bool) -> None:
+        content_type = part.get_content_type()
+        found.append((part, content_type, quoted))
+        payload = part.get_payload() if part.is_multipart() or content_type in _ORIGINAL else None
+        if isinstance(payload, list):
+            inner = quoted or content_type in _ORIGINAL
+            for child in payload:
+                if isinstance(child, Message):
+                    visit(child, inner)
+
+    visit(message, False)
+    message._herald_parts = found  # type: ignore[attr-defined]
+    return found
+
+
 def _first_part(message: Message, types: tuple[str, ...]) -> Message | None:
-    for part in message.walk():
-        if part.get_content_type() in types:
+    for part, content_type, _quoted in _parts(message):
+        if content_type in types:
             return part
     return None
 
 
 def _body_text(message: Message) -> str:
     """The text parts of the report itself, not those of the original message it quotes."""
-    texts: list[str] = []
-
-    def visit(part: Message) -> None:
-        if part.get_content_type() in _ORIGINAL:
-            return
-        if part.is_multipart():
-            for child in part.get_payload():
-                if isinstance(child, Message):
-                    visit(child)
-        elif part.get_content_maintype() == "text":
-            texts.append(_text_of(part))
-
-    visit(message)
-    return "\n".join(texts)
+    return "\n".join(
+        _text_of(part)
+        for part, content_type, quoted in _parts(message)
+        if content_type.startswith("text/") and not quoted
+    )
 
 
 def _text_of(part: Message) -> str:
+    cached: str | None = getattr(part, "_herald_text", None)
+    if cached is not None:
+        return cached
     payload = part.get_payload(decode=True)
     if not isinstance(payload, bytes):
         value = part.get_payload()
-        return value if isinstance(value, str) else ""
-    charset = part.get_content_charset() or "utf-8"
-    try:
-        return payload.decode(charset, "replace")
-    except LookupError:
-        return payload.decode("utf-8", "replace")
+        text = value if isinstance(value, str) else ""
+    else:
+        charset = part.get_content_charset() or "utf-8"
+        try:
+            text = payload.decode(charset, "replace")
+        except LookupError:
+            text = payload.decode("utf-8", "replace")
+    part._herald_text = text  # type: ignore[attr-defined]
+    return text
 
 
 def _header(message: Message, name: str) -> str:

@@ -105,8 +105,7 @@ def receive(
     with unit_of_work(runtime.sessions) as session:
         incoming = Incoming(source, raw, envelope_to=envelope_to or org.bounce_address)
         ingested = ingest(session, org.keys(runtime), incoming, org.org_id)
-        for report in ingested.reports:
-            session.expunge(report)
+        session.expunge_all()  # what a repeat returns was read from the database
         return ingested
 
 
