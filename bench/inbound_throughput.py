@@ -227,9 +227,9 @@ def throughput(args: argparse.Namespace, database_url: str) -> None:
     rate = len(messages) / elapsed
     print(
         f"herald inbound x{args.processes}: {len(messages):,} DSNs (~{size:,} bytes each) "
-        f"from {args.clients} clients, {args.per_connection} per connection: {elapsed:.2f} s, {rate:,.0f} "
-        f"reports/s; answered 250: {answered:,}; stored: {stored:,} reports, {bounced:,} "
-        f"sends BOUNCED; campaign {counters}"
+        f"from {args.clients} clients, {args.per_connection} per connection: {elapsed:.2f} s, "
+        f"{rate:,.0f} reports/s; answered 250: {answered:,}; stored: {stored:,} reports, "
+        f"{bounced:,} sends BOUNCED; campaign {counters}"
     )
     ceiling_port = free_port()
     null = [sys.executable, "-c", NULL_RECEIVER, str(ceiling_port)]
