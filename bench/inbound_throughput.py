@@ -337,7 +337,9 @@ def main() -> None:
         directory = tempfile.mkdtemp(prefix="herald-inbound-bench-")
         database_url = f"sqlite:///{directory}/bench.db"
     from herald import migrate
+    from herald.log import configure_logging
 
+    configure_logging("WARNING")  # the in-process part logs a line per bounce at INFO
     try:
         migrate.upgrade(database_url)
         throughput(args, database_url)
