@@ -109,6 +109,14 @@ def receive(
         return ingested
 
 
+def bounce(
+    runtime: Runtime, org: BounceOrg, send_id: int, recipient: str, failure: Failure = HARD
+) -> Ingested:
+    """A DSN about ``send_id``, received at its VERP return path."""
+    raw = dsn_for(runtime, org, send_id, recipient, failure)
+    return receive(runtime, org, raw, envelope_to=tagged(runtime, org, send_id))
+
+
 def tagged(runtime: Runtime, org: BounceOrg, send_id: int) -> str:
     return return_path(org.keys(runtime).tag, org.bounce_address, send_id)
 

@@ -6,13 +6,12 @@ import pytest
 
 from herald.db import unit_of_work
 from tests.bounces.factories import (
+    bounce,
     bounce_org,
     contact,
     contact_row,
     delivered_campaign,
-    dsn_for,
     receive,
-    tagged,
 )
 from tests.marketing.factories import assert_error, get_send
 from tests.orgs.factories import login, make_user
@@ -28,12 +27,7 @@ def test_the_list_shows_the_orgs_reports_newest_first_and_filters_by_type(client
     org = bounce_org(runtime)
     people = [contact(runtime, org) for _ in range(2)]
     campaign_id, sends = delivered_campaign(runtime, org, people)
-    receive(
-        runtime,
-        org,
-        dsn_for(runtime, org, sends[0], people[0].email),
-        envelope_to=tagged(runtime, org, sends[0]),
-    )
+    bounce(runtime, org, sends[0], people[0].email)
     receive(runtime, org, b"Subject: hello\r\n\r\nNot a bounce.\r\n")
     admin = headers_for(client, runtime, org)
     manager = headers_for(client, runtime, org, "MANAGER")
@@ -134,12 +128,7 @@ def test_a_manager_cannot_add_bounces(client, runtime):
 def bounced_contact(runtime, org):
     person = contact(runtime, org)
     _, (send_id,) = delivered_campaign(runtime, org, [person])
-    receive(
-        runtime,
-        org,
-        dsn_for(runtime, org, send_id, person.email),
-        envelope_to=tagged(runtime, org, send_id),
-    )
+    bounce(runtime, org, send_id, person.email)
     assert contact_row(runtime, person.id).email_status == "BOUNCED"
     return person
 
@@ -285,12 +274,7 @@ def test_stats_count_bounced_and_complaints(client, runtime):
     org = bounce_org(runtime)
     person = contact(runtime, org)
     campaign_id, (send_id,) = delivered_campaign(runtime, org, [person])
-    receive(
-        runtime,
-        org,
-        dsn_for(runtime, org, send_id, person.email),
-        envelope_to=tagged(runtime, org, send_id),
-    )
+    bounce(runtime, org, send_id, person.email)
     admin = headers_for(client, runtime, org)
     stats = client.get(f"/api/marketing/campaigns/{campaign_id}/stats", headers=admin).json()
     assert (stats["delivered"], stats["failed"], stats["bounced"], stats["complaints"]) == (

@@ -11,13 +11,12 @@ from playwright.sync_api import expect
 from herald.dev.bouncer import feedback_report
 from herald.mail.sendref import make_message_id
 from tests.bounces.factories import (
+    bounce,
     bounce_org,
     contact,
     contact_row,
     delivered_campaign,
-    dsn_for,
     receive,
-    tagged,
 )
 from tests.browser.conftest import log_in
 from tests.orgs.factories import make_user
@@ -28,8 +27,7 @@ def arranged(runtime):
     org = bounce_org(runtime)
     gone, angry, fine = (contact(runtime, org) for _ in range(3))
     campaign_id, sends = delivered_campaign(runtime, org, [gone, angry, fine])
-    raw = dsn_for(runtime, org, sends[0], gone.email)
-    receive(runtime, org, raw, envelope_to=tagged(runtime, org, sends[0]))
+    bounce(runtime, org, sends[0], gone.email)
     mid = make_message_id(org.keys(runtime).message_id, sends[1], "acme.example.com")
     original = f"To: {angry.email}\r\nMessage-ID: {mid}\r\nSubject: <b>hi</b>\r\n\r\n".encode()
     receive(
