@@ -87,8 +87,10 @@ def seed(database_url: str, recipients: int) -> tuple[uuid.UUID, uuid.UUID, str]
     return org_id, campaign_id, address
 
 
-def bounces_for(database_url: str, campaign_id: uuid.UUID, address: str) -> list[tuple[str, bytes]]:
-    """(return path, DSN) for every send of the campaign."""
+def bounces_for(
+    database_url: str, campaign_id: uuid.UUID, address: str, limit: int | None = None
+) -> list[tuple[str, bytes]]:
+    """(return path, DSN) for the campaign's sends (the first ``limit`` of them)."""
     from herald.db import make_engine
     from herald.dev.bouncer import HARD, delivery_status_notification
     from herald.mail.sendref import SendRefKeys, make_message_id, return_path
@@ -98,9 +100,10 @@ def bounces_for(database_url: str, campaign_id: uuid.UUID, address: str) -> list
     engine = make_engine(database_url)
     with engine.connect() as conn:
         rows = conn.execute(
-            select(MarketingSend.id, MarketingSend.email).where(
-                MarketingSend.campaign_id == campaign_id
-            )
+            select(MarketingSend.id, MarketingSend.email)
+            .where(MarketingSend.campaign_id == campaign_id)
+            .order_by(MarketingSend.id)
+            .limit(limit)
         ).all()
     engine.dispose()
     messages = []
@@ -283,7 +286,7 @@ def no_scan(args: argparse.Namespace, database_url: str) -> None:
     for size in (1000, args.big):
         print(f"seeding a campaign of {size:,} delivered sends ...", flush=True)
         org_id, campaign_id, address = seed(database_url, size)
-        messages = bounces_for(database_url, campaign_id, address)[: args.sample]
+        messages = bounces_for(database_url, campaign_id, address, args.sample)
         started = time.perf_counter()
         for path, dsn in messages:
             with unit_of_work(sessions) as session:
