@@ -220,7 +220,8 @@ class _Context:
         kind = ReportType(event.type)
         reason = _one_line(event.reason)
         if kind is not ReportType.IGNORED and send is None:
-            kind, reason = ReportType.UNMATCHED, problem or reason
+            # why nothing matched, then what the report said
+            kind, reason = ReportType.UNMATCHED, " ".join(filter(None, (problem, reason)))
         values: dict[str, Any] = {
             "raw_id": self.raw_id,
             "received_at": self.at,
