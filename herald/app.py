@@ -17,6 +17,8 @@ from herald.audit.views import router as audit_pages
 from herald.auth.routes import router as auth_router
 from herald.auth.views import router as account_pages
 from herald.bodylimit import BodyLimit
+from herald.bounces.routes import router as bounces_router
+from herald.bounces.views import router as bounces_pages
 from herald.crm.routes import router as crm_router
 from herald.crm.views import router as crm_pages
 from herald.error_handlers import TokenPathErrors, error_response, install_error_handlers
@@ -122,9 +124,11 @@ def _area_routers() -> list[APIRouter]:
         crm_router,
         mailconfig_router,
         marketing_router,
+        bounces_router,
         orgs_router,
         audit_router,
         marketing_pages,
+        bounces_pages,
         crm_pages,
         mailconfig_pages,
         orgs_pages,

@@ -28,6 +28,8 @@ GET_FIELDS = {
     "defaultFromEmail",
     "passwordSet",
     "updatedAt",
+    "bounceAddress",
+    "softBounceLimit",
 }
 
 
@@ -52,6 +54,8 @@ def test_get_before_anything_is_configured(client: httpx.Client, admin: Admin) -
         "defaultFromEmail": "",
         "passwordSet": False,
         "updatedAt": None,
+        "bounceAddress": None,
+        "softBounceLimit": 3,
     }
 
 
