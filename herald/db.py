@@ -8,7 +8,17 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import DateTime, ForeignKey, MetaData, TypeDecorator, Uuid, create_engine, event
+from sqlalchemy import (
+    DateTime,
+    ForeignKey,
+    MetaData,
+    TypeDecorator,
+    Uuid,
+    create_engine,
+    event,
+    func,
+    select,
+)
 from sqlalchemy.engine import Dialect, Engine
 from sqlalchemy.orm import (
     DeclarativeBase,
@@ -35,6 +45,26 @@ SQLITE_BUSY_TIMEOUT_MS = 30_000
 
 def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
+
+
+def db_now(session: Session) -> dt.datetime:
+    """The time leases are measured in. PostgreSQL's clock, so that workers on machines
+    whose clocks disagree still agree on whose lease has run out; SQLite's workers share
+    one machine and its clock.
+
+    PostgreSQL's ``now()`` is the start of the transaction, so it is asked once per unit of
+    work (each has its own session) instead of once per step of a chunk."""
+    if session.get_bind().dialect.name == "postgresql":
+        transaction = session.get_transaction()
+        cached = session.info.get("db_now")
+        if transaction is not None and cached and cached[0] is transaction:
+            return cached[1]
+        value = session.scalar(select(func.now()))
+        assert isinstance(value, dt.datetime)
+        value = value.astimezone(dt.UTC)
+        session.info["db_now"] = (session.get_transaction(), value)
+        return value
+    return utcnow()
 
 
 class UTCDateTime(TypeDecorator[dt.datetime]):

@@ -4,7 +4,7 @@ from herald.audit.models import AuditEvent
 from herald.auth.models import LoginFailure, RefreshToken
 from herald.crm.models import Contact, ContactStatus
 from herald.db import Base
-from herald.mailconfig.models import EmailConfig
+from herald.mailconfig.models import BounceMailboxPoll, EmailConfig
 from herald.marketing.models import Campaign, MarketingSend
 from herald.orgs.models import Org, User
 
@@ -12,6 +12,7 @@ metadata = Base.metadata
 
 __all__ = [
     "AuditEvent",
+    "BounceMailboxPoll",
     "Campaign",
     "Contact",
     "ContactStatus",

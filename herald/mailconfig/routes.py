@@ -10,7 +10,7 @@ from starlette.concurrency import run_in_threadpool
 
 from herald.audit import service as audit
 from herald.auth.deps import ADMIN_ONLY, Principal
-from herald.mailconfig import service, testmail
+from herald.mailconfig import inbound, service, testmail
 from herald.mailconfig.account import MailAccount
 from herald.mailconfig.models import EmailConfig
 from herald.mailconfig.schemas import (
@@ -36,7 +36,7 @@ AdminUser = Annotated[Principal, Depends(ADMIN_ONLY)]
 AppSettings = Annotated[Settings, Depends(get_settings_dep)]
 
 
-def _view(row: EmailConfig | None) -> EmailConfigOut:
+def _view(session: Session, settings: Settings, row: EmailConfig | None) -> EmailConfigOut:
     if row is None:
         return EmailConfigOut(
             configured=False,
@@ -48,6 +48,7 @@ def _view(row: EmailConfig | None) -> EmailConfigOut:
             default_from_email="",
             password_set=False,
             updated_at=None,
+            **inbound.unconfigured_view(),
         )
     return EmailConfigOut(
         configured=True,
@@ -59,14 +60,16 @@ def _view(row: EmailConfig | None) -> EmailConfigOut:
         default_from_email=row.default_from_email,
         password_set=row.password_sealed is not None,
         updated_at=row.updated_at,
+        **inbound.view(session, settings, row),
     )
 
 
 @router.get("/api/settings/email", response_model=EmailConfigOut, response_model_by_alias=True)
-def get_email_config(principal: AdminUser, session: Db) -> EmailConfigOut:
+def get_email_config(principal: AdminUser, session: Db, settings: AppSettings) -> EmailConfigOut:
     """The organisation's SMTP settings (`configured: false` until saved); the password is
-    never shown, only whether one is set."""
-    return _view(service.get_config(session, principal.org_id))
+    never shown, only whether one is set. Also the bounce mailbox (with its last poll) and
+    the mail services' webhook URLs and keys (the Mailgun signing key only as set or not)."""
+    return _view(session, settings, service.get_config(session, principal.org_id))
 
 
 @router.put(
@@ -94,9 +97,27 @@ def put_email_config(
     while host, port, username and security stay the same (a change clears it); an empty string
     clears it. A host that is or resolves to a non-public address is a 422
     `smtp_host_not_allowed`, unless HERALD_SMTP_ALLOWED_NETWORKS allows it."""
-    return _view(
-        service.save_config(session, settings, principal.org_id, body, actor=audit.actor(principal))
+    row = service.save_config(
+        session, settings, principal.org_id, body, actor=audit.actor(principal)
     )
+    return _view(session, settings, row)
+
+
+@router.post(
+    "/api/settings/email/webhook-key",
+    response_model=EmailConfigOut,
+    response_model_by_alias=True,
+    responses=error_responses(409, notes={409: "Email is not configured yet."}),
+)
+def regenerate_webhook_key(
+    principal: AdminUser, session: Db, settings: AppSettings
+) -> EmailConfigOut:
+    """A new `webhookKey` (and Postmark password): the old webhook URLs stop working at once,
+    so paste the new ones into each mail service."""
+    row = inbound.regenerate_webhook_key(
+        session, settings, principal.org_id, actor=audit.actor(principal)
+    )
+    return _view(session, settings, row)
 
 
 def _load_account(session: Session, settings: Settings, principal: Principal) -> MailAccount:

@@ -33,7 +33,7 @@ from sqlalchemy.engine import Row
 from sqlalchemy.orm import Session
 
 from herald.crm.models import Contact
-from herald.db import UTCDateTime, utcnow
+from herald.db import UTCDateTime, db_now, utcnow
 from herald.marketing.audience import MAILABLE, NOT_MAILABLE_REASON
 from herald.marketing.models import Campaign, CampaignStatus, MarketingSend, SendStatus
 
@@ -160,26 +160,6 @@ class Outcomes:
             self.unknown.append((send.id, detail))
         else:
             self.failed.append((send.id, detail))
-
-
-def db_now(session: Session) -> dt.datetime:
-    """The time leases are measured in. PostgreSQL's clock, so that workers on machines
-    whose clocks disagree still agree on whose lease has run out; SQLite's workers share
-    one machine and its clock.
-
-    PostgreSQL's ``now()`` is the start of the transaction, so it is asked once per unit of
-    work (each has its own session) instead of once per step of a chunk."""
-    if session.get_bind().dialect.name == "postgresql":
-        transaction = session.get_transaction()
-        cached = session.info.get("db_now")
-        if transaction is not None and cached and cached[0] is transaction:
-            return cached[1]
-        value = session.scalar(select(func.now()))
-        assert isinstance(value, dt.datetime)
-        value = value.astimezone(dt.UTC)
-        session.info["db_now"] = (session.get_transaction(), value)
-        return value
-    return utcnow()
 
 
 def _claimable(now: dt.datetime) -> list[ColumnElement[bool]]:

@@ -28,6 +28,13 @@ GET_FIELDS = {
     "defaultFromEmail",
     "passwordSet",
     "updatedAt",
+    "bounceMailbox",
+    "webhookKey",
+    "webhookUrls",
+    "sendgridVerificationKey",
+    "mailgunSigningKeySet",
+    "postmarkUsername",
+    "postmarkPassword",
 }
 
 
@@ -52,6 +59,13 @@ def test_get_before_anything_is_configured(client: httpx.Client, admin: Admin) -
         "defaultFromEmail": "",
         "passwordSet": False,
         "updatedAt": None,
+        "bounceMailbox": None,
+        "webhookKey": None,
+        "webhookUrls": None,
+        "sendgridVerificationKey": "",
+        "mailgunSigningKeySet": False,
+        "postmarkUsername": None,
+        "postmarkPassword": None,
     }
 
 
