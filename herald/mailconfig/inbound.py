@@ -30,7 +30,7 @@ from herald.mailconfig.schemas import (
 from herald.secretbox import SecretBox
 from herald.settings import Settings
 
-WEBHOOK_SECRETBOX_PURPOSE = "herald.webhooks"
+WEBHOOK_SECRETBOX_PURPOSE = "herald.bounces.webhooks"
 MAILBOX_SECRETBOX_PURPOSE = "herald.imap"
 POSTMARK_USERNAME = "herald"
 PROVIDERS = ("ses", "sendgrid", "mailgun", "postmark")

@@ -7,7 +7,7 @@ import datetime as dt
 import secrets
 import uuid
 
-from sqlalchemy import ForeignKey, Index, Integer, String, Text, UniqueConstraint, Uuid
+from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, Text, UniqueConstraint, Uuid
 from sqlalchemy.orm import Mapped, mapped_column
 
 from herald.db import Base, IdMixin, OrgScoped, TimestampMixin, UTCDateTime
@@ -65,6 +65,10 @@ class BounceMailboxPoll(Base):
     lease_expires_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, default=None)
     polled_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, default=None)
     error: Mapped[str | None] = mapped_column(Text, default=None)
+    # where the last poll stopped reading: messages it left are never read again, while the
+    # folder's UIDVALIDITY stays the same
+    uid_validity: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    last_uid: Mapped[int] = mapped_column(BigInteger, default=0)
     # messages recognised and moved to Herald/Processed, in the last poll and in all
     processed_last: Mapped[int] = mapped_column(Integer, default=0)
     processed_total: Mapped[int] = mapped_column(Integer, default=0)

@@ -28,8 +28,12 @@ _COLUMNS = (
     sa.Column("bounce_mailbox_port", sa.Integer(), nullable=False, server_default="993"),
     sa.Column("bounce_mailbox_username", sa.String(length=255), nullable=False, server_default=""),
     sa.Column("bounce_mailbox_password_sealed", sa.Text(), nullable=True),
-    sa.Column("bounce_mailbox_security", sa.String(length=16), nullable=False, server_default="tls"),
-    sa.Column("bounce_mailbox_folder", sa.String(length=255), nullable=False, server_default="INBOX"),
+    sa.Column(
+        "bounce_mailbox_security", sa.String(length=16), nullable=False, server_default="tls"
+    ),
+    sa.Column(
+        "bounce_mailbox_folder", sa.String(length=255), nullable=False, server_default="INBOX"
+    ),
 )
 
 
@@ -45,9 +49,7 @@ def upgrade() -> None:
             .where(configs.c.id == config_id)
             .values(webhook_key=secrets.token_urlsafe(32))
         )
-    op.create_index(
-        "ix_email_configs_webhook_key", "email_configs", ["webhook_key"], unique=True
-    )
+    op.create_index("ix_email_configs_webhook_key", "email_configs", ["webhook_key"], unique=True)
     op.create_table(
         "bounce_mailbox_polls",
         sa.Column("org_id", sa.Uuid(), nullable=False),
@@ -56,6 +58,8 @@ def upgrade() -> None:
         sa.Column("lease_expires_at", herald.db.UTCDateTime(timezone=True), nullable=True),
         sa.Column("polled_at", herald.db.UTCDateTime(timezone=True), nullable=True),
         sa.Column("error", sa.Text(), nullable=True),
+        sa.Column("uid_validity", sa.BigInteger(), nullable=True),
+        sa.Column("last_uid", sa.BigInteger(), nullable=False),
         sa.Column("processed_last", sa.Integer(), nullable=False),
         sa.Column("processed_total", sa.Integer(), nullable=False),
         sa.ForeignKeyConstraint(
