@@ -2,6 +2,7 @@
 
 from herald.audit.models import AuditEvent
 from herald.auth.models import LoginFailure, RefreshToken
+from herald.bounces.models import BounceReport, RawReport
 from herald.crm.models import Contact, ContactStatus
 from herald.db import Base
 from herald.mailconfig.models import BounceMailboxPoll, EmailConfig
@@ -13,6 +14,7 @@ metadata = Base.metadata
 __all__ = [
     "AuditEvent",
     "BounceMailboxPoll",
+    "BounceReport",
     "Campaign",
     "Contact",
     "ContactStatus",
@@ -20,6 +22,7 @@ __all__ = [
     "LoginFailure",
     "MarketingSend",
     "Org",
+    "RawReport",
     "RefreshToken",
     "User",
     "metadata",

@@ -22,6 +22,8 @@ class EmailConfig(IdMixin, OrgScoped, TimestampMixin, Base):
     __tablename__ = "email_configs"
     __table_args__ = (
         UniqueConstraint("org_id", name="uq_email_configs_org_id"),
+        # The bounce receiver finds the org of an address here; one org per address.
+        Index("uq_email_configs_bounce_address", "bounce_address", unique=True),
         Index("ix_email_configs_webhook_key", "webhook_key", unique=True),
     )
 
@@ -32,6 +34,9 @@ class EmailConfig(IdMixin, OrgScoped, TimestampMixin, Base):
     security: Mapped[str] = mapped_column(String(16), default="starttls")
     default_from_name: Mapped[str] = mapped_column(String(200), default="")
     default_from_email: Mapped[str] = mapped_column(String(320), default="")
+    # Bounces (herald.bounces): the envelope sender's base, lower-cased; None: no VERP.
+    bounce_address: Mapped[str | None] = mapped_column(String(320), default=None)
+    soft_bounce_limit: Mapped[int] = mapped_column(Integer, default=3, server_default="3")
 
     # -- mail services' webhooks (issue #15) ---------------------------------------------
     # Finds the org of POST /webhooks/{provider}/{webhook_key}; regenerating it retires the

@@ -111,6 +111,7 @@ def load_mail_account(session: Session, settings: Settings, org_id: uuid.UUID) -
         ),
         from_name=row.default_from_name,
         from_email=row.default_from_email,
+        bounce_address=row.bounce_address,
     )
 
 

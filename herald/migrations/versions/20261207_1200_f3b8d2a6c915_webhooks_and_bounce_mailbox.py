@@ -2,7 +2,7 @@
 lease and status in bounce_mailbox_polls (issue #15)
 
 Revision ID: f3b8d2a6c915
-Revises: a9d4c6e2f517
+Revises: adb70d16daf1
 Create Date: 2026-12-07 12:00:00
 """
 
@@ -15,7 +15,7 @@ from alembic import op
 import herald.db
 
 revision: str = "f3b8d2a6c915"
-down_revision: str | None = "a9d4c6e2f517"
+down_revision: str | None = "adb70d16daf1"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
