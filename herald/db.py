@@ -6,12 +6,13 @@ import datetime as dt
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import (
     DateTime,
     ForeignKey,
     MetaData,
+    Select,
     TypeDecorator,
     Uuid,
     create_engine,
@@ -31,6 +32,8 @@ from sqlalchemy.orm import (
 
 from herald import writelock
 from herald.errors import HeraldError
+
+Stmt = TypeVar("Stmt", bound=Select)
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -65,6 +68,16 @@ def db_now(session: Session) -> dt.datetime:
         session.info["db_now"] = (session.get_transaction(), value)
         return value
     return utcnow()
+
+
+def lock_skip_locked(stmt: Stmt, session: Session) -> Stmt:
+    """PostgreSQL: rows another worker (or process) is claiming are skipped, not waited for.
+
+    SQLite needs nothing: the caller's BEGIN IMMEDIATE already made this worker the only writer.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        return stmt.with_for_update(skip_locked=True)
+    return stmt
 
 
 class UTCDateTime(TypeDecorator[dt.datetime]):

@@ -3,6 +3,7 @@
 from herald.audit.models import AuditEvent
 from herald.auth.models import LoginFailure, RefreshToken
 from herald.bounces.models import BounceReport, RawReport
+from herald.bounces.webhooks.models import MailgunToken, WebhookDelivery
 from herald.crm.models import Contact, ContactStatus
 from herald.db import Base
 from herald.mailconfig.models import BounceMailboxPoll, EmailConfig
@@ -20,10 +21,12 @@ __all__ = [
     "ContactStatus",
     "EmailConfig",
     "LoginFailure",
+    "MailgunToken",
     "MarketingSend",
     "Org",
     "RawReport",
     "RefreshToken",
     "User",
+    "WebhookDelivery",
     "metadata",
 ]

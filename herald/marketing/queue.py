@@ -34,7 +34,7 @@ from sqlalchemy.engine import Row
 from sqlalchemy.orm import Session
 
 from herald.crm.models import Contact
-from herald.db import UTCDateTime, db_now, utcnow
+from herald.db import UTCDateTime, db_now, lock_skip_locked, utcnow
 from herald.marketing.audience import MAILABLE, NOT_MAILABLE_REASON
 from herald.marketing.models import Campaign, CampaignStatus, MarketingSend, SendStatus
 
@@ -179,16 +179,6 @@ def _claimable(now: dt.datetime) -> list[ColumnElement[bool]]:
     ]
 
 
-def _lock_skip_locked(stmt, session: Session):  # type: ignore[no-untyped-def]
-    """PostgreSQL: rows another worker is claiming are skipped, not waited for.
-
-    SQLite needs nothing: the caller's BEGIN IMMEDIATE already made this worker the only writer.
-    """
-    if session.get_bind().dialect.name == "postgresql":
-        return stmt.with_for_update(skip_locked=True)
-    return stmt
-
-
 def _pending_campaigns(session: Session, now: dt.datetime) -> list[Row[uuid.UUID, uuid.UUID]]:
     """Campaigns with sends still to go and not held, first launched first (their counters
     move in the same transactions as their sends)."""
@@ -229,7 +219,7 @@ def claim_batch(
     now = db_now(session)
     for campaign in _pending_campaigns(session, now):
         rows = session.execute(
-            _lock_skip_locked(
+            lock_skip_locked(
                 select(
                     S.id,
                     S.contact_id,

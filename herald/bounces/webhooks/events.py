@@ -1,9 +1,11 @@
-"""What a mail service's webhook tells Herald, once its call is authenticated."""
+"""What a mail service's webhook tells Herald, once its call is authenticated: the events
+of herald.bounces.ingest, as the service classified them."""
 
 from __future__ import annotations
 
-import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from herald.bounces.ingest import Event
 
 
 class Unauthenticated(Exception):
@@ -11,28 +13,13 @@ class Unauthenticated(Exception):
     nothing of it is recorded. The reason is logged, never answered."""
 
 
-class Kind(enum.StrEnum):
-    HARD = "hard"
-    SOFT = "soft"
-    COMPLAINT = "complaint"
-    IGNORED = "ignored"  # a report about a message that is neither (an auto-reply, say)
-
-
 @dataclass(frozen=True)
-class ProviderEvent:
-    """One bounce or complaint as the service classified it.
+class Reading:
+    """A call's bounce and complaint events (none: nothing to record), and the Return-Path
+    its message was sent with when the service says (it carries the send's tag)."""
 
-    ``message_id``: the original message's Message-ID when the service reports it;
-    ``envelope_sender``: the Return-Path the message was sent with (it carries the send's
-    TAG when a bounce address is set); ``raw``: the event as received, kept as its report.
-    """
-
-    kind: Kind
-    email: str
-    reason: str
-    raw: bytes
-    message_id: str | None = None
-    envelope_sender: str | None = None
+    events: list[Event] = field(default_factory=list)
+    envelope_from: str | None = None
 
 
 def text(value: object, limit: int = 2000) -> str:
@@ -48,3 +35,7 @@ def angle_id(value: object) -> str | None:
     if not found:
         return None
     return found if found.startswith("<") else f"<{found}>"
+
+
+def joined(*parts: str) -> str:
+    return " ".join(part for part in parts if part)

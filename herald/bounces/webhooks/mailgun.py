@@ -4,6 +4,7 @@ a timestamp within 5 minutes, and a token never accepted twice (kept by the reco
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import time
 from dataclasses import dataclass
@@ -12,7 +13,9 @@ from typing import Any
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, hmac
 
-from herald.bounces.webhooks.events import Kind, ProviderEvent, Unauthenticated, angle_id, text
+from herald.bounces.ingest import Event
+from herald.bounces.models import ReportType
+from herald.bounces.webhooks.events import Reading, Unauthenticated, angle_id, joined, text
 
 MAX_AGE_SECONDS = 300
 
@@ -22,7 +25,7 @@ class Signed:
     """A verified call: its token (to be refused if seen again) and its event."""
 
     token: str
-    timestamp: int
+    signed_at: dt.datetime
     event: dict[str, Any]
 
 
@@ -49,46 +52,28 @@ def verify(signing_key: str | None, body: bytes, now: float | None = None) -> Si
     if abs((time.time() if now is None else now) - int(timestamp)) > MAX_AGE_SECONDS:
         raise Unauthenticated("Mailgun timestamp is more than 5 minutes away")
     event = data.get("event-data")
-    return Signed(token, int(timestamp), event if isinstance(event, dict) else {})
+    signed_at = dt.datetime.fromtimestamp(int(timestamp), dt.UTC)
+    return Signed(token, signed_at, event if isinstance(event, dict) else {})
 
 
-def events(event: dict[str, Any]) -> list[ProviderEvent]:
+def read(event: dict[str, Any]) -> Reading:
     name = event.get("event")
     if name == "failed":
-        kind = Kind.HARD if event.get("severity") == "permanent" else Kind.SOFT
+        kind = ReportType.HARD if event.get("severity") == "permanent" else ReportType.SOFT
     elif name == "complained":
-        kind = Kind.COMPLAINT
+        kind = ReportType.COMPLAINT
     else:
-        return []
+        return Reading()
     email = text(event.get("recipient"), 320)
     if not email:
-        return []
-    status = event.get("delivery-status")
-    status = status if isinstance(status, dict) else {}
-    reason = (
-        " ".join(
-            p
-            for p in (
-                text(status.get("code")),
-                text(status.get("message")) or text(status.get("description")),
-            )
-            if p
-        )
-        or text(event.get("reason"))
-        or str(name)
-    )
-    message = event.get("message")
-    headers = message.get("headers") if isinstance(message, dict) else None
-    envelope = event.get("envelope")
-    return [
-        ProviderEvent(
-            kind=kind,
-            email=email,
-            reason=reason,
-            raw=json.dumps(event, separators=(",", ":"), sort_keys=True).encode(),
-            message_id=angle_id(headers.get("message-id")) if isinstance(headers, dict) else None,
-            envelope_sender=(
-                text(envelope.get("sender"), 320) or None if isinstance(envelope, dict) else None
-            ),
-        )
-    ]
+        return Reading()
+    status = _dict(event.get("delivery-status"))
+    said = text(status.get("message")) or text(status.get("description"))
+    reason = joined(text(status.get("code")), said) or text(event.get("reason")) or str(name)
+    message_id = angle_id(_dict(_dict(event.get("message")).get("headers")).get("message-id"))
+    sender = text(_dict(event.get("envelope")).get("sender"), 320) or None
+    return Reading([Event(kind, email, reason, message_id)], sender)
+
+
+def _dict(value: object) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}

@@ -8,7 +8,9 @@ import binascii
 import hmac
 import json
 
-from herald.bounces.webhooks.events import Kind, ProviderEvent, Unauthenticated, text
+from herald.bounces.ingest import Event
+from herald.bounces.models import ReportType
+from herald.bounces.webhooks.events import Reading, Unauthenticated, text
 from herald.mailconfig.inbound import POSTMARK_USERNAME
 
 # Postmark's bounce types (its "Bounce types" reference), by what they mean here.
@@ -33,34 +35,34 @@ def verify(password: str | None, authorization: str) -> None:
         raise Unauthenticated("wrong Postmark credentials")
 
 
-def events(body: bytes) -> list[ProviderEvent]:
+def read(body: bytes) -> Reading:
     try:
         data = json.loads(body)
     except (ValueError, UnicodeDecodeError):
-        return []
+        return Reading()
     if not isinstance(data, dict):
-        return []
+        return Reading()
     record = data.get("RecordType")
     if record == "SpamComplaint":
-        kind: Kind | None = Kind.COMPLAINT
+        kind = ReportType.COMPLAINT
     elif record == "Bounce":
         kind = _bounce_kind(text(data.get("Type")))
     else:
-        return []
+        return Reading()
     email = text(data.get("Email"), 320)
-    if kind is None or not email:
-        return []
+    if not email:
+        return Reading()
     reason = text(data.get("Details")) or text(data.get("Description")) or text(data.get("Type"))
-    return [ProviderEvent(kind=kind, email=email, reason=reason, raw=body)]
+    return Reading([Event(kind, email, reason)])
 
 
-def _bounce_kind(bounce_type: str) -> Kind:
+def _bounce_kind(bounce_type: str) -> ReportType:
     if bounce_type in _HARD:
-        return Kind.HARD
+        return ReportType.HARD
     if bounce_type in _SOFT:
-        return Kind.SOFT
+        return ReportType.SOFT
     if bounce_type in _COMPLAINT:
-        return Kind.COMPLAINT
+        return ReportType.COMPLAINT
     # auto-replies, subscribe/unsubscribe requests, challenge-response, Postmark's own
     # errors: a report about the message, recorded as ignored
-    return Kind.IGNORED
+    return ReportType.IGNORED

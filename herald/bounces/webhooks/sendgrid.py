@@ -12,7 +12,9 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from herald.bounces.webhooks.events import Kind, ProviderEvent, Unauthenticated, angle_id, text
+from herald.bounces.ingest import Event
+from herald.bounces.models import ReportType
+from herald.bounces.webhooks.events import Reading, Unauthenticated, angle_id, joined, text
 
 SIGNATURE_HEADER = "X-Twilio-Email-Event-Webhook-Signature"
 TIMESTAMP_HEADER = "X-Twilio-Email-Event-Webhook-Timestamp"
@@ -35,13 +37,13 @@ def verify(
         raise Unauthenticated("SendGrid signature does not match") from None
 
 
-def events(body: bytes) -> list[ProviderEvent]:
-    """The events with effects, each with its own JSON as its report."""
+def read(body: bytes) -> Reading:
+    """The events with effects in a batch (the body is a JSON array)."""
     try:
         data = json.loads(body)
     except (ValueError, UnicodeDecodeError):
-        return []
-    found: list[ProviderEvent] = []
+        return Reading()
+    events: list[Event] = []
     for item in data if isinstance(data, list) else []:
         if not isinstance(item, dict):
             continue
@@ -49,28 +51,21 @@ def events(body: bytes) -> list[ProviderEvent]:
         email = text(item.get("email"), 320)
         if kind is None or not email:
             continue
-        reason = " ".join(p for p in (text(item.get("status")), text(item.get("reason"))) if p)
-        found.append(
-            ProviderEvent(
-                kind=kind,
-                email=email,
-                reason=reason or text(item.get("event")),
-                raw=json.dumps(item, separators=(",", ":"), sort_keys=True).encode(),
-                message_id=angle_id(item.get("smtp-id")),
-            )
-        )
-    return found
+        status = text(item.get("status"), 16) or None
+        reason = joined(status or "", text(item.get("reason"))) or text(item.get("event"))
+        events.append(Event(kind, email, reason, angle_id(item.get("smtp-id")), status))
+    return Reading(events)
 
 
-def _kind(item: dict[str, object]) -> Kind | None:
+def _kind(item: dict[str, object]) -> ReportType | None:
     event = item.get("event")
     if event == "spamreport":
-        return Kind.COMPLAINT
+        return ReportType.COMPLAINT
     if event == "bounce":
         # type "blocked" is SendGrid's soft bounce; "bounce" (or none) its hard one
-        return Kind.SOFT if item.get("type") == "blocked" else Kind.HARD
+        return ReportType.SOFT if item.get("type") == "blocked" else ReportType.HARD
     if event == "dropped":
         if text(item.get("reason")).lower() == _SPAM_DROP:
-            return Kind.COMPLAINT
-        return Kind.HARD
+            return ReportType.COMPLAINT
+        return ReportType.HARD
     return None

@@ -9,66 +9,54 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from herald.bounces.webhooks.events import Kind, ProviderEvent, angle_id, text
+from herald.bounces.ingest import Event
+from herald.bounces.models import ReportType
+from herald.bounces.webhooks.events import Reading, angle_id, joined, text
 
 
-def events(message: str) -> list[ProviderEvent]:
-    """The bounce and complaint events in the SNS ``Message`` of a notification; [] for
+def read(message: str) -> Reading:
+    """The bounce and complaint events in the SNS ``Message`` of a notification; none for
     anything else (deliveries, opens, a message that is not SES's)."""
     try:
         data = json.loads(message)
     except ValueError:
-        return []
+        return Reading()
     if not isinstance(data, dict):
-        return []
+        return Reading()
     kind = data.get("notificationType") or data.get("eventType")
-    raw = message.encode()
     mail = _dict(data.get("mail"))
     message_id = _message_id(mail)
-    sender = text(mail.get("source"), 320) or None
     if kind == "Bounce":
-        bounce = _dict(data.get("bounce"))
-        bounce_type = text(bounce.get("bounceType"))
-        hard = bounce_type == "Permanent"
-        found = []
-        for recipient in _list(bounce.get("bouncedRecipients")):
-            recipient = _dict(recipient)
-            reason = text(recipient.get("diagnosticCode")) or " ".join(
-                part
-                for part in (
-                    bounce_type,
-                    text(bounce.get("bounceSubType")),
-                    text(recipient.get("status")),
-                )
-                if part
-            )
-            found.append(
-                ProviderEvent(
-                    kind=Kind.HARD if hard else Kind.SOFT,
-                    email=text(recipient.get("emailAddress"), 320),
-                    reason=reason,
-                    raw=raw,
-                    message_id=message_id,
-                    envelope_sender=sender,
-                )
-            )
-        return [event for event in found if event.email]
-    if kind == "Complaint":
-        complaint = _dict(data.get("complaint"))
-        feedback = text(complaint.get("complaintFeedbackType")) or "complaint"
-        return [
-            ProviderEvent(
-                kind=Kind.COMPLAINT,
-                email=email,
-                reason=f"Complaint ({feedback})",
-                raw=raw,
-                message_id=message_id,
-                envelope_sender=sender,
-            )
-            for recipient in _list(complaint.get("complainedRecipients"))
-            if (email := text(_dict(recipient).get("emailAddress"), 320))
-        ]
-    return []
+        events = _bounces(_dict(data.get("bounce")), message_id)
+    elif kind == "Complaint":
+        events = _complaints(_dict(data.get("complaint")), message_id)
+    else:
+        return Reading()
+    return Reading(events, text(mail.get("source"), 320) or None)
+
+
+def _bounces(bounce: dict[str, Any], message_id: str | None) -> list[Event]:
+    bounce_type = text(bounce.get("bounceType"))
+    kind = ReportType.HARD if bounce_type == "Permanent" else ReportType.SOFT
+    events = []
+    for recipient in map(_dict, _list(bounce.get("bouncedRecipients"))):
+        email = text(recipient.get("emailAddress"), 320)
+        status = text(recipient.get("status"), 16) or None
+        reason = text(recipient.get("diagnosticCode")) or joined(
+            bounce_type, text(bounce.get("bounceSubType")), status or ""
+        )
+        if email:
+            events.append(Event(kind, email, reason, message_id, status))
+    return events
+
+
+def _complaints(complaint: dict[str, Any], message_id: str | None) -> list[Event]:
+    feedback = text(complaint.get("complaintFeedbackType")) or "complaint"
+    return [
+        Event(ReportType.COMPLAINT, email, f"Complaint ({feedback})", message_id)
+        for recipient in map(_dict, _list(complaint.get("complainedRecipients")))
+        if (email := text(recipient.get("emailAddress"), 320))
+    ]
 
 
 def _message_id(mail: dict[str, Any]) -> str | None:
@@ -76,8 +64,7 @@ def _message_id(mail: dict[str, Any]) -> str | None:
     common = _dict(mail.get("commonHeaders"))
     if found := angle_id(common.get("messageId")):
         return found
-    for header in _list(mail.get("headers")):
-        header = _dict(header)
+    for header in map(_dict, _list(mail.get("headers"))):
         if text(header.get("name")).lower() == "message-id":
             return angle_id(header.get("value"))
     return None

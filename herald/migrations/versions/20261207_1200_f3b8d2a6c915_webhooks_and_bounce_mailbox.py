@@ -1,5 +1,6 @@
 """mail services' webhook keys and the bounce mailbox in email_configs; the mailbox's poll
-lease and status in bounce_mailbox_polls (issue #15)
+lease and status in bounce_mailbox_polls; webhook calls waiting to be ingested, and the
+Mailgun tokens already accepted (issue #15)
 
 Revision ID: f3b8d2a6c915
 Revises: adb70d16daf1
@@ -70,9 +71,43 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("org_id", name=op.f("pk_bounce_mailbox_polls")),
     )
+    op.create_table(
+        "webhook_deliveries",
+        sa.Column(
+            "id",
+            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+            autoincrement=True,
+            nullable=False,
+        ),
+        sa.Column("org_id", sa.Uuid(), nullable=False),
+        sa.Column("source", sa.String(length=16), nullable=False),
+        sa.Column("received_at", herald.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("body", sa.LargeBinary(), nullable=False),
+        sa.Column("failed_at", herald.db.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("error", sa.Text(), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["org_id"],
+            ["orgs.id"],
+            name=op.f("fk_webhook_deliveries_org_id_orgs"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_webhook_deliveries")),
+    )
+    op.create_table(
+        "mailgun_tokens",
+        sa.Column("token", sa.String(length=256), nullable=False),
+        sa.Column("signed_at", herald.db.UTCDateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("token", name=op.f("pk_mailgun_tokens")),
+    )
+    op.create_index(
+        op.f("ix_mailgun_tokens_signed_at"), "mailgun_tokens", ["signed_at"], unique=False
+    )
 
 
 def downgrade() -> None:
+    op.drop_index(op.f("ix_mailgun_tokens_signed_at"), table_name="mailgun_tokens")
+    op.drop_table("mailgun_tokens")
+    op.drop_table("webhook_deliveries")
     op.drop_table("bounce_mailbox_polls")
     op.drop_index("ix_email_configs_webhook_key", table_name="email_configs")
     with op.batch_alter_table("email_configs") as batch:
