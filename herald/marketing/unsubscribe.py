@@ -110,15 +110,15 @@ class Unsubscriber:
 
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
-        self._group: GroupCommit[str, Unsubscribed | None] = GroupCommit(self._write, self.BATCH)
+        self._batches: GroupCommit[str, Unsubscribed | None] = GroupCommit(self._write, self.BATCH)
 
     async def unsubscribe(self, token: str) -> Unsubscribed | None:
         """The page's details for a known token (now opted out), None for an unknown one."""
-        return await self._group.submit(token)
+        return await self._batches.submit(token)
 
     async def close(self) -> None:
         """After the batches still waiting are written."""
-        await self._group.close()
+        await self._batches.close()
 
     def _write(self, tokens: list[str]) -> list[Unsubscribed | None]:
         applied = unsubscribe_tokens(self.runtime.sessions, sorted(set(tokens)))
