@@ -16,7 +16,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from herald.db import db_now
-from herald.mail.imap import ImapSettings
+from herald.mail.imap import ImapFailed, ImapSettings
 from herald.mailconfig.inbound import mailbox_box, parse_mailbox_security
 from herald.mailconfig.models import BounceMailboxPoll, EmailConfig
 from herald.settings import Settings
@@ -33,6 +33,20 @@ class Claim:
     owner: str
     uid_validity: int | None
     last_uid: int
+
+
+def anything_due(session: Session) -> bool:
+    """Read-only: is a mailbox due, or configured without a schedule yet? (Asked often by
+    every worker, so that a claim's write transaction is taken only when it finds work.)"""
+    now = db_now(session)
+    free = (P.lease_expires_at.is_(None)) | (P.lease_expires_at < now)
+    due = select(P.org_id).where(P.next_poll_at <= now, free).limit(1)
+    missing = (
+        select(EmailConfig.org_id)
+        .where(EmailConfig.bounce_mailbox_host != "", EmailConfig.org_id.not_in(select(P.org_id)))
+        .limit(1)
+    )
+    return session.scalar(due) is not None or session.scalar(missing) is not None
 
 
 def add_missing(session: Session) -> None:
@@ -130,17 +144,17 @@ def finish(session: Session, claim: Claim, error: str | None, poll_seconds: floa
 
 
 def mailbox_settings(session: Session, settings: Settings, org_id: uuid.UUID) -> ImapSettings:
-    """The org's mailbox to log in to; ValueError when it is gone or its password cannot be
+    """The org's mailbox to log in to; ImapFailed when it is gone or its password cannot be
     read (the secret key changed), worded for the poll's error."""
     row = session.scalars(select(EmailConfig).where(EmailConfig.org_id == org_id)).one_or_none()
     if row is None or not row.bounce_mailbox_host:
-        raise ValueError("The bounce mailbox is no longer configured.")
+        raise ImapFailed("The bounce mailbox is no longer configured.")
     password = ""
     if row.bounce_mailbox_password_sealed is not None:
         try:
             password = mailbox_box(settings).open(row.bounce_mailbox_password_sealed)
         except ValueError:
-            raise ValueError(
+            raise ImapFailed(
                 "The stored mailbox password cannot be decrypted (HERALD_SECRET_KEY was "
                 "probably changed). Enter it again under Settings → Email configuration."
             ) from None
