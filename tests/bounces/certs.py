@@ -41,8 +41,9 @@ def _name(common: str) -> x509.Name:
 
 
 def _builder(
-    subject: str, issuer: x509.Name, key: rsa.RSAPrivateKey, days: int = 2
+    subject: str, issuer: x509.Name, key: rsa.RSAPrivateKey, days: float = 2, ago: float = 0
 ) -> x509.CertificateBuilder:
+    """Valid from an hour (plus ``ago`` days) back to ``days`` from now."""
     now = dt.datetime.now(dt.UTC)
     return (
         x509.CertificateBuilder()
@@ -50,7 +51,7 @@ def _builder(
         .issuer_name(issuer)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(hours=1))
+        .not_valid_before(now - dt.timedelta(days=ago, hours=1))
         .not_valid_after(now + dt.timedelta(days=days))
     )
 
@@ -100,13 +101,9 @@ def server_cert(ca: Issued, host: str = "127.0.0.1") -> Issued:
     return Issued(key, cert)
 
 
-def signing_cert(days: int = 2, expired: bool = False) -> Issued:
+def signing_cert(days: float = 2, expired: bool = False) -> Issued:
     """Like SNS's SigningCert: an RSA key whose certificate is fetched to check signatures."""
     key = new_key()
-    builder = _builder("sns.us-east-1.amazonaws.com", _name("Herald Test SNS"), key, days)
-    if expired:
-        now = dt.datetime.now(dt.UTC)
-        builder = builder.not_valid_before(now - dt.timedelta(days=3)).not_valid_after(
-            now - dt.timedelta(days=1)
-        )
+    days, ago = (-1, 3) if expired else (days, 0)
+    builder = _builder("sns.us-east-1.amazonaws.com", _name("Herald Test SNS"), key, days, ago)
     return Issued(key, builder.sign(key, hashes.SHA256()))
