@@ -12,6 +12,7 @@ from herald.audit import service as audit
 from herald.auth.deps import ADMIN_ONLY, Principal
 from herald.mailconfig import inbound, service, testmail
 from herald.mailconfig.account import MailAccount
+from herald.mailconfig.bounceaddress import DEFAULT_SOFT_BOUNCE_LIMIT
 from herald.mailconfig.models import EmailConfig
 from herald.mailconfig.schemas import (
     DEFAULT_PORT,
@@ -48,6 +49,8 @@ def _view(session: Session, settings: Settings, row: EmailConfig | None) -> Emai
             default_from_email="",
             password_set=False,
             updated_at=None,
+            bounce_address=None,
+            soft_bounce_limit=DEFAULT_SOFT_BOUNCE_LIMIT,
             **inbound.unconfigured_view(),
         )
     return EmailConfigOut(
@@ -60,6 +63,8 @@ def _view(session: Session, settings: Settings, row: EmailConfig | None) -> Emai
         default_from_email=row.default_from_email,
         password_set=row.password_sealed is not None,
         updated_at=row.updated_at,
+        bounce_address=row.bounce_address,
+        soft_bounce_limit=row.soft_bounce_limit,
         **inbound.view(session, settings, row),
     )
 
@@ -79,10 +84,12 @@ def get_email_config(principal: AdminUser, session: Db, settings: AppSettings) -
     responses={
         **BODY,
         **error_responses(
+            409,
             422,
             notes={
                 422: "Bad input naming the field, or a host that is or resolves to a "
-                "non-public address (`smtp_host_not_allowed`)."
+                "non-public address (`smtp_host_not_allowed`).",
+                409: "Another organisation uses this bounceAddress (`bounce_address_taken`).",
             },
         ),
     },
@@ -96,7 +103,13 @@ def put_email_config(
     """Saves the SMTP settings. `password` is write-only: left out, the stored one stays
     while host, port, username and security stay the same (a change clears it); an empty string
     clears it. A host that is or resolves to a non-public address is a 422
-    `smtp_host_not_allowed`, unless HERALD_SMTP_ALLOWED_NETWORKS allows it."""
+    `smtp_host_not_allowed`, unless HERALD_SMTP_ALLOWED_NETWORKS allows it.
+    `bounceAddress` (null or blank: none) is where bounces come back: each campaign message
+    is sent with the return path `local+TAG@domain`, so its local part may have at most 37
+    characters and no "+"; `softBounceLimit` (1-100, default 3) soft-bouncing campaigns in a
+    row suppress an address. The bounce mailbox and the mail services' keys: see
+    docs/api.md (left out, they stay as they are; `mailgunSigningKey` and
+    `bounceMailbox.password` are write-only)."""
     row = service.save_config(
         session, settings, principal.org_id, body, actor=audit.actor(principal)
     )

@@ -16,6 +16,8 @@ from email_validator import EmailNotValidError, validate_email
 from pydantic import AfterValidator, BeforeValidator, Field
 from pydantic_core import PydanticCustomError
 
+from herald.mail.sendref import bounce_address_problem
+from herald.mailconfig.bounceaddress import DEFAULT_SOFT_BOUNCE_LIMIT
 from herald.schemas import ApiModel
 
 Security = Literal["starttls", "tls", "none"]
@@ -23,6 +25,7 @@ SECURITY_MODES: tuple[Security, ...] = get_args(Security)
 
 DEFAULT_PORT = 587
 DEFAULT_SECURITY: Security = "starttls"
+MAX_SOFT_BOUNCE_LIMIT = 100
 
 _HOSTNAME = re.compile(
     r"^(?=.{1,253}\.?$)[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?"
@@ -70,9 +73,22 @@ def _stripped(value: str) -> str:
     return value.strip()
 
 
+def _bounce_address(value: str | None) -> str | None:
+    """Blank: none (messages go out with the From address as their return path)."""
+    if value is None or not value.strip():
+        return None
+    address = normalise_address(value).lower()
+    if problem := bounce_address_problem(address):
+        raise PydanticCustomError("bounce_address", problem)
+    return address
+
+
 Host = Annotated[str, BeforeValidator(_no_line_breaks), AfterValidator(_host)]
 HeaderText = Annotated[str, BeforeValidator(_no_line_breaks), AfterValidator(_stripped)]
 Address = Annotated[str, BeforeValidator(_no_line_breaks), AfterValidator(normalise_address)]
+BounceAddress = Annotated[
+    str | None, BeforeValidator(_no_line_breaks), AfterValidator(_bounce_address)
+]
 
 
 MailboxSecurity = Literal["tls", "starttls"]
@@ -180,6 +196,11 @@ class EmailConfigIn(ApiModel):
     security: Security
     default_from_name: HeaderText = Field(default="", max_length=200)
     default_from_email: Address = Field(max_length=320)
+    # Bounces and complaints (herald.bounces): see CONTRACT.md "Bounces and complaints"
+    bounce_address: BounceAddress = Field(default=None, max_length=320)
+    soft_bounce_limit: int = Field(
+        default=DEFAULT_SOFT_BOUNCE_LIMIT, ge=1, le=MAX_SOFT_BOUNCE_LIMIT, strict=True
+    )
 
     bounce_mailbox: BounceMailboxIn | None = None
     sendgrid_verification_key: SendgridKey | None = Field(default=None, max_length=4096)
@@ -197,6 +218,8 @@ class EmailConfigOut(ApiModel):
     default_from_email: str
     password_set: bool
     updated_at: dt.datetime | None
+    bounce_address: str | None
+    soft_bounce_limit: int
 
     bounce_mailbox: BounceMailboxOut | None
     webhook_key: str | None = Field(description="Read-only; regenerate it to retire the URLs.")

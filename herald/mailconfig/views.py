@@ -13,9 +13,10 @@ from sqlalchemy.orm import Session
 from herald.audit import service as audit
 from herald.auth.access import Capability
 from herald.auth.deps import Principal
-from herald.errors import HeraldError
+from herald.errors import Conflict, HeraldError
 from herald.mail.testsend import SmtpFailed
 from herald.mailconfig import service, testmail
+from herald.mailconfig.bounceaddress import DEFAULT_SOFT_BOUNCE_LIMIT
 from herald.mailconfig.schemas import (
     DEFAULT_PORT,
     DEFAULT_SECURITY,
@@ -28,7 +29,7 @@ from herald.settings import Settings
 from herald.text import is_number
 from herald.web.csrf import verify_csrf
 from herald.web.deps import page_requires
-from herald.web.pages import redirect, render
+from herald.web.pages import field_errors, redirect, render
 
 router = APIRouter(include_in_schema=False)
 
@@ -60,6 +61,8 @@ def _stored_values(session: Session, principal: Principal) -> dict[str, Any]:
             "passwordSet": False,
             "defaultFromName": "",
             "defaultFromEmail": "",
+            "bounceAddress": "",
+            "softBounceLimit": DEFAULT_SOFT_BOUNCE_LIMIT,
         }
     return {
         "configured": True,
@@ -70,6 +73,8 @@ def _stored_values(session: Session, principal: Principal) -> dict[str, Any]:
         "passwordSet": row.password_sealed is not None,
         "defaultFromName": row.default_from_name,
         "defaultFromEmail": row.default_from_email,
+        "bounceAddress": row.bounce_address or "",
+        "softBounceLimit": row.soft_bounce_limit,
     }
 
 
@@ -107,6 +112,15 @@ def email_settings(
     return _render(request, principal, session, notice=notice)
 
 
+def _limit(entered: str) -> int | str:
+    """The form's soft-bounce limit: blank is the default, a number an int (the schema
+    checks its range), anything else stays text for the schema's error."""
+    entered = entered.strip()
+    if not entered:
+        return DEFAULT_SOFT_BOUNCE_LIMIT
+    return int(entered) if is_number(entered) else entered
+
+
 @router.post("/settings/email", response_model=None, dependencies=[Depends(verify_csrf)])
 def save_email_settings(
     request: Request,
@@ -120,6 +134,8 @@ def save_email_settings(
     password: Text = "",
     default_from_name: Text = "",
     default_from_email: Text = "",
+    bounce_address: Text = "",
+    soft_bounce_limit: Text = "",
 ) -> HTMLResponse | RedirectResponse:
     entered: dict[str, Any] = {
         "host": host,
@@ -130,20 +146,19 @@ def save_email_settings(
         "password": password or None,
         "defaultFromName": default_from_name,
         "defaultFromEmail": default_from_email,
+        "bounceAddress": bounce_address,
+        "softBounceLimit": _limit(soft_bounce_limit),
     }
+    shown = {**entered, "password": None, "port": port, "softBounceLimit": soft_bounce_limit}
     try:
         data = EmailConfigIn.model_validate(entered)
+        service.save_config(session, settings, principal.org_id, data, actor=audit.actor(principal))
     except ValidationError as exc:
-        shown = {**entered, "password": None, "port": port}
-        return _render(
-            request,
-            principal,
-            session,
-            values=shown,
-            errors=pydantic_errors(exc),
-            status=422,
-        )
-    service.save_config(session, settings, principal.org_id, data, actor=audit.actor(principal))
+        errors = pydantic_errors(exc)
+        return _render(request, principal, session, values=shown, errors=errors, status=422)
+    except Conflict as exc:  # another org's bounce address
+        errors = field_errors(exc, conflict_field="bounceAddress")
+        return _render(request, principal, session, values=shown, errors=errors, status=409)
     return redirect("/settings/email?saved=1")
 
 
