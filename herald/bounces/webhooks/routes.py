@@ -19,12 +19,13 @@ from herald.db import unit_of_work
 from herald.error_handlers import error_response
 from herald.log import get_logger
 from herald.mailconfig.inbound import PROVIDERS, WebhookAccount, webhook_account
-from herald.openapi import error_responses
 from herald.runtime import Runtime, get_runtime
 
 log = get_logger("herald.webhooks")
 
-router = APIRouter(tags=["webhooks"])
+# Not in the API description: like the pixel and the unsubscribe links, these are called by
+# mail services, not API clients (docs/api.md and docs/operations.md describe them).
+router = APIRouter(include_in_schema=False)
 
 _REFUSED = "The call is not authenticated for this webhook URL."
 
@@ -34,21 +35,7 @@ def _lookup(runtime: Runtime, key: str) -> WebhookAccount | None:
         return webhook_account(session, runtime.settings, key)
 
 
-@router.post(
-    "/webhooks/{provider}/{webhook_key}",
-    responses={
-        200: {"description": 'Stored (or nothing to store): `{"recorded": N}`.'},
-        **error_responses(
-            401,
-            404,
-            notes={
-                401: "Unknown webhook key, or a call its service did not sign "
-                "(`webhook_unauthenticated`); nothing is recorded.",
-                404: "No such provider.",
-            },
-        ),
-    },
-)
+@router.post("/webhooks/{provider}/{webhook_key}")
 async def receive(provider: str, webhook_key: str, request: Request) -> JSONResponse:
     """A mail service's event call (`ses` through SNS, `sendgrid`, `mailgun`, `postmark`).
     See docs/operations.md for what to enable in each service."""
