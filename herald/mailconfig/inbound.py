@@ -200,27 +200,33 @@ class WebhookAccount:
     postmark_password: str | None
 
 
-def webhook_account(session: Session, settings: Settings, key: str) -> WebhookAccount | None:
-    """The account of a webhook key; None for a key no org has."""
-    if not key or len(key) > 64:
-        return None
-    row = session.execute(
+def webhook_accounts(
+    session: Session, settings: Settings, keys: set[str]
+) -> dict[str, WebhookAccount]:
+    """The accounts of these webhook keys (one query for a whole batch of calls); a key no
+    org has is simply absent."""
+    wanted = [key for key in keys if key and len(key) <= 64]
+    if not wanted:
+        return {}
+    rows = session.execute(
         select(
+            EmailConfig.webhook_key,
             EmailConfig.org_id,
             EmailConfig.sendgrid_verification_key,
             EmailConfig.mailgun_signing_key_sealed,
             EmailConfig.postmark_password_sealed,
-        ).where(EmailConfig.webhook_key == key)
-    ).one_or_none()
-    if row is None:
-        return None
+        ).where(EmailConfig.webhook_key.in_(wanted))
+    ).all()
     box = webhook_box(settings)
-    return WebhookAccount(
-        org_id=row.org_id,
-        sendgrid_key=_sendgrid_key(row.sendgrid_verification_key),
-        mailgun_signing_key=_open(box, row.mailgun_signing_key_sealed),
-        postmark_password=_open(box, row.postmark_password_sealed),
-    )
+    return {
+        row.webhook_key: WebhookAccount(
+            org_id=row.org_id,
+            sendgrid_key=_sendgrid_key(row.sendgrid_verification_key),
+            mailgun_signing_key=_open(box, row.mailgun_signing_key_sealed),
+            postmark_password=_open(box, row.postmark_password_sealed),
+        )
+        for row in rows
+    }
 
 
 @functools.lru_cache(maxsize=1024)
