@@ -106,12 +106,12 @@ def create_app(
     # First: the pixel and the unsubscribe links are most of the traffic, and the router
     # tries its routes in order.
     app.include_router(public_router)
+    app.include_router(webhooks_router)  # mail services' calls come in bursts too
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     install_error_handlers(app)
     install_openapi(app)
     install_api_docs(app)
     app.include_router(auth_router)
-    app.include_router(webhooks_router)
     for router in _area_routers():
         app.include_router(router)
     if settings.env == "dev":

@@ -8,6 +8,7 @@ import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -107,3 +108,11 @@ def signing_cert(days: float = 2, expired: bool = False) -> Issued:
     days, ago = (-1, 3) if expired else (days, 0)
     builder = _builder("sns.us-east-1.amazonaws.com", _name("Herald Test SNS"), key, days, ago)
     return Issued(key, builder.sign(key, hashes.SHA256()))
+
+
+def trust(ca: Issued, directory: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Have Herald trust ``ca`` the way an operator would: SSL_CERT_FILE names it."""
+    path = directory / "ca.pem"
+    path.write_bytes(ca.cert_pem())
+    monkeypatch.setenv("SSL_CERT_FILE", str(path))
+    return path

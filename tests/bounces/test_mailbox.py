@@ -30,7 +30,7 @@ from tests.bounces.arrange import (
     outcome,
     reports,
 )
-from tests.bounces.certs import Issued, make_ca
+from tests.bounces.certs import Issued, make_ca, trust
 from tests.conftest import make_settings
 
 USER, PASSWORD = "bounces@acme.example.com", "mailbox-secret-1"
@@ -53,10 +53,7 @@ def imap_server(ca: Issued) -> Iterator[dovecot.Dovecot]:
 
 @pytest.fixture
 def ca_file(ca: Issued, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    path = tmp_path / "ca.pem"
-    path.write_bytes(ca.cert_pem())
-    monkeypatch.setenv("SSL_CERT_FILE", str(path))
-    return path
+    return trust(ca, tmp_path, monkeypatch)
 
 
 @pytest.fixture

@@ -31,7 +31,7 @@ from tests.bounces.arrange import (
     reports,
     stored_calls,
 )
-from tests.bounces.certs import Issued, make_ca, signing_cert
+from tests.bounces.certs import Issued, make_ca, signing_cert, trust
 from tests.bounces.https_server import FakeSns
 from tests.conftest import LiveServer
 
@@ -59,10 +59,7 @@ def fake_sns(ca: Issued, signer: Issued, tmp_path: Path) -> Iterator[FakeSns]:
 
 @pytest.fixture
 def trusted(ca: Issued, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Herald trusts the test CA the way an operator would make it: SSL_CERT_FILE."""
-    path = tmp_path / "ca.pem"
-    path.write_bytes(ca.cert_pem())
-    monkeypatch.setenv("SSL_CERT_FILE", str(path))
+    trust(ca, tmp_path, monkeypatch)
 
 
 @pytest.fixture
