@@ -18,6 +18,8 @@ from herald.auth.routes import router as auth_router
 from herald.auth.views import router as account_pages
 from herald.bodylimit import BodyLimit
 from herald.bounces.jobs import BounceJobs
+from herald.bounces.routes import router as bounces_router
+from herald.bounces.views import router as bounces_pages
 from herald.bounces.webhooks.inbox import WebhookInbox
 from herald.bounces.webhooks.routes import router as webhooks_router
 from herald.bounces.webhooks.sns import SnsVerifier
@@ -137,9 +139,11 @@ def _area_routers() -> list[APIRouter]:
         crm_router,
         mailconfig_router,
         marketing_router,
+        bounces_router,
         orgs_router,
         audit_router,
         marketing_pages,
+        bounces_pages,
         crm_pages,
         mailconfig_pages,
         orgs_pages,

@@ -21,7 +21,7 @@ _SOFT_CODES = frozenset({"5.2.2", "5.2.3", "5.3.4", "5.4.6", "5.4.7", "5.1.7", "
 STATUS_CODE = re.compile(r"\b([245])\.(\d{1,3})\.(\d{1,3})\b")
 REPLY_CODE = re.compile(r"(?<![\d.])([245]\d\d)(?:[ -]|$)")
 
-_HARD_WORDS = re.compile(
+HARD_WORDS = re.compile(
     r"user unknown|unknown user|unknown recipient|recipient unknown|no such (?:user|mailbox|"
     r"recipient|address|account|domain|person)|user(?:name)? (?:does not exist|not found|"
     r"doesn'?t exist)|mailbox (?:does not exist|not found|doesn'?t exist|unknown|is "
@@ -38,18 +38,28 @@ _HARD_WORDS = re.compile(
     r"user (?:is )?(?:disabled|inactive|suspended)|has (?:been )?moved|"
     r"no longer (?:with|at|employed)|not our customer|not listed in|"
     r"addressee unknown|unknown address|no mailbox here|mailbox unavailable|"
-    r"mailbox not available|no such local user|undeliverable address|"
-    r"destination (?:address|mailbox) (?:is )?invalid|does not have an account",
+    r"mailbox not available|no such local user|recipient address rejected: undeliverable|"
+    r"destination (?:address|mailbox) (?:is )?invalid|"
+    r"(?:does not|doesn'?t) have an? (?:[\w.-]+ )?account",
     re.IGNORECASE,
 )
-_SOFT_WORDS = re.compile(
+# Words that say the failure was temporary or the address fine: they outweigh the words
+# of an unknown address ("Host not found, try again" is a DNS hiccup, not a dead domain).
+TEMPORARY_WORDS = re.compile(
+    r"try (?:again|to resend)|temporar|transient|quota|(?:is|was) full|mail ?folder is full|"
+    r"timed? ?out|expired|aborted after \d|\d+ attempts|will (?:be )?retr|not reachable|"
+    r"unreachable|queue period|command died|not accepting mail",
+    re.IGNORECASE,
+)
+SOFT_WORDS = re.compile(
     r"quota|mailbox (?:is )?full|over ?quota|insufficient (?:storage|space)|storage "
     r"(?:allocation|limit)|too (?:large|big)|size limit|message size|spam|junk|"
     r"block(?:ed|list)|blacklist|denylist|reputation|policy|poli?cies|rejected for "
     r"security|rate limit|too many|try (?:again )?later|temporar|deferred|greylist|"
     r"graylist|timed? ?out|connection (?:refused|reset|lost)|expired|retry time|"
     r"could not be delivered within|relay (?:access )?denied|not permitted|"
-    r"authentication|dmarc|spf|dkim|virus|content",
+    r"authentication|dmarc|spf|dkim|virus|content|not accepting mail|loop|too many hops|"
+    r"not reachable|unreachable|queue period|command died|try to resend|\d+ attempts",
     re.IGNORECASE,
 )
 
@@ -71,7 +81,7 @@ def is_hard(status: str | None, diagnostic: str) -> bool:
         if code.startswith("4."):
             return False  # temporary, even if it expired after retries
         if code in _HARD_CODES:
-            return _HARD_WORDS.search(diagnostic) is not None or not _SOFT_WORDS.search(diagnostic)
+            return HARD_WORDS.search(diagnostic) is not None or not SOFT_WORDS.search(diagnostic)
         if code in _SOFT_CODES:
             return False
     reply = REPLY_CODE.search(diagnostic)
@@ -79,4 +89,6 @@ def is_hard(status: str | None, diagnostic: str) -> bool:
         return False
     if reply is not None and reply.group(1) == "551":  # user not local: moved
         return True
-    return _HARD_WORDS.search(diagnostic) is not None
+    if TEMPORARY_WORDS.search(diagnostic):
+        return False
+    return HARD_WORDS.search(diagnostic) is not None

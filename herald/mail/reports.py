@@ -20,7 +20,14 @@ from email.parser import HeaderParser
 
 from flufl.bounce import all_failures
 
-from herald.mail.classify import STATUS_CODE, is_hard, status_code
+from herald.mail.classify import (
+    HARD_WORDS,
+    REPLY_CODE,
+    SOFT_WORDS,
+    STATUS_CODE,
+    is_hard,
+    status_code,
+)
 
 # flufl.bounce logs every detector it runs at INFO
 logging.getLogger("flufl.bounce").setLevel(logging.WARNING)
@@ -70,7 +77,7 @@ def parse_report(raw: bytes) -> ParsedReport:
         return _with_subject(_feedback_report(message, feedback), subject)
     status = _first_part(message, _DELIVERY_STATUS)
     if status is not None:
-        return _with_subject(_delivery_status(message, status), subject)
+        return _with_subject(_delivery_status(message, status, raw), subject)
     return _with_subject(_non_standard(message, raw), subject)
 
 
@@ -84,27 +91,40 @@ _DELIVERY_STATUS = ("message/delivery-status", "message/global-delivery-status")
 _ORIGINAL = ("message/rfc822", "text/rfc822-headers", "message/global", "message/global-headers")
 
 
-def _delivery_status(message: Message, part: Message) -> ParsedReport:
+def _delivery_status(message: Message, part: Message, raw: bytes) -> ParsedReport:
     blocks = _field_blocks(part)
     recipients = blocks[1:] if len(blocks) > 1 else blocks
-    failed: list[Recipient] = []
+    failed: dict[str, Recipient] = {}
     actions: set[str] = set()
+    text = _body_text(message)
     for fields in recipients:
         action = fields.get("action", "").strip().lower()
-        actions.add(action)
-        if action != "failed":
+        actions.add(action.split(" ")[0])
+        if not action.startswith(("failed", "failure", "error")):
             continue
-        email = _address_field(fields.get("final-recipient") or fields.get("original-recipient"))
+        email = _recipient(fields)
+        if not email or email.lower() in failed:
+            continue
         status = fields.get("status", "").strip()
         found = status_code(status)
         diagnostic = _one_line(fields.get("diagnostic-code", ""))
         diagnostic = diagnostic.partition(";")[2].strip() or diagnostic
         if not diagnostic:
-            diagnostic = _body_text(message)[:MAX_REASON]
-        failed.append(Recipient(email, is_hard(found, diagnostic), found, diagnostic))
+            # "5.0.0 (recipient reached disk quota)", and what the text says of the address
+            diagnostic = " ".join(filter(None, (status, _near(email, text))))
+        elif not found and status:  # "553 Exceeded maximum inbound message size"
+            diagnostic = f"{status} {diagnostic}"
+        failed[email.lower()] = Recipient(
+            email, is_hard(found, diagnostic), found, diagnostic[:MAX_REASON]
+        )
     ids = _message_ids(message)
     if failed:
-        return ParsedReport(Kind.BOUNCE, tuple(failed), ids, "Delivery status notification.")
+        return ParsedReport(
+            Kind.BOUNCE, tuple(failed.values()), ids, "Delivery status notification."
+        )
+    if not actions & {"delayed", "delivered", "relayed", "expanded"}:
+        # a malformed report (no usable recipient fields): read as other servers' bounces
+        return _non_standard(message, raw)
     if "delayed" in actions:
         reason = "A delay notice (Action: delayed): the server is still trying."
     elif actions & {"delivered", "relayed", "expanded"}:
@@ -112,6 +132,16 @@ def _delivery_status(message: Message, part: Message) -> ParsedReport:
     else:
         reason = "A delivery status notification without a failed recipient."
     return ParsedReport(Kind.IGNORED, (), ids, reason)
+
+
+def _recipient(fields: dict[str, str]) -> str:
+    """Original-Recipient (the address as the sender gave it) when it is an Internet
+    address, else Final-Recipient (gateways put their own forms in either)."""
+    for name in ("original-recipient", "final-recipient"):
+        email = _address_field(fields.get(name))
+        if "@" in email and " " not in email:
+            return email
+    return ""
 
 
 def _field_blocks(part: Message) -> list[dict[str, str]]:
@@ -183,7 +213,7 @@ _BOUNCE_SUBJECT = re.compile(
     r"undeliver|undelivered|delivery (?:status notification|failure|failed|has failed|"
     r"problem)|returned mail|mail delivery failed|failure notice|could not be delivered|"
     r"non[- ]?delivery|nondeliverable|delivery notification|mail system error|"
-    r"rejected|returned to sender|bounce",
+    r"rejected|returned to sender|bounce|mail error",
     re.IGNORECASE,
 )
 _AUTO_REPLY_HEADERS = ("x-autoreply", "x-autorespond", "x-autoresponder", "x-vacation")
@@ -198,16 +228,42 @@ def _non_standard(message: Message, raw: bytes) -> ParsedReport:
             temporary, permanent = all_failures(message)
         except Exception:  # a detector failing on odd mail: no bounce found by it
             temporary, permanent = frozenset(), frozenset()
+        text = _body_text(message)
+        if (temporary or permanent) and not permanent and _WARNING.search(_one_line(text)):
+            return ParsedReport(
+                Kind.IGNORED, (), ids, "A delay notice: the server is still trying."
+            )
         if temporary or permanent:
-            text = _body_text(message)
             found = [
                 _classified(_decoded(address), text, permanent=address in permanent)
                 for address in sorted(temporary | permanent)
             ]
             return ParsedReport(Kind.BOUNCE, tuple(found), ids, "A non-standard bounce.")
+        if from_mail_system and not auto_reply and _FAILED.search(_one_line(text)):
+            # a bounce that names no address: its return path's tag still finds the send
+            whole = _one_line(text)
+            reason = _evidence_sentence(whole) if _evidence(whole) else "Undeliverable."
+            failure = Recipient("", is_hard(status_code(reason), reason), None, reason)
+            return ParsedReport(Kind.BOUNCE, (failure,), ids, "A bounce naming no address.")
     if auto_reply:
         return ParsedReport(Kind.IGNORED, (), ids, "An auto-reply, not a delivery report.")
     return ParsedReport(Kind.IGNORED, (), ids, "Not recognised as a bounce or a complaint.")
+
+
+# A warning that delivery is still being tried (a delay notice in words, not a DSN)
+_WARNING = re.compile(
+    r"warning|not yet been delivered|has been delayed|has been postponed|will continue|"
+    r"will be retried|(?:do not|don't) (?:need to )?resend|no action is required|"
+    r"still (?:trying|being tried)",
+    re.IGNORECASE,
+)
+# What a mail system says when it gives up on a message
+_FAILED = re.compile(
+    r"could not be delivered|couldn't be delivered|not (?:be )?delivered|undeliverable|"
+    r"delivery (?:has )?failed|failed (?:permanently|recipient)|permanent (?:fatal )?error|"
+    r"returned to sender",
+    re.IGNORECASE,
+)
 
 
 def _looks_like_auto_reply(message: Message) -> bool:
@@ -230,37 +286,68 @@ def _looks_like_mail_system(message: Message) -> bool:
 
 
 def _classified(email: str, text: str, *, permanent: bool) -> Recipient:
-    """A non-standard bounce's recipient, judged by the words near its address (else the
-    whole text). Without a code or words to go by, a failure that flufl.bounce deems
-    permanent is hard."""
-    diagnostic = _near(email, text) or text[:MAX_REASON]
+    """A non-standard bounce's recipient, judged by the words near its address, else by
+    the whole report's. Without a code or words to go by at all, a failure that
+    flufl.bounce deems permanent is hard (servers that say nothing mostly mean an unknown
+    user), a temporary one soft."""
+    diagnostic = _near(email, text)
+    if not _evidence(diagnostic):
+        whole = _one_line(text)
+        if _evidence(whole):
+            diagnostic = " ".join(filter(None, (diagnostic, _evidence_sentence(whole))))
     found = status_code(diagnostic)
-    hard = is_hard(found, diagnostic)
-    if not hard and found is None and permanent and not _has_reason(diagnostic):
-        hard = True
-    if not permanent and found is None:
-        hard = False
-    return Recipient(email, hard, found, _one_line(diagnostic)[:MAX_REASON])
+    hard = is_hard(found, diagnostic) if _evidence(diagnostic) else permanent
+    return Recipient(email, hard, found, _one_line(diagnostic)[:MAX_REASON] or "Undeliverable.")
 
 
-def _has_reason(text: str) -> bool:
-    return STATUS_CODE.search(text) is not None or re.search(r"\b[45]\d\d\b", text) is not None
+def _evidence(text: str) -> bool:
+    """Whether ``text`` says why: a status or reply code, or words of the classifier."""
+    return bool(text) and (
+        STATUS_CODE.search(text) is not None
+        or REPLY_CODE.search(text) is not None
+        or HARD_WORDS.search(text) is not None
+        or SOFT_WORDS.search(text) is not None
+    )
+
+
+def _evidence_sentence(text: str) -> str:
+    """The part of a long text around its first code or classifier word."""
+    found = [
+        m.start()
+        for m in (
+            STATUS_CODE.search(text),
+            REPLY_CODE.search(text),
+            HARD_WORDS.search(text),
+            SOFT_WORDS.search(text),
+        )
+        if m is not None
+    ]
+    start = max(min(found) - 80, 0)
+    return text[start : start + 300]
+
+
+_SEPARATOR = re.compile(r"^\s*(?:-{3,}|={3,}|_{3,}|\*{3,})")
 
 
 def _near(email: str, text: str) -> str:
-    """The lines from the address's first mention to the next blank line (a few at most):
-    where servers put the reason for that address."""
+    """The address's line and the few after it, up to a separator or the second blank
+    line: where servers put the reason for that address."""
     index = text.lower().find(email.lower())
     if index < 0:
         return ""
     start = text.rfind("\n", 0, index) + 1
-    lines = text[start:].splitlines()
     picked: list[str] = []
-    for line in lines[:8]:
-        if picked and not line.strip():
+    blanks = 0
+    for line in text[start:].splitlines()[:8]:
+        if picked and _SEPARATOR.match(line):
             break
+        if not line.strip():
+            blanks += 1
+            if blanks >= 2 or (picked and _evidence(" ".join(picked))):
+                break
+            continue
         picked.append(line.strip())
-    return " ".join(part for part in picked if part)
+    return " ".join(picked)
 
 
 # --- common pieces ----------------------------------------------------------------------

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import hmac
 import secrets
@@ -43,10 +44,15 @@ class SendRefKeys:
 
     @classmethod
     def from_secret(cls, secret_key: str) -> SendRefKeys:
-        return cls(
-            tag=derive_key(secret_key, "herald.verp-tag"),
-            message_id=derive_key(secret_key, "herald.message-id"),
-        )
+        return _keys(secret_key)
+
+
+@functools.lru_cache(maxsize=4)
+def _keys(secret_key: str) -> SendRefKeys:
+    return SendRefKeys(
+        tag=derive_key(secret_key, "herald.verp-tag"),
+        message_id=derive_key(secret_key, "herald.message-id"),
+    )
 
 
 def _b32(data: bytes) -> str:
@@ -54,12 +60,15 @@ def _b32(data: bytes) -> str:
 
 
 def _unb32(text: str) -> bytes | None:
+    """The bytes of a canonical encoding (one whose unused last bits are zero), or None:
+    each reference has exactly one spelling, case aside."""
     if not text or not text.isascii() or not text.isalnum():
         return None
     try:
-        return base64.b32decode(text.upper() + "=" * (-len(text) % 8))
+        data = base64.b32decode(text.upper() + "=" * (-len(text) % 8))
     except (binascii.Error, ValueError):
         return None
+    return data if _b32(data) == text.lower() else None
 
 
 def _mac(key: bytes, purpose: bytes, data: bytes, length: int) -> bytes:
