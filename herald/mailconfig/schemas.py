@@ -205,7 +205,6 @@ class EmailConfigIn(ApiModel):
     bounce_mailbox: BounceMailboxIn | None = None
     sendgrid_verification_key: SendgridKey | None = Field(default=None, max_length=4096)
     mailgun_signing_key: str | None = Field(default=None, max_length=1024)
-    webhook_key: str | None = Field(default=None, description="Read-only: ignored here.")
 
 
 class EmailConfigOut(ApiModel):
