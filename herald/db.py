@@ -6,9 +6,20 @@ import datetime as dt
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import DateTime, ForeignKey, MetaData, TypeDecorator, Uuid, create_engine, event
+from sqlalchemy import (
+    DateTime,
+    ForeignKey,
+    MetaData,
+    Select,
+    TypeDecorator,
+    Uuid,
+    create_engine,
+    event,
+    func,
+    select,
+)
 from sqlalchemy.engine import Dialect, Engine
 from sqlalchemy.orm import (
     DeclarativeBase,
@@ -21,6 +32,8 @@ from sqlalchemy.orm import (
 
 from herald import writelock
 from herald.errors import HeraldError
+
+Stmt = TypeVar("Stmt", bound=Select)
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -35,6 +48,36 @@ SQLITE_BUSY_TIMEOUT_MS = 30_000
 
 def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
+
+
+def db_now(session: Session) -> dt.datetime:
+    """The time leases are measured in. PostgreSQL's clock, so that workers on machines
+    whose clocks disagree still agree on whose lease has run out; SQLite's workers share
+    one machine and its clock.
+
+    PostgreSQL's ``now()`` is the start of the transaction, so it is asked once per unit of
+    work (each has its own session) instead of once per step of a chunk."""
+    if session.get_bind().dialect.name == "postgresql":
+        transaction = session.get_transaction()
+        cached = session.info.get("db_now")
+        if transaction is not None and cached and cached[0] is transaction:
+            return cached[1]
+        value = session.scalar(select(func.now()))
+        assert isinstance(value, dt.datetime)
+        value = value.astimezone(dt.UTC)
+        session.info["db_now"] = (session.get_transaction(), value)
+        return value
+    return utcnow()
+
+
+def lock_skip_locked(stmt: Stmt, session: Session) -> Stmt:
+    """PostgreSQL: rows another worker (or process) is claiming are skipped, not waited for.
+
+    SQLite needs nothing: the caller's BEGIN IMMEDIATE already made this worker the only writer.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        return stmt.with_for_update(skip_locked=True)
+    return stmt
 
 
 class UTCDateTime(TypeDecorator[dt.datetime]):

@@ -11,6 +11,7 @@ from herald.audit import service as audit
 from herald.errors import Conflict
 from herald.mail import egress
 from herald.mail.smtp import SmtpSettings
+from herald.mailconfig import inbound
 from herald.mailconfig.account import MailAccount
 from herald.mailconfig.bounceaddress import bounce_addresses
 from herald.mailconfig.models import EmailConfig
@@ -42,6 +43,7 @@ def save_config(
     keeps the stored one only while host, port, username and security stay the same, ``""``
     clears it. 422 ``smtp_host_not_allowed`` for a host the egress rule refuses."""
     egress.check_host(data.host, settings.smtp_networks)
+    inbound.check_egress(data, settings)
     values = {
         "host": data.host,
         "port": data.port,
@@ -62,6 +64,7 @@ def save_config(
         row.password_sealed = None
     elif data.password is not None:
         row.password_sealed = smtp_box(settings).seal(data.password) if data.password else None
+    inbound.apply(session, settings, row, data)
     session.flush()
     audit.record(
         session,

@@ -34,7 +34,7 @@ from sqlalchemy.engine import Row
 from sqlalchemy.orm import Session
 
 from herald.crm.models import Contact
-from herald.db import UTCDateTime, utcnow
+from herald.db import UTCDateTime, db_now, lock_skip_locked, utcnow
 from herald.marketing.audience import MAILABLE, NOT_MAILABLE_REASON
 from herald.marketing.models import Campaign, CampaignStatus, MarketingSend, SendStatus
 
@@ -171,42 +171,12 @@ class Outcomes:
             self.failed.append((send.id, detail))
 
 
-def db_now(session: Session) -> dt.datetime:
-    """The time leases are measured in. PostgreSQL's clock, so that workers on machines
-    whose clocks disagree still agree on whose lease has run out; SQLite's workers share
-    one machine and its clock.
-
-    PostgreSQL's ``now()`` is the start of the transaction, so it is asked once per unit of
-    work (each has its own session) instead of once per step of a chunk."""
-    if session.get_bind().dialect.name == "postgresql":
-        transaction = session.get_transaction()
-        cached = session.info.get("db_now")
-        if transaction is not None and cached and cached[0] is transaction:
-            return cached[1]
-        value = session.scalar(select(func.now()))
-        assert isinstance(value, dt.datetime)
-        value = value.astimezone(dt.UTC)
-        session.info["db_now"] = (session.get_transaction(), value)
-        return value
-    return utcnow()
-
-
 def _claimable(now: dt.datetime) -> list[ColumnElement[bool]]:
     return [
         IS_QUEUED,
         S.next_attempt_at <= now,
         or_(S.lease_expires_at.is_(None), S.lease_expires_at < now),
     ]
-
-
-def _lock_skip_locked(stmt, session: Session):  # type: ignore[no-untyped-def]
-    """PostgreSQL: rows another worker is claiming are skipped, not waited for.
-
-    SQLite needs nothing: the caller's BEGIN IMMEDIATE already made this worker the only writer.
-    """
-    if session.get_bind().dialect.name == "postgresql":
-        return stmt.with_for_update(skip_locked=True)
-    return stmt
 
 
 def _pending_campaigns(session: Session, now: dt.datetime) -> list[Row[uuid.UUID, uuid.UUID]]:
@@ -249,7 +219,7 @@ def claim_batch(
     now = db_now(session)
     for campaign in _pending_campaigns(session, now):
         rows = session.execute(
-            _lock_skip_locked(
+            lock_skip_locked(
                 select(
                     S.id,
                     S.contact_id,

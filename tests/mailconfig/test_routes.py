@@ -30,6 +30,13 @@ GET_FIELDS = {
     "updatedAt",
     "bounceAddress",
     "softBounceLimit",
+    "bounceMailbox",
+    "webhookKey",
+    "webhookUrls",
+    "sendgridVerificationKey",
+    "mailgunSigningKeySet",
+    "postmarkUsername",
+    "postmarkPassword",
 }
 
 
@@ -56,6 +63,13 @@ def test_get_before_anything_is_configured(client: httpx.Client, admin: Admin) -
         "updatedAt": None,
         "bounceAddress": None,
         "softBounceLimit": 3,
+        "bounceMailbox": None,
+        "webhookKey": None,
+        "webhookUrls": None,
+        "sendgridVerificationKey": "",
+        "mailgunSigningKeySet": False,
+        "postmarkUsername": None,
+        "postmarkPassword": None,
     }
 
 

@@ -74,6 +74,8 @@ SKIPPED: dict[tuple[str, str], str] = {
     ("GET", "/t/{name}"): "public open pixel (tests/security/test_public_tokens.py)",
     ("GET", "/u/{token}"): "public unsubscribe page (tests/security/test_public_tokens.py)",
     ("POST", "/u/{token}"): "public RFC 8058 one-click (tests/security/test_public_tokens.py)",
+    ("POST", "/webhooks/{provider}/{webhook_key}"): "mail services' webhooks, authenticated "
+    "by the key and each service's signature (tests/bounces/test_webhooks.py, test_sns.py)",
 }
 
 RULES: dict[tuple[str, str], Rule] = {
@@ -93,6 +95,7 @@ RULES: dict[tuple[str, str], Rule] = {
     ("GET", "/api/settings/email"): Rule.SETTINGS,
     ("PUT", "/api/settings/email"): Rule.SETTINGS,
     ("POST", "/api/settings/email/test"): Rule.SETTINGS,
+    ("POST", "/api/settings/email/webhook-key"): Rule.SETTINGS,
     ("GET", "/api/settings/users"): Rule.SETTINGS,
     ("POST", "/api/settings/users"): Rule.SETTINGS,
     ("PATCH", "/api/settings/users/{user_id}"): Rule.SETTINGS,
@@ -140,6 +143,7 @@ RULES: dict[tuple[str, str], Rule] = {
     ("GET", "/settings/email"): Rule.SETTINGS,
     ("POST", "/settings/email"): Rule.SETTINGS,
     ("POST", "/settings/email/test"): Rule.SETTINGS,
+    ("POST", "/settings/email/webhook-key"): Rule.SETTINGS,
     ("GET", "/settings/users"): Rule.SETTINGS,
     ("POST", "/settings/users"): Rule.SETTINGS,
     ("POST", "/settings/users/{user_id}/role"): Rule.SETTINGS,
