@@ -1,5 +1,6 @@
 """What text Herald can store: no NUL (PostgreSQL refuses it in text) and no lone
-surrogates (not encodable as UTF-8). Checked on every API input and every page form."""
+surrogates (not encodable as UTF-8). Checked on every API input and every page form, and
+made so (``storable``) for what arrives from outside without a person to tell: reports."""
 
 from __future__ import annotations
 
@@ -13,6 +14,17 @@ def storable_problem(value: str) -> str | None:
     except UnicodeEncodeError:
         return "is not valid Unicode text"
     return None
+
+
+def storable(value: str) -> str:
+    """``value`` as Herald can store it: NULs dropped, lone surrogates replaced by "?"."""
+    if "\x00" in value:
+        value = value.replace("\x00", "")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        value = value.encode("utf-8", "replace").decode("utf-8")
+    return value
 
 
 def is_number(value: str) -> bool:
