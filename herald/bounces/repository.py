@@ -87,6 +87,20 @@ class BounceRepository:
         )
         return int(found) if found is not None else None
 
+    def counted(self, send_id: int, email: str, report_type: str) -> BounceReport | None:
+        """The report that counted this event (the send, its recipient, the type)."""
+        return self.session.scalars(
+            select(BounceReport)
+            .where(
+                BounceReport.org_id == self.org_id,
+                BounceReport.send_id == send_id,
+                BounceReport.type == report_type,
+                BounceReport.event_key.is_not(None),
+                func.lower(BounceReport.email) == email.lower(),
+            )
+            .limit(1)
+        ).one_or_none()
+
     def reports_of_raw(self, raw_id: int) -> list[BounceReport]:
         return list(
             self.session.scalars(
