@@ -95,6 +95,12 @@ def ingest_stored(runtime: Runtime) -> int:
             return total
 
 
+def store_call(runtime: Runtime, org_id: uuid.UUID, source: str, body: bytes) -> None:
+    """A webhook call as the web app stores it once authenticated, for a worker to ingest."""
+    with unit_of_work(runtime.sessions) as session:
+        session.add(WebhookDelivery(org_id=org_id, source=source, body=body))
+
+
 def stored_calls(runtime: Runtime, org_id: uuid.UUID) -> int:
     with unit_of_work(runtime.sessions, write=False) as session:
         return int(

@@ -57,7 +57,7 @@ class _Checked:
 
 class WebhookInbox:
     def __init__(self, runtime: Runtime) -> None:
-        self.runtime = runtime
+        self.runtime = runtime.durable()  # a 200 promises the call is stored
         self._group: GroupCommit[Call, Answer] = GroupCommit(self._write, BATCH)
 
     async def submit(self, call: Call) -> Answer:
