@@ -51,7 +51,7 @@ from herald.errors import NotFound
 from herald.log import get_logger
 from herald.mail.reports import Kind, ParsedReport, parse_report
 from herald.mail.sendref import SendRefKeys, read_message_id, read_tag, split_return_path
-from herald.mailconfig.bounceaddress import bounce_addresses, bounce_settings
+from herald.mailconfig.bounceaddress import bounce_addresses, bounce_settings, return_path_org
 from herald.marketing import feedback
 from herald.marketing.feedback import SendFacts
 from herald.text import storable
@@ -140,7 +140,7 @@ class Ingested:
 
 def find_org(session: Session, envelope_to: str) -> uuid.UUID | None:
     """The org whose bounce address ``envelope_to`` is (with or without a tag)."""
-    return bounce_addresses(session).get(split_return_path(envelope_to).bounce_address)
+    return return_path_org(bounce_addresses(session), envelope_to)
 
 
 def ingest(

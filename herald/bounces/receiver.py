@@ -28,8 +28,8 @@ from herald.db import unit_of_work
 from herald.groupcommit import GroupCommit
 from herald.log import get_logger
 from herald.mail.reports import ParsedReport, parse_report
-from herald.mail.sendref import SendRefKeys, split_return_path
-from herald.mailconfig.bounceaddress import bounce_addresses
+from herald.mail.sendref import SendRefKeys
+from herald.mailconfig.bounceaddress import bounce_addresses, return_path_org
 from herald.runtime import Runtime
 
 log = get_logger("herald.inbound")
@@ -53,11 +53,12 @@ class AddressBook:
         self._lock = asyncio.Lock()
 
     async def org_for(self, address: str) -> uuid.UUID | None:
-        base = split_return_path(address).bounce_address
         age = time.monotonic() - self._read_at
-        if age > self.max_age or (base not in self._addresses and age > self.retry):
+        found = return_path_org(self._addresses, address)
+        if age > self.max_age or (found is None and age > self.retry):
             await self._read()
-        return self._addresses.get(base)
+            found = return_path_org(self._addresses, address)
+        return found
 
     async def _read(self) -> None:
         async with self._lock:

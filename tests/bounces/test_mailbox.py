@@ -8,14 +8,18 @@ import httpx
 import pytest
 from imapclient import IMAPClient
 
+from herald.bounces import mailbox as bounce_mailbox
 from herald.bounces.jobs import BounceJobs
 from herald.db import unit_of_work
-from herald.mailconfig import polls
+from herald.mail.imap import ImapFailed, Mailbox
+from herald.mail.reports import parse_report
+from herald.mailconfig import inbound, polls
 from herald.runtime import Runtime
 from tests.bounces.arrange import (
     COMPLAINT,
     HARD,
     UNTOUCHED,
+    Org,
     delivered_send,
     org_with_settings,
     outcome,
@@ -163,3 +167,97 @@ def test_connect_time_egress_check(client, runtime, imap_server, mailbox) -> Non
         strict.engine.dispose()
 
     assert "public address" in org.settings(client)["bounceMailbox"]["pollError"]
+
+
+def test_a_message_the_poll_fails_on_is_left_said_and_passed_over(
+    client, runtime, imap_server, mailbox, monkeypatch
+) -> None:
+    org = org_with_settings(client, runtime, bounceMailbox=mailbox_fields(imap_server))
+    odd, good = delivered_send(runtime, org.id), delivered_send(runtime, org.id)
+    mailbox.append("INBOX", dsn(odd, odd.message_id(runtime)).replace(b"Hello", b"Odd"))
+    mailbox.append("INBOX", dsn(good, good.message_id(runtime)))
+    read: list[bytes] = []
+
+    def parse(raw: bytes):  # a bug that only this one message meets
+        read.append(raw)
+        if b"Subject: Odd" in raw:
+            raise RuntimeError("a bug")
+        return parse_report(raw)
+
+    monkeypatch.setattr(bounce_mailbox, "parse_report", parse)
+
+    assert poll(runtime) is True
+
+    assert outcome(runtime, good).__dict__ == HARD
+    assert outcome(runtime, odd).__dict__ == UNTOUCHED
+    assert len(folder(mailbox, "INBOX")) == 1  # the odd one stays where it was
+    error = org.settings(client)["bounceMailbox"]["pollError"]
+    assert "1 message(s) could not be read and were left in the folder" in error
+    assert "RuntimeError" in error
+    make_due(runtime, org)
+    assert poll(runtime) is True
+    assert len(read) == 2, "the odd message is not read again and again"
+
+
+def test_each_message_records_the_poll_s_progress_and_renews_its_lease(
+    client, runtime, imap_server, mailbox, monkeypatch
+) -> None:
+    """A poll of many (or large) messages never outlives its lease unnoticed: its progress
+    and lease are written after each message."""
+    org = org_with_settings(client, runtime, bounceMailbox=mailbox_fields(imap_server))
+    for send in (delivered_send(runtime, org.id) for _ in range(3)):
+        mailbox.append("INBOX", dsn(send, send.message_id(runtime)))
+    mailbox.select_folder("INBOX", readonly=True)
+    uids = sorted(mailbox.search())
+    seen: list[tuple[int, object]] = []
+
+    def parse(raw: bytes):
+        seen.append(poll_row(runtime, org))
+        return parse_report(raw)
+
+    monkeypatch.setattr(bounce_mailbox, "parse_report", parse)
+
+    poll(runtime)
+
+    assert [last_uid for last_uid, _ in seen] == [0, *uids[:-1]]
+    leases = [lease for _, lease in seen]
+    assert leases == sorted(leases) and leases[-1] > leases[0]
+
+
+def poll_row(runtime: Runtime, org: Org) -> tuple[int, object]:
+    with unit_of_work(runtime.sessions, write=False) as session:
+        row = inbound.poll_status(session, org.id)
+        assert row is not None
+        return row.last_uid, row.lease_expires_at
+
+
+def test_saving_the_same_mailbox_again_keeps_where_its_polls_stopped(
+    client, runtime, imap_server, mailbox
+) -> None:
+    fields = mailbox_fields(imap_server)
+    org = org_with_settings(client, runtime, bounceMailbox=fields)
+    mailbox.append("INBOX", personal())
+    poll(runtime)
+    last = org.settings(client)["bounceMailbox"]
+    assert last["polledAt"] is not None
+    read_up_to = poll_row(runtime, org)[0]
+
+    # the same mailbox saved again, then with a new password: its last poll still shows,
+    # and the next poll goes on from where it stopped
+    org.save(client, bounceMailbox={k: v for k, v in fields.items() if k != "password"})
+    org.save(client, bounceMailbox=fields)
+    assert org.settings(client)["bounceMailbox"]["polledAt"] == last["polledAt"]
+    assert poll_row(runtime, org)[0] == read_up_to > 0
+
+    # another folder is another mailbox: read from its start
+    org.save(client, bounceMailbox={**fields, "folder": "Bounces"})
+    assert org.settings(client)["bounceMailbox"]["polledAt"] is None
+
+
+def test_a_server_that_gives_no_uidvalidity_is_a_poll_error() -> None:
+    class NoUidValidity:
+        def select_folder(self, folder: str) -> dict[bytes, object]:
+            return {b"EXISTS": 3}
+
+    with pytest.raises(ImapFailed, match="no UIDVALIDITY"):
+        Mailbox(NoUidValidity(), "INBOX")  # type: ignore[arg-type]

@@ -270,6 +270,23 @@ def test_postmark_events(client, runtime, make, expected) -> None:
     assert outcome(runtime, send).__dict__ == expected
 
 
+def test_a_nul_or_a_lone_surrogate_in_an_event_is_stored_without_it(client, runtime) -> None:
+    """PostgreSQL refuses a NUL in text: the call's events were all lost."""
+    org = org_with_settings(client, runtime)
+    send = delivered_send(runtime, org.id)
+    url, credentials = _postmark(org, client)
+    event = {**payloads.postmark_bounce(send.email), "Details": "smtp;550 no\u0000such \ud800user"}
+    body = json.dumps(event).encode()
+    assert b"\\u0000" in body and b"\\ud800" in body
+
+    assert _post(client, url, body, credentials).status_code == 200
+    ingest_stored(runtime)
+
+    assert outcome(runtime, send).__dict__ == HARD
+    (report,) = reports(runtime, org.id)
+    assert report.reason == "smtp;550 nosuch ?user"
+
+
 @pytest.mark.parametrize("problem", ["wrong password", "wrong user", "none"])
 def test_postmark_without_the_shown_credentials_is_refused(client, runtime, problem) -> None:
     org = org_with_settings(client, runtime)

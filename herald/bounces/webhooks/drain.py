@@ -19,8 +19,9 @@ from herald.bounces.webhooks.events import Reading
 from herald.bounces.webhooks.models import MailgunToken, WebhookDelivery
 from herald.db import db_now, lock_skip_locked
 from herald.log import get_logger
-from herald.mail.sendref import SendRefKeys, split_return_path
-from herald.mailconfig.bounceaddress import bounce_addresses
+from herald.mail.sendref import SendRefKeys
+from herald.mailconfig.bounceaddress import bounce_addresses, return_path_org
+from herald.text import storable
 
 log = get_logger("herald.webhooks")
 
@@ -71,7 +72,7 @@ def drain_batch(session: Session, keys: SendRefKeys, limit: int = BATCH) -> int:
         # One call the ingest cannot take must not hold up the others: kept, with why.
         except Exception as exc:
             row.failed_at = db_now(session)
-            row.error = f"{type(exc).__name__}: {exc}"[:2000]
+            row.error = storable(f"{type(exc).__name__}: {exc}")[:2000]
             log.error("webhooks.ingest_failed", delivery_id=row.id, error=type(exc).__name__)
     if done:
         session.execute(delete(WebhookDelivery).where(WebhookDelivery.id.in_(done)))
@@ -83,7 +84,7 @@ def _incoming(row: WebhookDelivery, addresses: Mapping[str, uuid.UUID]) -> Incom
     # The Return-Path names the send only when it is this org's bounce address (with a
     # tag); any other sender address says nothing, and its "+" part is no tag of ours.
     envelope_to = reading.envelope_from
-    if envelope_to and addresses.get(split_return_path(envelope_to).bounce_address) != row.org_id:
+    if return_path_org(addresses, envelope_to) != row.org_id:
         envelope_to = None
     return Incoming(
         source=Source(row.source),
