@@ -320,13 +320,9 @@ class _Context:
                 if send is not None:
                     return send, "message_id", None
         if event.email:
-            contact_id = emailstatus.contact_id_for_email(self.session, self.org_id, event.email)
-            if contact_id is not None:
-                send = feedback.latest_delivered_send(
-                    self.session, self.org_id, contact_id, event.email
-                )
-                if send is not None:
-                    return send, "address", None
+            send = feedback.latest_delivered_send(self.session, self.org_id, event.email)
+            if send is not None:
+                return send, "address", None
         return None, None, "No delivered send of this organisation matches it."
 
     def _apply(self, kind: ReportType, send: SendFacts, report_id: int, diagnostic: str) -> None:

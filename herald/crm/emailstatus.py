@@ -57,13 +57,6 @@ def contact_address(
     return ContactAddress(*row) if row else None
 
 
-def contact_id_for_email(session: Session, org_id: uuid.UUID, email: str) -> uuid.UUID | None:
-    """The org's contact with this address (case-insensitively), if any."""
-    return session.scalar(
-        select(Contact.id).where(Contact.org_id == org_id, Contact.email_key == email.lower())
-    )
-
-
 def mark_bounced(
     session: Session,
     org_id: uuid.UUID,

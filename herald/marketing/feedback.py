@@ -13,14 +13,14 @@ import uuid
 from collections import Counter
 from dataclasses import dataclass
 
-from sqlalchemy import bindparam, literal_column, select, update
+from sqlalchemy import ColumnElement, bindparam, func, literal_column, select, update
 from sqlalchemy.orm import Session
 
 from herald.marketing.models import MarketingSend, SendStatus
 from herald.marketing.queue import add_to_counters
 
 S = MarketingSend
-# Inlined, the partial index's own condition: SQLite uses ix_marketing_sends_contact_delivered
+# Inlined, the partial index's own condition: SQLite uses ix_marketing_sends_address_delivered
 # only for a query naming it with the same constants.
 _DELIVERED_OR_BOUNCED = S.status.in_([literal_column("'DELIVERED'"), literal_column("'BOUNCED'")])
 _IN_FLIGHT = (SendStatus.QUEUED.value, SendStatus.SENDING.value)
@@ -51,13 +51,16 @@ _COLUMNS = (
 )
 
 
-# Built once, run with parameters: a flood of bounces runs these many times a second.
 _SEND = select(*_COLUMNS).where(
     S.id == bindparam("send_id", type_=S.id.type), S.org_id == bindparam("org_id")
 )
 _BOUNCE = (
     update(S)
-    .where(S.id == bindparam("send_id", type_=S.id.type), S.status == bindparam("seen"))
+    .where(
+        S.id == bindparam("send_id", type_=S.id.type),
+        S.org_id == bindparam("org"),
+        S.status == bindparam("seen"),
+    )
     .values(
         status=bindparam("status"),
         bounce_type=bindparam("bounce_type"),
@@ -75,22 +78,19 @@ def send_facts(session: Session, org_id: uuid.UUID, send_id: int) -> SendFacts |
     return SendFacts(*row) if row else None
 
 
-def latest_delivered_send(
-    session: Session, org_id: uuid.UUID, contact_id: uuid.UUID, email: str
-) -> SendFacts | None:
-    """The contact's latest DELIVERED or BOUNCED send to ``email`` (case-insensitively),
-    through the partial index of delivered sends by contact."""
-    rows = session.execute(
-        select(*_COLUMNS)
-        .where(S.contact_id == contact_id, _DELIVERED_OR_BOUNCED, S.org_id == org_id)
-        .order_by(S.id.desc())
-        .limit(20)
-    ).all()
-    wanted = email.lower()
-    for row in rows:
-        if row.email.lower() == wanted:
-            return SendFacts(*row)
-    return None
+def _delivered_to(org_id: uuid.UUID, email: str) -> tuple[ColumnElement[bool], ...]:
+    """The org's DELIVERED or BOUNCED sends to ``email`` (case-insensitively), through the
+    partial index of delivered sends by address."""
+    return (S.org_id == org_id, func.lower(S.email) == email.lower(), _DELIVERED_OR_BOUNCED)
+
+
+def latest_delivered_send(session: Session, org_id: uuid.UUID, email: str) -> SendFacts | None:
+    """The org's latest DELIVERED or BOUNCED send to ``email``, whoever's contact it was
+    (the contact may have another address now, or be deleted)."""
+    row = session.execute(
+        select(*_COLUMNS).where(*_delivered_to(org_id, email)).order_by(S.id.desc()).limit(1)
+    ).one_or_none()
+    return SendFacts(*row) if row else None
 
 
 class Bounced(enum.Enum):
@@ -113,8 +113,8 @@ def record_bounce(
     error = reason[:MAX_ERROR] or f"Bounced ({kind})."
     status = send.status
     for _attempt in range(3):
-        values = {"send_id": send.id, "seen": status, "bounce_type": kind, "at": at}
-        values["error"] = error
+        values = {"send_id": send.id, "org": send.org_id, "seen": status, "at": at}
+        values.update(bounce_type=kind, error=error)
         if status in (SendStatus.DELIVERED.value, SendStatus.UNKNOWN.value):
             if _update_send(session, {**values, "status": SendStatus.BOUNCED.value}):
                 counts = Counter({status.lower(): -1, "failed": 1, "bounced": 1})
@@ -128,15 +128,19 @@ def record_bounce(
                 return Bounced.UNCHANGED
             hardened = session.execute(
                 update(S)
-                .where(S.id == send.id, S.status == status, S.bounce_type != "hard")
+                .where(*_this(send), S.status == status, S.bounce_type != "hard")
                 .values(bounce_type="hard", error=error)
                 .execution_options(synchronize_session=False)
             )
             return Bounced.HARDENED if hardened.rowcount else Bounced.UNCHANGED  # type: ignore[attr-defined]
         else:
             return Bounced.UNCHANGED
-        status = session.scalar(select(S.status).where(S.id == send.id)) or ""
+        status = session.scalar(select(S.status).where(*_this(send))) or ""
     return Bounced.UNCHANGED
+
+
+def _this(send: SendFacts) -> tuple[ColumnElement[bool], ...]:
+    return (S.id == send.id, S.org_id == send.org_id)
 
 
 def _update_send(session: Session, values: dict[str, object]) -> bool:
@@ -149,7 +153,7 @@ def record_complaint(session: Session, send: SendFacts, at: dt.datetime) -> bool
     it was already counted."""
     result = session.execute(
         update(S)
-        .where(S.id == send.id, S.complained_at.is_(None))
+        .where(*_this(send), S.complained_at.is_(None))
         .values(complained_at=at)
         .execution_options(synchronize_session=False)
     )
@@ -162,28 +166,25 @@ def record_complaint(session: Session, send: SendFacts, at: dt.datetime) -> bool
 def bounced_campaigns_in_a_row(
     session: Session, send: SendFacts, *, since: dt.datetime | None, limit: int
 ) -> int:
-    """How many of the contact's campaigns in a row, ending with ``send``'s (which just
-    bounced), bounced: ``send`` counts one, then each earlier delivered send to the same
-    address, newest first, while it is BOUNCED. A delivery that did not bounce ends the run,
-    and so does ``since`` (the contact's email status was last set then: a reset to OK
-    starts the count again). At most ``limit``."""
-    if send.contact_id is None or limit <= 1:
-        return 1
+    """How many campaigns in a row bounced at ``send``'s address (``send`` just did):
+    counted back from the org's newest delivered send to it, as a bounce may arrive after a
+    later campaign's. A delivery that did not bounce ends the run, and so does ``since``
+    (the contact's email status was last set then: a reset to OK starts the count again;
+    the send that just bounced counts whenever it was delivered). At most ``limit``."""
     rows = session.execute(
-        select(S.status, S.email, S.delivered_at)
-        .where(S.contact_id == send.contact_id, _DELIVERED_OR_BOUNCED, S.id < send.id)
+        select(S.id, S.status, S.delivered_at)
+        .where(*_delivered_to(send.org_id, send.email))
         .order_by(S.id.desc())
-        .limit(limit * 4)  # other addresses the contact had are skipped, not counted
+        .limit(limit)
     ).all()
-    run = 1
-    for status, email, delivered_at in rows:
-        if run >= limit:
-            break
-        if email.lower() != send.email.lower():
-            continue
-        if since is not None and (delivered_at is None or delivered_at < since):
-            break
+    newest = [(row.id, row.status, row.delivered_at) for row in rows]
+    if all(send_id != send.id for send_id, _, _ in newest):  # in flight: BOUNCED once recorded
+        newest = sorted([*newest, (send.id, SendStatus.BOUNCED.value, None)], reverse=True)
+    run = 0
+    for send_id, status, delivered_at in newest[:limit]:
         if status != SendStatus.BOUNCED.value:
+            break
+        if send_id != send.id and since is not None and (not delivered_at or delivered_at < since):
             break
         run += 1
     return run

@@ -106,12 +106,14 @@ class MarketingSend(OrgScoped, Base):
             postgresql_where=text("status = 'QUEUED'"),
             sqlite_where=text("status = 'QUEUED'"),
         ),
-        # A contact's delivered sends, newest last: matching a bounce by its address and
-        # counting soft bounces over consecutive campaigns. Partial, so a launch (all
-        # QUEUED) writes nothing to it; a send enters it when delivered.
+        # The org's delivered sends to an address, newest last: matching a bounce by its
+        # address (whoever's contact it was) and counting soft bounces over consecutive
+        # campaigns. Partial, so a launch (all QUEUED) writes nothing to it; a send enters
+        # it when delivered.
         Index(
-            "ix_marketing_sends_contact_delivered",
-            "contact_id",
+            "ix_marketing_sends_address_delivered",
+            "org_id",
+            text("lower(email)"),
             "id",
             postgresql_where=text("status IN ('DELIVERED', 'BOUNCED')"),
             sqlite_where=text("status IN ('DELIVERED', 'BOUNCED')"),
