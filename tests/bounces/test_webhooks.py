@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import time
+from typing import Any
 
 import httpx
 import pytest
@@ -94,6 +95,42 @@ def test_sendgrid_blocked_is_soft_and_dropped_is_hard(client, runtime, sendgrid_
     assert outcome(runtime, dropped).__dict__ == HARD
 
 
+@pytest.mark.parametrize(
+    ("event", "expected"),
+    [
+        ({"event": "bounce", "status": "5.2.2", "reason": "552 5.2.2 Mailbox full"}, SOFT),
+        ({"event": "bounce", "status": "5.1.1", "reason": "550 5.1.1 No such user"}, HARD),
+        ({"event": "dropped", "reason": "Invalid"}, HARD),
+        ({"event": "dropped", "reason": "Spam Reporting Address"}, COMPLAINT),
+        ({"event": "dropped", "reason": "Spam Content (if Spam Checker app is enabled)"}, SOFT),
+        ({"event": "dropped", "reason": "Unsubscribed Address"}, UNTOUCHED),
+        ({"event": "dropped", "reason": "Recipient List over Package Quota"}, UNTOUCHED),
+    ],
+    ids=[
+        "bounce-mailbox-full",
+        "bounce-unknown-user",
+        "dropped-invalid",
+        "dropped-spam-reporter",
+        "dropped-spam-content",
+        "dropped-unsubscribed",
+        "dropped-over-quota",
+    ],
+)
+def test_sendgrid_events_by_status_and_reason(client, runtime, sendgrid_org, event, expected):
+    org, signer = sendgrid_org
+    send = delivered_send(runtime, org.id)
+    item = {**payloads.sendgrid_bounce(send.email, send.message_id(runtime)), **event}
+    if event["event"] == "dropped":
+        item.pop("type")
+        item.pop("status")
+    body = json.dumps([item]).encode()
+
+    assert _post(client, _url(org, client, "sendgrid"), body, signer.headers(body)).is_success
+    ingest_stored(runtime)
+
+    assert outcome(runtime, send).__dict__ == expected
+
+
 @pytest.mark.parametrize("tamper", ["body", "timestamp", "other key", "no signature"])
 def test_sendgrid_call_not_signed_with_the_orgs_key_is_refused(
     client, runtime, sendgrid_org, tamper
@@ -155,15 +192,38 @@ def mailgun_org(client: httpx.Client, runtime: Runtime) -> Org:
     return org_with_settings(client, runtime, mailgunSigningKey=MAILGUN_KEY)
 
 
+def mailgun_failed(send, runtime, said: str, reason: str = "bounce") -> dict[str, Any]:
+    event = payloads.mailgun_failed(send.email, send.message_id(runtime))
+    event["reason"] = reason
+    event["delivery-status"].update(message=said, code=int(said[:3]) if said else 605)
+    return event
+
+
 @pytest.mark.parametrize(
     ("make", "expected"),
     [
         (lambda s, r: payloads.mailgun_failed(s.email, s.message_id(r)), HARD),
-        (lambda s, r: payloads.mailgun_failed(s.email, s.message_id(r), "temporary"), SOFT),
+        # Mailgun still retries: a delay, not a bounce
+        (lambda s, r: payloads.mailgun_failed(s.email, s.message_id(r), "temporary"), UNTOUCHED),
+        (lambda s, r: mailgun_failed(s, r, "552 5.2.2 Mailbox full"), SOFT),
+        (lambda s, r: mailgun_failed(s, r, "", reason="old"), SOFT),  # expired after retries
+        (lambda s, r: mailgun_failed(s, r, "", reason="suppress-bounce"), HARD),
+        (lambda s, r: mailgun_failed(s, r, "", reason="suppress-complaint"), COMPLAINT),
+        (lambda s, r: mailgun_failed(s, r, "", reason="suppress-unsubscribe"), UNTOUCHED),
         (lambda s, r: payloads.mailgun_complained(s.email, s.message_id(r)), COMPLAINT),
         (lambda s, r: payloads.mailgun_delivered(s.email), UNTOUCHED),
     ],
-    ids=["failed-permanent", "failed-temporary", "complained", "delivered"],
+    ids=[
+        "failed-permanent",
+        "failed-temporary",
+        "failed-mailbox-full",
+        "failed-old",
+        "suppress-bounce",
+        "suppress-complaint",
+        "suppress-unsubscribe",
+        "complained",
+        "delivered",
+    ],
 )
 def test_mailgun_events(client, runtime, mailgun_org, make, expected) -> None:
     send = delivered_send(runtime, mailgun_org.id)
@@ -254,9 +314,12 @@ def _postmark(org: Org, client: httpx.Client) -> tuple[str, dict[str, str]]:
         (lambda email: payloads.postmark_bounce(email, "SoftBounce", 4096), SOFT),
         (lambda email: payloads.postmark_spam_complaint(email), COMPLAINT),
         (lambda email: payloads.postmark_bounce(email, "AutoResponder", 64), UNTOUCHED),
+        # "Message delayed": Postmark still tries
+        (lambda email: payloads.postmark_bounce(email, "Transient", 2), UNTOUCHED),
+        (lambda email: payloads.postmark_bounce(email, "DnsError", 256), SOFT),
         (lambda email: payloads.postmark_delivery(email), UNTOUCHED),
     ],
-    ids=["hard", "soft", "spam-complaint", "auto-responder", "delivery"],
+    ids=["hard", "soft", "spam-complaint", "auto-responder", "transient", "dns-error", "delivery"],
 )
 def test_postmark_events(client, runtime, make, expected) -> None:
     org = org_with_settings(client, runtime)
