@@ -279,6 +279,29 @@ def test_ses_call_refused_records_nothing(
     assert outcome(runtime, send).__dict__ == UNTOUCHED
 
 
+@pytest.mark.usefixtures("trusted")
+def test_nothing_is_fetched_for_a_url_that_names_no_org(client, sns_app, fake_sns, signer):
+    url = "/webhooks/ses/" + "A" * 43
+    message = sns_message(signer, fake_sns, "Notification", "{}")
+
+    assert _post(sns_app, url, message).status_code == 401
+    assert fake_sns.requests == []
+
+
+@pytest.mark.usefixtures("trusted")
+def test_a_certificate_that_could_not_be_fetched_is_not_fetched_again_at_once(
+    client, runtime, sns_app, fake_sns, signer
+) -> None:
+    org = org_with_settings(client, runtime)
+    missing = fake_sns.base + "/missing.pem"
+    message = sns_message(signer, fake_sns, "Notification", "{}", SigningCertURL=missing)
+
+    for _ in range(3):
+        assert _post(sns_app, _ses_url(org, client), message).status_code == 401
+
+    assert fake_sns.requests == ["/missing.pem"]
+
+
 def test_certificate_from_an_untrusted_server_is_refused(
     client, runtime, sns_app, fake_sns, signer, monkeypatch
 ) -> None:
@@ -308,7 +331,12 @@ DEFAULT = (("sns.*.amazonaws.com", 443),)
         ("https://sns.a.b.amazonaws.com/cert.pem", False),
         ("https://xsns.us-east-1.amazonaws.com/cert.pem", False),
         ("https://user:pw@sns.us-east-1.amazonaws.com/cert.pem", False),
-        ("https://sns..amazonaws.com/cert.pem", True),
+        ("https://sns..amazonaws.com/cert.pem", False),
+        ("https://sns.us-gov-west-1.amazonaws.com/cert.pem", True),
+        # S3's virtual hosts: buckets named "sns", anyone's
+        ("https://sns.s3.amazonaws.com/cert.pem", False),
+        ("https://sns.s3-us-west-2.amazonaws.com/cert.pem", False),
+        ("https://sns.s3-website.amazonaws.com/cert.pem", False),
         ("", False),
     ],
 )

@@ -5,6 +5,7 @@ change nothing; a call that is not authenticated answers 401 and records nothing
 from __future__ import annotations
 
 import json
+import socket
 import time
 from typing import Any
 
@@ -399,6 +400,31 @@ def test_regenerated_key_retires_the_old_urls(client, runtime) -> None:
     assert _post(client, old_url, body, new_credentials).status_code == 401
     assert _post(client, new_url, body, old_credentials).status_code == 401  # new password too
     assert _post(client, new_url, body, new_credentials).status_code == 200
+
+
+def first_answer(client: httpx.Client, url: str, headers: dict[str, str]) -> bytes:
+    """The status line the server answers a POST announcing a 1 MB body it has not been
+    sent (``Expect: 100-continue``): "100 Continue" once the app reads the body, else the
+    app's answer, given without reading it."""
+    host, port = client.base_url.host, client.base_url.port
+    lines = [f"POST {url} HTTP/1.1", f"Host: {host}:{port}", "Content-Length: 1000000"]
+    lines += ["Expect: 100-continue", *(f"{k}: {v}" for k, v in headers.items())]
+    with socket.create_connection((host, port), timeout=30) as sock:
+        sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
+        return sock.makefile("rb").readline().strip()
+
+
+def test_a_body_is_read_only_once_its_caller_is_known(client, runtime) -> None:
+    org = org_with_settings(client, runtime)
+    url, credentials = _postmark(org, client)
+    stranger = url.rsplit("/", 1)[0] + "/" + "A" * 43
+    wrong = payloads.basic("herald", "not-the-password")
+
+    assert first_answer(client, stranger, credentials).startswith(b"HTTP/1.1 401")
+    assert first_answer(client, url, wrong).startswith(b"HTTP/1.1 401")
+    assert first_answer(client, url, credentials) == b"HTTP/1.1 100 Continue"
+    sendgrid = _url(org, client, "sendgrid").rsplit("/", 1)[0] + "/" + "A" * 43
+    assert first_answer(client, sendgrid, {}).startswith(b"HTTP/1.1 401")
 
 
 def test_unknown_provider_is_404(client, runtime) -> None:
