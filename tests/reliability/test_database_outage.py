@@ -26,7 +26,6 @@ from herald.marketing.worker import BATCHES_IN_FLIGHT, DISPATCH_CHUNK
 from herald.runtime import Runtime
 from tests.conftest import LiveServer, free_port, make_settings
 from tests.marketing.engine import arrange, campaign, sends
-from tests.reliability.conftest import REPORTS
 from tests.reliability.fleet import WorkerFleet
 from tests.reliability.invariants import check_campaign
 from tests.smtp_server import SmtpServer
@@ -90,7 +89,9 @@ class PacedSmtp(SmtpServer):
         return None
 
 
-def test_postgres_stopped_mid_batch_then_started_sending_resumes_nothing_lost(own_postgres):
+def test_postgres_stopped_mid_batch_then_started_sending_resumes_nothing_lost(
+    own_postgres, figures
+):
     server = PacedSmtp().start()
     fleet = None
     try:
@@ -123,7 +124,7 @@ def test_postgres_stopped_mid_batch_then_started_sending_resumes_nothing_lost(ow
             {e.lower() for e in arranged.emails},
             server.received_per_address(),
         )
-        REPORTS.append(
+        figures(
             f"database outage [postgresql]: {RECIPIENTS} recipients, {WORKERS} workers, "
             f"PostgreSQL stopped {OUTAGE_SECONDS:.0f} s after {stopped_at} messages; "
             f"{settled - stopped_at} finished in flight, {during} sent while it was down; "

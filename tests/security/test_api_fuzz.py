@@ -238,7 +238,7 @@ def _reset_smtp(runtime: Runtime, fuzzed: Fuzzed, port: int) -> None:
     configure_smtp(runtime, fuzzed.org_id, port)
 
 
-def test_every_operation_was_fuzzed(client, capsys, record_property):
+def test_every_operation_was_fuzzed(client, figures, record_property):
     """Runs after the fuzz (same module, declared after it): every documented operation got
     cases, and every one with an id in its path got past the 404 with a real id."""
     fuzz = _state.get("run")
@@ -264,8 +264,7 @@ def test_every_operation_was_fuzzed(client, capsys, record_property):
         f"{time.monotonic() - fuzz.started:.1f}s; statuses {dict(sorted(by_status.items()))}"
     )
     record_property("fuzz_cases", total)
-    with capsys.disabled():
-        print(f"\n{line}")
+    figures(line)
 
 
 @pytest.mark.parametrize(
