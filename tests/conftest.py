@@ -22,6 +22,8 @@ with a database of its own (``database_url``), and sends each test file whole to
   having run first (nor on being alone: the machine is busy, so wait on a condition, with a
   generous deadline, rather than sleeping a fixed time and asserting).
 - Output for the CI log goes through the ``figures`` fixture: a worker's prints are not shown.
+- A file that takes long (tens of seconds: processes, servers, big data) is marked
+  ``pytestmark = pytest.mark.slow``, so the parallel run starts it first.
 """
 
 from __future__ import annotations
@@ -50,6 +52,13 @@ from herald.settings import Settings
 from tests.ports import free_port
 
 TEST_SECRET = "test-secret-key-for-herald-tests-only"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Files marked ``slow`` first: the parallel run (``--dist loadfile
+    --no-loadscope-reorder``) hands files out in this order, so a long file starts early
+    instead of being the one everybody waits for at the end."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 
 def pytest_report_header() -> str:

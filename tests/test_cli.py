@@ -11,6 +11,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+pytestmark = pytest.mark.slow  # a long file: the parallel run starts it first (conftest)
+
 HERALD = str(Path(sys.executable).with_name("herald"))
 
 

@@ -35,6 +35,8 @@ from tests.marketing.factories import (
 )
 from tests.orgs.factories import make_org
 
+pytestmark = pytest.mark.slow  # a long file: the parallel run starts it first (conftest)
+
 HERALD = str(Path(sys.executable).with_name("herald"))
 
 

@@ -7,6 +7,8 @@ import signal
 import time
 from collections import Counter
 
+import pytest
+
 from herald.audit.service import CLI, system_actor
 from herald.db import unit_of_work
 from herald.marketing.launch import launch_campaign
@@ -26,6 +28,8 @@ from tests.marketing.engine import (
     wait_until,
 )
 from tests.smtp_server import slow
+
+pytestmark = pytest.mark.slow  # a long file: the parallel run starts it first (conftest)
 
 
 def received_counts(server) -> Counter[str]:

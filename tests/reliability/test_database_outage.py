@@ -35,11 +35,14 @@ WORKERS = 2
 RECIPIENTS = 3000
 OUTAGE_SECONDS = 4.0
 
-pytestmark = pytest.mark.skipif(
-    not os.environ.get("HERALD_TEST_DATABASE_URL", "").startswith("postgresql"),
-    reason="stops and starts a PostgreSQL server of its own: runs in the PostgreSQL pass "
-    "(make test with HERALD_TEST_DATABASE_URL, as .ci/run does)",
-)
+pytestmark = [
+    pytest.mark.slow,  # a long file: the parallel run starts it first (conftest)
+    pytest.mark.skipif(
+        not os.environ.get("HERALD_TEST_DATABASE_URL", "").startswith("postgresql"),
+        reason="stops and starts a PostgreSQL server of its own: runs in the PostgreSQL pass "
+        "(make test with HERALD_TEST_DATABASE_URL, as .ci/run does)",
+    ),
+]
 
 
 def pg(*args: str) -> str:

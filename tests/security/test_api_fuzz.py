@@ -42,6 +42,8 @@ from tests.orgs.factories import login, make_org, make_user
 from tests.security.conftest import smtp_settings
 from tests.smtp_server import SmtpServer
 
+pytestmark = pytest.mark.slow  # a long file: the parallel run starts it first (conftest)
+
 SEED = 20_240_610
 MAX_EXAMPLES = 15  # per operation and phase; CI time is bounded (make test runs it twice)
 CHECKS = [
