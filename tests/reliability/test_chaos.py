@@ -18,6 +18,7 @@ import pytest
 from herald.marketing.worker import BATCHES_IN_FLIGHT, DISPATCH_CHUNK
 from tests.marketing.engine import arrange, campaign, fast_runtime
 from tests.reliability.chaos_smtp import ChaosSmtp
+from tests.reliability.conftest import REPORTS
 from tests.reliability.fleet import WorkerFleet
 from tests.reliability.invariants import check_campaign, unknown_reasons
 
@@ -29,7 +30,7 @@ KILLS = int(os.environ.get("HERALD_CHAOS_KILLS", "10"))
 MAX_UNKNOWN_PER_CRASH = DISPATCH_CHUNK * BATCHES_IN_FLIGHT
 
 
-def test_kills_and_a_misbehaving_server_lose_nothing_and_send_nothing_twice(runtime, figures):
+def test_kills_and_a_misbehaving_server_lose_nothing_and_send_nothing_twice(runtime):
     seed = int(os.environ.get("HERALD_CHAOS_SEED") or secrets.randbelow(2**32))
     print(f"chaos seed {seed} (replay: HERALD_CHAOS_SEED={seed})")
     rng = random.Random(seed)
@@ -61,7 +62,7 @@ def test_kills_and_a_misbehaving_server_lose_nothing_and_send_nothing_twice(runt
             server.received_per_address(),
         )
         bound = fleet.kills * MAX_UNKNOWN_PER_CRASH + server.faults["drop_after_dot"]
-        figures(
+        REPORTS.append(
             f"chaos [{engine.settings.database_url.split(':')[0]}] seed={seed}: "
             f"{outcome.recipients} recipients, {WORKERS} workers, {fleet.kills} SIGKILLs "
             f"(last after {kills_done_after:.1f} s, campaign still sending: "

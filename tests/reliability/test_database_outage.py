@@ -26,6 +26,7 @@ from herald.marketing.worker import BATCHES_IN_FLIGHT, DISPATCH_CHUNK
 from herald.runtime import Runtime
 from tests.conftest import LiveServer, free_port, make_settings
 from tests.marketing.engine import arrange, campaign, sends
+from tests.reliability.conftest import REPORTS
 from tests.reliability.fleet import WorkerFleet
 from tests.reliability.invariants import check_campaign
 from tests.smtp_server import SmtpServer
@@ -92,9 +93,7 @@ class PacedSmtp(SmtpServer):
         return None
 
 
-def test_postgres_stopped_mid_batch_then_started_sending_resumes_nothing_lost(
-    own_postgres, figures
-):
+def test_postgres_stopped_mid_batch_then_started_sending_resumes_nothing_lost(own_postgres):
     server = PacedSmtp().start()
     fleet = None
     try:
@@ -127,7 +126,7 @@ def test_postgres_stopped_mid_batch_then_started_sending_resumes_nothing_lost(
             {e.lower() for e in arranged.emails},
             server.received_per_address(),
         )
-        figures(
+        REPORTS.append(
             f"database outage [postgresql]: {RECIPIENTS} recipients, {WORKERS} workers, "
             f"PostgreSQL stopped {OUTAGE_SECONDS:.0f} s after {stopped_at} messages; "
             f"{settled - stopped_at} finished in flight, {during} sent while it was down; "
