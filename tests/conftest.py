@@ -13,11 +13,13 @@ with a database of its own (``database_url``), and sends each test file whole to
   (/etc/postfix, /etc/dovecot). Subprocesses get ``cwd=tmp_path``.
 - Databases: the session's (``runtime``, ``database_url``) belongs to this worker; another
   one is made per test from it (``own_database``), with a unique name.
-- Environment: never change os.environ; give settings to ``make_settings(...)`` and to a
-  subprocess through its own ``env=``.
-- Processes: a server or daemon the test starts is private (its own config, data and
-  PID file under its temp dir, loopback only) and stopped by its PID; never a system service,
-  never ``pkill``/``killall`` by name (another worker runs the same programs).
+- Environment: settings go to ``make_settings(...)``, and to a subprocess through its own
+  ``env=``; os.environ only through ``monkeypatch`` (undone after the test; every worker is
+  a process of its own, so this never reaches another worker).
+- Processes: a server or daemon the test starts is private (its own config, queue, data and
+  PID files under a temp dir of its own, loopback only, e.g. ``postfix -c DIR``, ``dovecot
+  -c FILE``) and stopped through that config or by its PID; never a system service, never
+  ``pkill``/``killall`` by name (another worker runs the same programs).
 - Order: tests of one file run in order in one process; nothing may depend on another file
   having run first (nor on being alone: the machine is busy, so wait on a condition, with a
   generous deadline, rather than sleeping a fixed time and asserting).
