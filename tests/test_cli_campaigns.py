@@ -59,7 +59,12 @@ def start(args: list[str], database_url: str, cwd: Path, text: bool = True) -> s
 
 
 def finish(process: subprocess.Popen, args: list[str], input: Any = None):
-    stdout, stderr = process.communicate(input, timeout=60)
+    try:
+        stdout, stderr = process.communicate(input, timeout=60)
+    except subprocess.TimeoutExpired:
+        process.kill()  # a hung command must not outlive its test
+        process.communicate()
+        raise
     result = subprocess.CompletedProcess(args, process.returncode, stdout, stderr)
     assert "Traceback" not in str(stderr), stderr
     return result
