@@ -306,6 +306,7 @@ def test_sends_export_writes_the_api_csv(runtime, database_url, tmp_path):
     assert kept[1][6] == "550 5.1.1 No such user"
 
 
+@pytest.mark.usefixtures("runtime")  # the migrated database
 def test_unknown_or_malformed_ids_exit_1_with_a_message(database_url, tmp_path):
     unknown = str(uuid.uuid4())
     show, stats, export = herald_all(
