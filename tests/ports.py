@@ -23,7 +23,8 @@ CLAIMS = Path(tempfile.gettempdir()) / f"herald-test-ports-{os.getuid()}"
 _claimed: list[Path] = []
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
+    """Whether a process of this id exists."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -37,7 +38,7 @@ def _claim(port: int) -> bool:
     with open(CLAIMS / ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         with contextlib.suppress(FileNotFoundError, ValueError):
-            if _alive(int(marker.read_text())):
+            if alive(int(marker.read_text())):
                 return False
         marker.write_text(str(os.getpid()))
     _claimed.append(marker)
