@@ -22,6 +22,7 @@ from pathlib import Path
 
 from tests.conftest import free_port
 from tests.installed import require
+from tests.ports import alive
 
 POSTFIX = "/usr/sbin/postfix"
 
@@ -149,9 +150,9 @@ class PrivatePostfix:
         pid = self.master_pid()
         self._postfix("stop")
         deadline = time.monotonic() + 20
-        while pid is not None and _alive(pid) and time.monotonic() < deadline:
+        while pid is not None and alive(pid) and time.monotonic() < deadline:
             time.sleep(0.1)
-        if pid is not None and _alive(pid):  # by its PID, never by name
+        if pid is not None and alive(pid):  # by its PID, never by name
             os.kill(pid, 9)
         shutil.rmtree(self.root, ignore_errors=True)
 
@@ -166,11 +167,3 @@ class PrivatePostfix:
 
     def __exit__(self, *_exc: object) -> None:
         self.stop()
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
