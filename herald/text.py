@@ -4,6 +4,8 @@ made so (``storable``) for what arrives from outside without a person to tell: r
 
 from __future__ import annotations
 
+MAX_REASON = 2000  # the longest reason kept: a bounce's, a send's error, an email status's
+
 
 def storable_problem(value: str) -> str | None:
     """Why ``value`` cannot be stored, or None when it can."""
@@ -25,6 +27,11 @@ def storable(value: str) -> str:
     except UnicodeEncodeError:
         value = value.encode("utf-8", "replace").decode("utf-8")
     return value
+
+
+def one_line(value: str) -> str:
+    """Every run of white space (line breaks too) as one space, none at the ends."""
+    return " ".join(value.split())
 
 
 def is_number(value: str) -> bool:

@@ -54,12 +54,11 @@ from herald.mail.sendref import SendRefKeys, read_message_id, read_tag, split_re
 from herald.mailconfig.bounceaddress import bounce_addresses, bounce_settings, return_path_org
 from herald.marketing import feedback
 from herald.marketing.feedback import SendFacts
-from herald.text import storable
+from herald.text import MAX_REASON, one_line, storable
 
 log = get_logger("herald.bounces")
 
 EventType = ReportType  # hard | soft | complaint | ignored (an Event is never "unmatched")
-MAX_REASON = 2000
 
 
 class UnknownBounceAddress(NotFound):
@@ -259,7 +258,7 @@ class _Context:
         ids = (event.message_id, *message_ids) if event.message_id else message_ids
         send, matched_by, problem = self._match(event, ids)
         kind = ReportType(event.type)
-        reason = _one_line(event.reason)
+        reason = one_line(event.reason)
         if kind is not ReportType.IGNORED and send is None:
             # why nothing matched, then what the report said
             kind, reason = ReportType.UNMATCHED, " ".join(filter(None, (problem, reason)))
@@ -382,7 +381,3 @@ def _event_key(org_id: uuid.UUID, row: dict[str, Any], message_ids: tuple[str, .
         return None
     text = f"{org_id}|{subject}|{row['email'].lower()}|{row['type']}"
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
-def _one_line(value: str) -> str:
-    return " ".join(value.split())

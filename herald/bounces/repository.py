@@ -28,7 +28,6 @@ def _insert_ignoring_conflict(
 
 _RAW = cast(Table, RawReport.__table__)
 _REPORTS = cast(Table, BounceReport.__table__)
-# Built once per dialect: a flood of reports runs them many times a second.
 _STATEMENTS: dict[str, tuple[Insert, Insert]] = {}
 _INSERT_REPORT = insert(_REPORTS).returning(_REPORTS.c.id)
 _COUNTED = select(_REPORTS.c.id).where(

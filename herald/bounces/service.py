@@ -16,6 +16,7 @@ from herald.bounces.repository import BounceRepository
 from herald.bounces.schemas import BounceIn
 from herald.errors import NotFound, ValidationFailed
 from herald.mail.sendref import SendRefKeys
+from herald.text import one_line
 
 
 @dataclass(frozen=True)
@@ -91,7 +92,7 @@ def add_bounce(
         email = validate_email(data.email.strip(), check_deliverability=False).normalized
     except EmailNotValidError as exc:
         raise ValidationFailed(f"email is not a valid address: {exc}", field="email") from None
-    event = Event(ReportType(data.type), email, " ".join(data.reason.split()))
+    event = Event(ReportType(data.type), email, one_line(data.reason))
     ingested = ingest(session, keys, Incoming(Source.API, raw, events=[event]), org_id)
     report = ingested.reports[0]
     if report.type == ReportType.IGNORED and report.send_id is not None:

@@ -13,8 +13,7 @@ from sqlalchemy import bindparam, select, true, update
 from sqlalchemy.orm import Session
 
 from herald.crm.models import Contact, EmailStatus
-
-MAX_REASON = 2000
+from herald.text import MAX_REASON
 
 
 @dataclass(frozen=True)
@@ -25,7 +24,6 @@ class ContactAddress:
     email_status_at: dt.datetime | None
 
 
-# Built once, run with parameters: a flood of bounces runs these many times a second.
 _ADDRESS = select(
     Contact.id, Contact.email_key, Contact.email_status, Contact.email_status_at
 ).where(Contact.id == bindparam("contact_id"), Contact.org_id == bindparam("org_id"))

@@ -34,13 +34,13 @@ from herald.mail.classify import (
     is_hard,
     status_code,
 )
+from herald.text import MAX_REASON, one_line
 
 # flufl.bounce logs every detector it runs at INFO, and a detector's failure with its
 # traceback at ERROR before raising it to us: we log that failure once, in one line.
 logging.getLogger("flufl.bounce").setLevel(logging.CRITICAL)
 log = get_logger("herald.reports")
 
-MAX_REASON = 1000
 MAX_PARSED_BYTES = 256 * 1024
 MAX_CONTAINERS = 32  # multipart and message/* parts of one message; real reports nest ~5
 MAX_PARTS = 100
@@ -130,7 +130,7 @@ def _delivery_status(message: Message, part: Message, raw: bytes) -> ParsedRepor
             continue
         status = fields.get("status", "").strip()
         found = status_code(status)
-        diagnostic = _one_line(fields.get("diagnostic-code", ""))
+        diagnostic = one_line(fields.get("diagnostic-code", ""))
         diagnostic = diagnostic.partition(";")[2].strip() or diagnostic
         if not diagnostic:
             # "5.0.0 (recipient reached disk quota)", and what the text says of the address
@@ -253,7 +253,7 @@ def _non_standard(message: Message, raw: bytes) -> ParsedReport:
             log.warning("report.detector_failed", error=type(exc).__name__)
             temporary, permanent = frozenset(), frozenset()
         text = _body_text(message)
-        if (temporary or permanent) and not permanent and _WARNING.search(_one_line(text)):
+        if (temporary or permanent) and not permanent and _WARNING.search(one_line(text)):
             return ParsedReport(
                 Kind.IGNORED, (), ids, "A delay notice: the server is still trying."
             )
@@ -263,9 +263,9 @@ def _non_standard(message: Message, raw: bytes) -> ParsedReport:
                 for address in sorted(temporary | permanent)[:MAX_RECIPIENTS]
             ]
             return ParsedReport(Kind.BOUNCE, tuple(found), ids, "A non-standard bounce.")
-        if from_mail_system and not auto_reply and _FAILED.search(_one_line(text)):
+        if from_mail_system and not auto_reply and _FAILED.search(one_line(text)):
             # a bounce that names no address: its return path's tag still finds the send
-            whole = _one_line(text)
+            whole = one_line(text)
             reason = _evidence_sentence(whole) if _evidence(whole) else "Undeliverable."
             failure = Recipient("", is_hard(status_code(reason), reason), None, reason)
             return ParsedReport(Kind.BOUNCE, (failure,), ids, "A bounce naming no address.")
@@ -316,12 +316,12 @@ def _classified(email: str, text: str, *, permanent: bool) -> Recipient:
     user), a temporary one soft."""
     diagnostic = _near(email, text)
     if not _evidence(diagnostic):
-        whole = _one_line(text)
+        whole = one_line(text)
         if _evidence(whole):
             diagnostic = " ".join(filter(None, (diagnostic, _evidence_sentence(whole))))
     found = status_code(diagnostic)
     hard = is_hard(found, diagnostic) if _evidence(diagnostic) else permanent
-    return Recipient(email, hard, found, _one_line(diagnostic)[:MAX_REASON] or "Undeliverable.")
+    return Recipient(email, hard, found, one_line(diagnostic)[:MAX_REASON] or "Undeliverable.")
 
 
 def _evidence(text: str) -> bool:
@@ -484,7 +484,7 @@ def _address_field(value: str | None) -> str:
     """``rfc822; user@example.com`` or a To header -> ``user@example.com``."""
     if not value:
         return ""
-    value = _one_line(value)
+    value = one_line(value)
     if ";" in value:
         value = value.partition(";")[2]
     angle = _ANGLE_ID.search(value)
@@ -495,7 +495,3 @@ def _address_field(value: str | None) -> str:
 
 def _decoded(address: bytes | str) -> str:
     return address.decode("utf-8", "replace") if isinstance(address, bytes) else address
-
-
-def _one_line(value: str) -> str:
-    return " ".join(str(value).split())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy.orm import Session
 
@@ -46,7 +47,7 @@ def save_config(
     egress.check_host(data.host, settings.smtp_networks)
     inbound.check_egress(data, settings)
     current = get_config(session, org_id)
-    values = {
+    values: dict[str, Any] = {
         "host": data.host,
         "port": data.port,
         "username": data.username,

@@ -18,13 +18,13 @@ from sqlalchemy.orm import Session
 
 from herald.marketing.models import MarketingSend, SendStatus
 from herald.marketing.queue import add_to_counters
+from herald.text import MAX_REASON
 
 S = MarketingSend
 # Inlined, the partial index's own condition: SQLite uses ix_marketing_sends_address_delivered
 # only for a query naming it with the same constants.
 _DELIVERED_OR_BOUNCED = S.status.in_([literal_column("'DELIVERED'"), literal_column("'BOUNCED'")])
 _IN_FLIGHT = (SendStatus.QUEUED.value, SendStatus.SENDING.value)
-MAX_ERROR = 2000
 
 
 @dataclass(frozen=True)
@@ -110,7 +110,7 @@ def record_bounce(
     UPDATE of the campaign row. Conditional on the status read, so a worker recording the
     same send meanwhile (PostgreSQL) makes this read again rather than count twice."""
     kind = "hard" if hard else "soft"
-    error = reason[:MAX_ERROR] or f"Bounced ({kind})."
+    error = reason[:MAX_REASON] or f"Bounced ({kind})."
     status = send.status
     for _attempt in range(3):
         values = {"send_id": send.id, "org": send.org_id, "seen": status, "at": at}
