@@ -12,12 +12,11 @@ import time
 import uuid
 from collections.abc import Callable
 
-from sqlalchemy import exists, select
 from sqlalchemy.exc import DBAPIError
 
 from herald.bounces.mailbox import MailboxPoll
 from herald.bounces.webhooks import drain
-from herald.bounces.webhooks.models import WebhookDelivery
+from herald.bounces.webhooks import repository as webhook_calls
 from herald.db import unit_of_work
 from herald.log import get_logger
 from herald.mail.sendref import SendRefKeys
@@ -82,7 +81,7 @@ class BounceJobs:
     def _drain_once(self) -> bool:
         sessions = self.runtime.sessions
         with unit_of_work(sessions, write=False) as session:
-            waiting = session.scalar(select(exists().where(WebhookDelivery.failed_at.is_(None))))
+            waiting = webhook_calls.any_waiting(session)
         taken = 0
         if waiting:
             with unit_of_work(sessions) as session:

@@ -9,15 +9,15 @@ import json
 import uuid
 from collections.abc import Callable, Mapping
 
-from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from herald.bounces.ingest import Incoming, ingest
 from herald.bounces.models import Source
 from herald.bounces.webhooks import mailgun, postmark, sendgrid, ses
+from herald.bounces.webhooks import repository as webhook_calls
 from herald.bounces.webhooks.events import Reading
-from herald.bounces.webhooks.models import MailgunToken, WebhookDelivery
-from herald.db import db_now, lock_skip_locked
+from herald.bounces.webhooks.models import WebhookDelivery
+from herald.db import db_now
 from herald.log import get_logger
 from herald.mail.sendref import SendRefKeys
 from herald.mailconfig.bounceaddress import bounce_addresses, return_path_org
@@ -49,17 +49,7 @@ READERS: dict[str, Callable[[bytes], Reading]] = {
 
 def drain_batch(session: Session, keys: SendRefKeys, limit: int = BATCH) -> int:
     """Ingest up to ``limit`` stored calls, oldest first; how many were taken."""
-    rows = list(
-        session.scalars(
-            lock_skip_locked(
-                select(WebhookDelivery)
-                .where(WebhookDelivery.failed_at.is_(None))
-                .order_by(WebhookDelivery.id)
-                .limit(limit),
-                session,
-            )
-        )
-    )
+    rows = webhook_calls.take_waiting(session, limit)
     if not rows:
         return 0
     addresses = bounce_addresses(session)
@@ -74,8 +64,7 @@ def drain_batch(session: Session, keys: SendRefKeys, limit: int = BATCH) -> int:
             row.failed_at = db_now(session)
             row.error = storable(f"{type(exc).__name__}: {exc}")[:2000]
             log.error("webhooks.ingest_failed", delivery_id=row.id, error=type(exc).__name__)
-    if done:
-        session.execute(delete(WebhookDelivery).where(WebhookDelivery.id.in_(done)))
+    webhook_calls.forget(session, done)
     return len(rows)
 
 
@@ -96,6 +85,4 @@ def _incoming(row: WebhookDelivery, addresses: Mapping[str, uuid.UUID]) -> Incom
 
 
 def forget_old_tokens(session: Session) -> None:
-    session.execute(
-        delete(MailgunToken).where(MailgunToken.signed_at < db_now(session) - TOKEN_KEPT)
-    )
+    webhook_calls.forget_tokens_before(session, db_now(session) - TOKEN_KEPT)
