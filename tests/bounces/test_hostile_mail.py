@@ -4,7 +4,6 @@ spends bounded work on it, off the event loop that every other session shares.""
 
 from __future__ import annotations
 
-import smtplib
 import threading
 
 import pytest
@@ -22,18 +21,13 @@ from tests.bounces.factories import (
     delivered_campaign,
     dsn_for,
     reports_of,
+    smtp,
     tagged,
 )
 from tests.bounces.hostile import CHARSET_WITH_NUL, nested, with_parts
 from tests.marketing.factories import get_send
 
 NUL_DIAGNOSTIC = Failure("5.1.1", "550 5.1.1 <{rcpt}>: user\x00unknown")
-
-
-def smtp(receiver: InboundThread) -> smtplib.SMTP:
-    client = smtplib.SMTP("127.0.0.1", receiver.port, timeout=30)
-    client.ehlo("mx.sender.example")
-    return client
 
 
 def send(inbound: InboundThread, rcpts: list[str], raw: bytes) -> tuple[int, bytes]:

@@ -29,10 +29,7 @@ from tests.bounces.arrange import (
 )
 
 MAILGUN_KEY = "key-3ax6xnjp29jd6fds4gc373sgvjxteol0"
-
-
-def _url(org: Org, client: httpx.Client, provider: str) -> str:
-    return org.settings(client)["webhookUrls"][provider].removeprefix("https://herald.test")
+JSON_TYPE = {"Content-Type": "application/json"}
 
 
 def _post(client: httpx.Client, url: str, body: bytes, headers: dict[str, str]) -> httpx.Response:
@@ -62,7 +59,7 @@ def test_sendgrid_bounce_and_spamreport_have_their_effects(client, runtime, send
     ]
     body = json.dumps(events).encode()
 
-    r = _post(client, _url(org, client, "sendgrid"), body, signer.headers(body))
+    r = org.call_webhook(client, "sendgrid", body, signer.headers(body))
 
     assert r.status_code == 200, r.text
     assert r.json() == {"recorded": 2}
@@ -87,9 +84,7 @@ def test_sendgrid_blocked_is_soft_and_dropped_is_hard(client, runtime, sendgrid_
     drop["reason"] = "Bounced Address"
     body = json.dumps([payloads.sendgrid_bounce(blocked.email, "", kind="blocked"), drop]).encode()
 
-    assert (
-        _post(client, _url(org, client, "sendgrid"), body, signer.headers(body)).status_code == 200
-    )
+    assert org.call_webhook(client, "sendgrid", body, signer.headers(body)).status_code == 200
     ingest_stored(runtime)
 
     assert outcome(runtime, blocked).__dict__ == SOFT
@@ -126,7 +121,7 @@ def test_sendgrid_events_by_status_and_reason(client, runtime, sendgrid_org, eve
         item.pop("status")
     body = json.dumps([item]).encode()
 
-    assert _post(client, _url(org, client, "sendgrid"), body, signer.headers(body)).is_success
+    assert org.call_webhook(client, "sendgrid", body, signer.headers(body)).is_success
     ingest_stored(runtime)
 
     assert outcome(runtime, send).__dict__ == expected
@@ -149,7 +144,7 @@ def test_sendgrid_call_not_signed_with_the_orgs_key_is_refused(
     else:
         del headers["X-Twilio-Email-Event-Webhook-Signature"]
 
-    r = _post(client, _url(org, client, "sendgrid"), body, headers)
+    r = org.call_webhook(client, "sendgrid", body, headers)
 
     assert r.status_code == 401, r.text
     assert r.json()["error"]["code"] == "webhook_unauthenticated"
@@ -164,7 +159,7 @@ def test_sendgrid_without_a_verification_key_is_refused(client, runtime) -> None
     signer = payloads.SendgridSigner()
     body = json.dumps([payloads.sendgrid_bounce("x@example.com", "")]).encode()
 
-    r = _post(client, _url(org, client, "sendgrid"), body, signer.headers(body))
+    r = org.call_webhook(client, "sendgrid", body, signer.headers(body))
 
     assert r.status_code == 401
     assert stored_calls(runtime, org.id) == 0
@@ -177,7 +172,7 @@ def test_a_call_with_only_other_events_is_answered_and_stores_nothing(
     send = delivered_send(runtime, org.id)
     body = json.dumps(payloads.sendgrid_events(send.email, send.message_id(runtime))).encode()
 
-    r = _post(client, _url(org, client, "sendgrid"), body, signer.headers(body))
+    r = org.call_webhook(client, "sendgrid", body, signer.headers(body))
 
     assert r.status_code == 200
     assert r.json() == {"recorded": 0}
@@ -230,9 +225,7 @@ def test_mailgun_events(client, runtime, mailgun_org, make, expected) -> None:
     send = delivered_send(runtime, mailgun_org.id)
     body = payloads.mailgun_body(MAILGUN_KEY, make(send, runtime))
 
-    r = _post(
-        client, _url(mailgun_org, client, "mailgun"), body, {"Content-Type": "application/json"}
-    )
+    r = mailgun_org.call_webhook(client, "mailgun", body, JSON_TYPE)
 
     assert r.status_code == 200, r.text
     ingest_stored(runtime)
@@ -241,18 +234,17 @@ def test_mailgun_events(client, runtime, mailgun_org, make, expected) -> None:
 
 def test_mailgun_token_is_never_accepted_twice(client, runtime, mailgun_org) -> None:
     first, second = delivered_send(runtime, mailgun_org.id), delivered_send(runtime, mailgun_org.id)
-    url = _url(mailgun_org, client, "mailgun")
+    url = mailgun_org.webhook_path(client, "mailgun")
     token = "a8ce0edb2dd8301dee6c2405235584e45aa91d1e9f979f3de0"
     now = int(time.time())
     body = payloads.mailgun_body(MAILGUN_KEY, payloads.mailgun_failed(first.email, ""), now, token)
     again = payloads.mailgun_body(
         MAILGUN_KEY, payloads.mailgun_failed(second.email, ""), now, token
     )
-    json_type = {"Content-Type": "application/json"}
 
-    assert _post(client, url, body, json_type).status_code == 200
-    assert _post(client, url, body, json_type).status_code == 401  # the same call replayed
-    assert _post(client, url, again, json_type).status_code == 401  # another body, same token
+    assert _post(client, url, body, JSON_TYPE).status_code == 200
+    assert _post(client, url, body, JSON_TYPE).status_code == 401  # the same call replayed
+    assert _post(client, url, again, JSON_TYPE).status_code == 401  # another body, same token
 
     assert stored_calls(runtime, mailgun_org.id) == 1
     ingest_stored(runtime)
@@ -276,9 +268,7 @@ def test_mailgun_call_refused(client, runtime, mailgun_org, problem) -> None:
     else:
         body = json.dumps({"event-data": event}).encode()
 
-    r = _post(
-        client, _url(mailgun_org, client, "mailgun"), body, {"Content-Type": "application/json"}
-    )
+    r = mailgun_org.call_webhook(client, "mailgun", body, JSON_TYPE)
 
     assert r.status_code == 401
     assert stored_calls(runtime, mailgun_org.id) == 0
@@ -293,9 +283,7 @@ def test_mailgun_timestamp_just_within_five_minutes_is_accepted(
     body = payloads.mailgun_body(
         MAILGUN_KEY, payloads.mailgun_failed(send.email, ""), int(time.time()) - 290
     )
-    r = _post(
-        client, _url(mailgun_org, client, "mailgun"), body, {"Content-Type": "application/json"}
-    )
+    r = mailgun_org.call_webhook(client, "mailgun", body, JSON_TYPE)
     assert r.status_code == 200
 
 
@@ -305,7 +293,7 @@ def test_mailgun_timestamp_just_within_five_minutes_is_accepted(
 def _postmark(org: Org, client: httpx.Client) -> tuple[str, dict[str, str]]:
     shown = org.settings(client)
     credentials = payloads.basic(shown["postmarkUsername"], shown["postmarkPassword"])
-    return _url(org, client, "postmark"), credentials
+    return org.webhook_path(client, "postmark"), credentials
 
 
 @pytest.mark.parametrize(
@@ -423,7 +411,7 @@ def test_a_body_is_read_only_once_its_caller_is_known(client, runtime) -> None:
     assert first_answer(client, stranger, credentials).startswith(b"HTTP/1.1 401")
     assert first_answer(client, url, wrong).startswith(b"HTTP/1.1 401")
     assert first_answer(client, url, credentials) == b"HTTP/1.1 100 Continue"
-    sendgrid = _url(org, client, "sendgrid").rsplit("/", 1)[0] + "/" + "A" * 43
+    sendgrid = org.webhook_path(client, "sendgrid").rsplit("/", 1)[0] + "/" + "A" * 43
     assert first_answer(client, sendgrid, {}).startswith(b"HTTP/1.1 401")
 
 
