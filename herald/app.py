@@ -21,6 +21,7 @@ from herald.bounces.jobs import BounceJobs
 from herald.bounces.routes import router as bounces_router
 from herald.bounces.views import router as bounces_pages
 from herald.bounces.webhooks.inbox import WebhookInbox
+from herald.bounces.webhooks.keys import WebhookKeys
 from herald.bounces.webhooks.routes import router as webhooks_router
 from herald.bounces.webhooks.sns import SnsVerifier
 from herald.crm.routes import router as crm_router
@@ -62,6 +63,7 @@ def create_app(
         app.state.open_recorder = recorder
         app.state.unsubscriber = unsubscriber = Unsubscriber(runtime)
         app.state.webhook_inbox = inbox = WebhookInbox(runtime)
+        app.state.webhook_keys = WebhookKeys(runtime)
         app.state.sns_verifier = sns_verifier = SnsVerifier(settings.sns_cert_host_patterns)
         recorder.start()
         worker = None

@@ -9,8 +9,10 @@ from contextlib import contextmanager
 from typing import Any, TypeVar
 
 from sqlalchemy import (
+    BigInteger,
     DateTime,
     ForeignKey,
+    Integer,
     MetaData,
     Select,
     TypeDecorator,
@@ -100,6 +102,11 @@ class UTCDateTime(TypeDecorator[dt.datetime]):
         if value.tzinfo is None:
             return value.replace(tzinfo=dt.UTC)
         return value.astimezone(dt.UTC)
+
+
+def big_int_id() -> BigInteger:
+    """A 64-bit integer key on PostgreSQL; on SQLite INTEGER, the rowid's own alias."""
+    return BigInteger().with_variant(Integer(), "sqlite")
 
 
 class Base(DeclarativeBase):

@@ -20,9 +20,8 @@ import tempfile
 import time
 from pathlib import Path
 
-import pytest
-
 from tests.conftest import free_port
+from tests.installed import require
 from tests.ports import alive
 
 POSTFIX = "/usr/sbin/postfix"
@@ -93,9 +92,8 @@ postlog    unix-dgram n - n - 1 postlogd
 
 
 def require_postfix() -> None:
-    """Skip, saying why, where Debian's postfix package is not installed (CI installs it)."""
-    if not Path(POSTFIX).exists():
-        pytest.skip(f"{POSTFIX} is missing: apt-get install postfix (the service stays off)")
+    """Debian's postfix package (CI installs it: there a missing one fails the test)."""
+    require(POSTFIX, "apt-get install postfix (the service stays off)")
 
 
 class PrivatePostfix:

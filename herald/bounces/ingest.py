@@ -7,7 +7,8 @@ transaction (it only flushes; the caller commits, and a receiver answers only af
 
 1. records the report as received (``RawReport``: up to 256 KiB of its bytes) — the same
    bytes to the same address twice are one report: the second call records nothing and
-   returns the first one's rows with ``repeat=True``;
+   returns the first one's rows with ``repeat=True`` (not for the API, whose body says the
+   same of every campaign: there step 4 alone counts each event once);
 2. reads it: a mail message is parsed here (RFC 3464 DSN, RFC 5965 feedback report, other
    servers' bounces via flufl.bounce, auto-replies and delay notices) unless the caller
    parsed it already (``parsed``, e.g. outside its transaction) or a service classified
@@ -34,9 +35,10 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import secrets
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -49,14 +51,14 @@ from herald.errors import NotFound
 from herald.log import get_logger
 from herald.mail.reports import Kind, ParsedReport, parse_report
 from herald.mail.sendref import SendRefKeys, read_message_id, read_tag, split_return_path
-from herald.mailconfig.bounceaddress import bounce_addresses, bounce_settings
+from herald.mailconfig.bounceaddress import bounce_addresses, bounce_settings, return_path_org
 from herald.marketing import feedback
 from herald.marketing.feedback import SendFacts
+from herald.text import MAX_REASON, one_line, storable
 
 log = get_logger("herald.bounces")
 
 EventType = ReportType  # hard | soft | complaint | ignored (an Event is never "unmatched")
-MAX_REASON = 2000
 
 
 class UnknownBounceAddress(NotFound):
@@ -92,6 +94,12 @@ class Incoming:
     events: Sequence[Event] | None = None
     parsed: ParsedReport | None = None
     received_at: dt.datetime | None = None
+    # The message's other envelope recipients of the org (one SMTP transaction to several
+    # return paths): the report is stored once, its events recorded for each address.
+    also_to: tuple[str, ...] = ()
+
+    def addresses(self) -> tuple[str | None, ...]:
+        return (self.envelope_to, *self.also_to)
 
 
 @dataclass(frozen=True)
@@ -131,7 +139,7 @@ class Ingested:
 
 def find_org(session: Session, envelope_to: str) -> uuid.UUID | None:
     """The org whose bounce address ``envelope_to`` is (with or without a tag)."""
-    return bounce_addresses(session).get(split_return_path(envelope_to).bounce_address)
+    return return_path_org(bounce_addresses(session), envelope_to)
 
 
 def ingest(
@@ -145,6 +153,7 @@ def ingest(
         org_id = find_org(session, incoming.envelope_to or "")
         if org_id is None:
             raise UnknownBounceAddress("No organisation has this bounce address.")
+    incoming = _storable_addresses(incoming)
     repo = BounceRepository(session, org_id)
     digest = _digest(incoming)
     at = incoming.received_at or utcnow()
@@ -164,19 +173,45 @@ def ingest(
         assert earlier is not None
         reports = [Recorded.from_row(row) for row in repo.reports_of_raw(earlier.id)]
         return Ingested(earlier.id, reports, repeat=True)
-    context = _Context(
-        session, repo, keys, org_id, raw_id, source, at, _tag_of(incoming.envelope_to)
-    )
     events, message_ids = _events(incoming)
-    reports = [context.record(event, message_ids) for event in events]
+    reports = []
+    for address in incoming.addresses():
+        context = _Context(session, repo, keys, org_id, raw_id, source, at, _tag_of(address))
+        reports += [context.record(event, message_ids) for event in events]
     return Ingested(raw_id, reports)
 
 
 def _digest(incoming: Incoming) -> str:
-    """The same bytes to the same address are the same report."""
-    hashed = hashlib.sha256((incoming.envelope_to or "").lower().encode("utf-8") + b"\n")
+    """The same bytes to the same addresses are the same report. Not so for the API: its
+    body says the same of every campaign's send, and what counts once is the event."""
+    if incoming.source == Source.API:
+        return secrets.token_hex(32)
+    addresses = "".join((address or "").lower() + "\n" for address in incoming.addresses())
+    hashed = hashlib.sha256(addresses.encode("utf-8"))
     hashed.update(incoming.raw)
     return hashed.hexdigest()
+
+
+def _storable_addresses(incoming: Incoming) -> Incoming:
+    """Envelope addresses as they can be stored (a NUL is refused by PostgreSQL)."""
+    if incoming.envelope_to is None:
+        return incoming
+    return replace(
+        incoming,
+        envelope_to=storable(incoming.envelope_to),
+        also_to=tuple(storable(address) for address in incoming.also_to),
+    )
+
+
+def _storable_event(event: Event) -> Event:
+    """The event's text as it can be stored: a report's words are anyone's."""
+    return Event(
+        event.type,
+        storable(event.email),
+        storable(event.reason),
+        storable(event.message_id) if event.message_id else None,
+        storable(event.status_code) if event.status_code else None,
+    )
 
 
 def _tag_of(envelope_to: str | None) -> str | None:
@@ -184,7 +219,12 @@ def _tag_of(envelope_to: str | None) -> str | None:
 
 
 def _events(incoming: Incoming) -> tuple[list[Event], tuple[str, ...]]:
-    """The events of a report (at least one), and the Message-IDs it quotes."""
+    """The events of a report (at least one), and the Message-IDs it quotes, storable."""
+    events, message_ids = _read(incoming)
+    return [_storable_event(e) for e in events], tuple(storable(i) for i in message_ids)
+
+
+def _read(incoming: Incoming) -> tuple[list[Event], tuple[str, ...]]:
     if incoming.events is not None:
         events = list(incoming.events) or [Event(ReportType.IGNORED, reason="No event.")]
         return events, ()
@@ -218,7 +258,7 @@ class _Context:
         ids = (event.message_id, *message_ids) if event.message_id else message_ids
         send, matched_by, problem = self._match(event, ids)
         kind = ReportType(event.type)
-        reason = _one_line(event.reason)
+        reason = one_line(event.reason)
         if kind is not ReportType.IGNORED and send is None:
             # why nothing matched, then what the report said
             kind, reason = ReportType.UNMATCHED, " ".join(filter(None, (problem, reason)))
@@ -279,13 +319,9 @@ class _Context:
                 if send is not None:
                     return send, "message_id", None
         if event.email:
-            contact_id = emailstatus.contact_id_for_email(self.session, self.org_id, event.email)
-            if contact_id is not None:
-                send = feedback.latest_delivered_send(
-                    self.session, self.org_id, contact_id, event.email
-                )
-                if send is not None:
-                    return send, "address", None
+            send = feedback.latest_delivered_send(self.session, self.org_id, event.email)
+            if send is not None:
+                return send, "address", None
         return None, None, "No delivered send of this organisation matches it."
 
     def _apply(self, kind: ReportType, send: SendFacts, report_id: int, diagnostic: str) -> None:
@@ -345,7 +381,3 @@ def _event_key(org_id: uuid.UUID, row: dict[str, Any], message_ids: tuple[str, .
         return None
     text = f"{org_id}|{subject}|{row['email'].lower()}|{row['type']}"
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
-def _one_line(value: str) -> str:
-    return " ".join(value.split())

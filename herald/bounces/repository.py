@@ -28,7 +28,6 @@ def _insert_ignoring_conflict(
 
 _RAW = cast(Table, RawReport.__table__)
 _REPORTS = cast(Table, BounceReport.__table__)
-# Built once per dialect: a flood of reports runs them many times a second.
 _STATEMENTS: dict[str, tuple[Insert, Insert]] = {}
 _INSERT_REPORT = insert(_REPORTS).returning(_REPORTS.c.id)
 _COUNTED = select(_REPORTS.c.id).where(
@@ -86,6 +85,20 @@ class BounceRepository:
             .scalar()
         )
         return int(found) if found is not None else None
+
+    def counted(self, send_id: int, email: str, report_type: str) -> BounceReport | None:
+        """The report that counted this event (the send, its recipient, the type)."""
+        return self.session.scalars(
+            select(BounceReport)
+            .where(
+                BounceReport.org_id == self.org_id,
+                BounceReport.send_id == send_id,
+                BounceReport.type == report_type,
+                BounceReport.event_key.is_not(None),
+                func.lower(BounceReport.email) == email.lower(),
+            )
+            .limit(1)
+        ).one_or_none()
 
     def reports_of_raw(self, raw_id: int) -> list[BounceReport]:
         return list(
