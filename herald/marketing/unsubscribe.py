@@ -157,10 +157,14 @@ class Unsubscriber:
     A request waits for the commit of the batch that holds it, so its 200 still means the
     contact is opted out. While one batch is being written, the requests that arrive wait
     and go together in the next one: a flood costs one transaction per batch instead of one
-    per request, and a lone request is written at once.
+    per request, and a lone request is written within a few turns of the event loop.
     """
 
     BATCH = 500
+    # Turns of the event loop a batch lets pass before it starts: the last batch's pages go
+    # out and the requests already read join this one, rather than its thread competing
+    # with them for the interpreter (docs/performance.md).
+    JOIN_PASSES = 3
 
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
