@@ -133,7 +133,8 @@ def unsubscribe_tokens(sessions: sessionmaker[Session], tokens: list[str]) -> Ap
     """
     params = {"tokens": tokens, "now": utcnow()}
     with unit_of_work(sessions) as session:
-        found, marked = _apply(session.connection(), params)
+        connection = session.connection()
+        found, marked = _apply(connection, params)
     return Applied(
         {row.token: Unsubscribed(row.name, row.email) for row in found},
         [(row.id, row.campaign_id) for row in marked],
