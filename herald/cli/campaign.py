@@ -98,6 +98,8 @@ def _stats_text(stats: dict[str, Any]) -> str:
         "failed": "Failed",
         "unknown": "Unknown",
         "pending": "Pending",
+        "bounced": "Bounced",
+        "complaints": "Complaints",
         "opens": "Opens",
     }
     lines = [f"{label:<11} {stats[key]}" for key, label in labels.items()]
@@ -303,10 +305,10 @@ def stats(
     """A campaign's figures, as the API's stats; --watch follows its sending.
 
     Status, recipients, delivered, failed, unknown (the mail server may have
-    taken it; never re-sent on its own), pending, opens, and the open rate
-    (opens / delivered).
+    taken it; never re-sent on its own), pending, bounced (part of failed),
+    complaints, opens, and the open rate (opens / delivered).
     --json prints {"status", "recipients", "delivered", "failed", "unknown",
-    "pending", "opens", "openRate"}.
+    "pending", "opens", "openRate", "bounced", "complaints"}.
     Uses the database named by HERALD_DATABASE_URL (no login).
     """
     with operator_runtime(as_json) as runtime:

@@ -184,6 +184,9 @@ class SendRepository:
                 MarketingSend.delivered_at,
                 MarketingSend.opened_at,
                 MarketingSend.error,
+                MarketingSend.bounce_type,
+                MarketingSend.bounced_at,
+                MarketingSend.complained_at,
             )
             .where(MarketingSend.campaign_id == campaign_id, MarketingSend.id > after_id)
             .order_by(MarketingSend.id)

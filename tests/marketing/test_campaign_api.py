@@ -33,10 +33,11 @@ FIELDS = {
     "id", "name", "fromName", "fromEmail", "subject", "htmlBody", "textBody", "audience",
     "status", "recipients", "delivered", "failed", "opens", "openRate", "createdAt",
     "updatedAt", "launchedAt", "completedAt", "failureReason", "unknown", "pending",
-    "holdReason",
+    "holdReason", "bounced", "complaints",
 }  # fmt: skip
 STATS_FIELDS = {
     "status", "recipients", "delivered", "failed", "unknown", "pending", "opens", "openRate",
+    "bounced", "complaints",
 }  # fmt: skip
 
 
@@ -499,6 +500,8 @@ def test_stats_come_from_the_counters(client, runtime, admin):
         "pending": 1,
         "opens": 3,
         "openRate": 0.5,
+        "bounced": 0,
+        "complaints": 0,
     }
     full = client.get(f"{API}/campaigns/{campaign_id}", headers=admin.headers).json()
     assert (full["openRate"], full["pending"], full["unknown"]) == (0.5, 1, 1)
@@ -512,7 +515,7 @@ def test_open_rate_is_zero_when_nothing_was_delivered(client, runtime, admin):
     draft = create_campaign(client, admin)
     assert client.get(f"{API}/campaigns/{draft['id']}/stats", headers=admin.headers).json() == {
         "status": "DRAFT", "recipients": 0, "delivered": 0, "failed": 0, "unknown": 0,
-        "pending": 0, "opens": 0, "openRate": 0,
+        "pending": 0, "opens": 0, "openRate": 0, "bounced": 0, "complaints": 0,
     }  # fmt: skip
 
 
