@@ -32,7 +32,7 @@ from sqlalchemy.orm import (
     sessionmaker,
 )
 
-from herald import writelock
+from herald import checkpoint, writelock
 from herald.errors import HeraldError
 
 Stmt = TypeVar("Stmt", bound=Select)
@@ -167,6 +167,7 @@ def make_engine(url: str, *, durable: bool = False, **kwargs: Any) -> Engine:
         event.listen(engine, "begin", _sqlite_begin)
         if path and path != ":memory:" and not path.startswith("file:"):
             writelock.register(engine, path, SQLITE_BUSY_TIMEOUT_MS / 1000)
+            checkpoint.register(engine)
         return engine
     kwargs.setdefault("pool_size", 10)
     kwargs.setdefault("max_overflow", 20)
