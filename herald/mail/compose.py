@@ -20,6 +20,7 @@ import css_inline
 import idna
 
 from herald.mail.htmltext import html_to_text
+from herald.mail.links import LINK_BASE_FIELD, TRAP_ANCHOR, rewrite_links
 from herald.mail.merge import (
     BODY_FIELDS,
     SUBJECT_FIELDS,
@@ -73,8 +74,21 @@ class Recipient:
     token: str  # the send's unsubscribe/open token, URL-safe
 
 
+@dataclass(frozen=True, slots=True)
+class CompiledBodies:
+    """A campaign's final HTML and text templates, and its tracked links' URLs in order
+    (link n is ``links[n - 1]``; empty without click tracking)."""
+
+    html: str
+    text: str
+    links: tuple[str, ...]
+
+
 class CampaignMessage:
     """One campaign compiled for sending; :meth:`render` is safe to call from many threads.
+
+    ``track_opens`` adds the pixel; ``track_clicks`` rewrites the HTML's http(s) links to
+    Herald's redirect; either adds the hidden trap link. Both off: links as written.
 
     Raises ValidationFailed for an unknown placeholder (naming subject/htmlBody/textBody),
     InvalidAddress for an unusable ``from_email`` and ValueError for a bad ``base_url``.
@@ -90,16 +104,23 @@ class CampaignMessage:
         from_email: str,
         base_url: str,
         boundary: str | None = None,
+        track_opens: bool = True,
+        track_clicks: bool = True,
     ) -> None:
         base_url = base_url.rstrip("/")
         if not _BASE_URL.fullmatch(base_url):
             raise ValueError(f"base_url must be an absolute http(s) URL, not {base_url!r}")
         self._base_url = base_url
         self._subject = Template.parse(subject, "subject", allowed=SUBJECT_FIELDS)
-        html_source, text_source = compile_bodies(html_body, text_body)
-        html_template = Template.parse(html_source, "htmlBody", allowed=(*BODY_FIELDS, PIXEL_FIELD))
+        bodies = compile_bodies(
+            html_body, text_body, track_opens=track_opens, track_clicks=track_clicks
+        )
+        self.links = bodies.links
+        html_template = Template.parse(
+            bodies.html, "htmlBody", allowed=(*BODY_FIELDS, PIXEL_FIELD, LINK_BASE_FIELD)
+        )
         self._html = _EncodedBody(html_template, escape_html=True)
-        self._text = _EncodedBody(Template.parse(text_source, "textBody"), escape_html=False)
+        self._text = _EncodedBody(Template.parse(bodies.text, "textBody"), escape_html=False)
 
         self._from_email = _ascii_domain(from_email)
         self._domain = self._from_email.rpartition("@")[2]
@@ -154,6 +175,7 @@ class CampaignMessage:
             "email": strip_controls(r.email),
             "unsubscribeUrl": unsubscribe_url,
             PIXEL_FIELD: f"{self._base_url}/t/{r.token}.gif",
+            LINK_BASE_FIELD: f"{self._base_url}/c/{r.token}",
         }
         to_name = _display_name(f"{r.first_name} {r.last_name}")
         head = (
@@ -215,9 +237,12 @@ def text_message(
     return head.encode("utf-8") + data + (b"" if data.endswith(b"\r\n") else b"\r\n")
 
 
-def compile_bodies(html_body: str, text_body: str) -> tuple[str, str]:
+def compile_bodies(
+    html_body: str, text_body: str, *, track_opens: bool = True, track_clicks: bool = True
+) -> CompiledBodies:
     """The final HTML and text templates: CSS inlined, text generated when blank,
-    unsubscribe link added when missing, tracking pixel placed, line endings normalized.
+    unsubscribe link added when missing, links rewritten and the trap link and pixel placed
+    as tracking asks, line endings normalized.
 
     Raises ValidationFailed for an unknown placeholder, also one that only appears once
     entities are decoded; the service can call it at save for the full check.
@@ -238,7 +263,14 @@ def compile_bodies(html_body: str, text_body: str) -> tuple[str, str]:
     if not text.endswith("\n"):
         text += "\n"
 
-    addition = _PIXEL if html_template.uses("unsubscribeUrl") else _HTML_FOOTER + _PIXEL
+    links: tuple[str, ...] = ()
+    if track_clicks:
+        source, links = rewrite_links(source)
+    addition = "" if html_template.uses("unsubscribeUrl") else _HTML_FOOTER
+    if track_opens or track_clicks:
+        addition += TRAP_ANCHOR
+    if track_opens:
+        addition += _PIXEL
     ends = list(_BODY_END.finditer(source))
     if ends:
         source = source[: ends[-1].start()] + addition + source[ends[-1].start() :]
@@ -247,7 +279,7 @@ def compile_bodies(html_body: str, text_body: str) -> tuple[str, str]:
     source = _NEWLINES.sub("\n", source)
     if not source.endswith("\n"):
         source += "\n"
-    return source, text
+    return CompiledBodies(source, text, links)
 
 
 # Quoted-printable piece: encoded bytes (CRLF), first and last line lengths, several lines?
