@@ -23,6 +23,9 @@ from herald.error_handlers import TokenPathErrors, error_response, install_error
 from herald.log import configure_logging
 from herald.mailconfig.routes import router as mailconfig_router
 from herald.mailconfig.views import router as mailconfig_pages
+from herald.marketing.classify import HitClassifier
+from herald.marketing.clicks import click_recorder
+from herald.marketing.links import LinkTargets
 from herald.marketing.opens import open_recorder
 from herald.marketing.public import router as public_router
 from herald.marketing.routes import router as marketing_router
@@ -56,6 +59,9 @@ def create_app(
         app.state.open_recorder = recorder
         app.state.unsubscriber = unsubscriber = Unsubscriber(runtime)
         recorder.start()
+        app.state.click_recorder = clicks = click_recorder(runtime, settings.open_flush_seconds)
+        app.state.link_targets = LinkTargets(runtime)
+        clicks.start()
         worker = None
         if embedded_worker:
             from herald.marketing.embedded import EmbeddedWorker
@@ -69,6 +75,7 @@ def create_app(
                 await asyncio.to_thread(worker.stop)
             try:
                 await recorder.stop()
+                await clicks.stop()
             finally:
                 await unsubscriber.close()
 
@@ -84,6 +91,7 @@ def create_app(
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.runtime = runtime
+    app.state.hit_classifier = HitClassifier(settings.apple_networks)
     # templates ship inside the package: re-read them on change only while developing
     templates.env.auto_reload = settings.env == "dev"
     app.add_middleware(SilentRefresh, runtime=runtime)

@@ -5,7 +5,7 @@ from herald.auth.models import LoginFailure, RefreshToken
 from herald.crm.models import Contact, ContactStatus
 from herald.db import Base
 from herald.mailconfig.models import EmailConfig
-from herald.marketing.models import Campaign, MarketingSend
+from herald.marketing.models import Campaign, MarketingClick, MarketingLink, MarketingSend
 from herald.orgs.models import Org, User
 
 metadata = Base.metadata
@@ -17,6 +17,8 @@ __all__ = [
     "ContactStatus",
     "EmailConfig",
     "LoginFailure",
+    "MarketingClick",
+    "MarketingLink",
     "MarketingSend",
     "Org",
     "RefreshToken",

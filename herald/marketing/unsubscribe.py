@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections import Counter
 from dataclasses import dataclass
 
 from sqlalchemy import bindparam, select, true, tuple_, update
@@ -14,7 +15,7 @@ from sqlalchemy.sql.elements import BindParameter
 from herald.crm.models import Contact
 from herald.db import unit_of_work, utcnow
 from herald.log import get_logger
-from herald.marketing.models import MarketingSend
+from herald.marketing.models import Campaign, MarketingSend
 from herald.marketing.tokens import find_send
 from herald.orgs.models import Org
 from herald.runtime import Runtime
@@ -75,6 +76,12 @@ _OPT_OUT = (
     )
     .values(marketing_opt_out=true(), updated_at=bindparam("now"))
 )
+# The campaign's unsubscribes counter moves with the sends it counts (stats.unsubscribes).
+_COUNT_UNSUBSCRIBES = (
+    update(Campaign)
+    .where(Campaign.id == bindparam("b_campaign_id"))
+    .values(unsubscribes=Campaign.unsubscribes + bindparam("n"))
+)
 _DETAILS = (
     select(MarketingSend.token, MarketingSend.email, Org.name)
     .join(Org, Org.id == MarketingSend.org_id)
@@ -95,6 +102,11 @@ def unsubscribe_tokens(sessions: sessionmaker[Session], tokens: list[str]) -> Ap
         connection = session.connection()
         marked = connection.execute(_MARK_SENDS, params).all()
         connection.execute(_OPT_OUT, params)
+        per_campaign = Counter(row.campaign_id for row in marked)
+        for campaign_id in sorted(per_campaign, key=str):
+            connection.execute(
+                _COUNT_UNSUBSCRIBES, {"b_campaign_id": campaign_id, "n": per_campaign[campaign_id]}
+            )
         found = connection.execute(_DETAILS, params).all()
     return Applied(
         {row.token: Unsubscribed(row.name, row.email) for row in found},

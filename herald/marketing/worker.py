@@ -190,6 +190,8 @@ class Worker:
             from_name=campaign.from_name or account.from_name,
             from_email=campaign.from_email or account.from_email,
             base_url=self.settings.base_url,
+            track_opens=campaign.track_opens,
+            track_clicks=campaign.track_clicks,
         )
         job = CampaignJob(campaign_id, message, smtp_address(message.envelope_from()), smtp)
         self._jobs[campaign_id] = job

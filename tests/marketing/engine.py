@@ -100,6 +100,7 @@ def arrange(
     count: int,
     *,
     subject: str = "Hello {{firstName|there}}",
+    html_body: str = "<p>Hi {{firstName}}, <a href='{{unsubscribeUrl}}'>unsubscribe</a></p>",
     launch: bool = True,
     **smtp: str,
 ) -> Arranged:
@@ -113,7 +114,7 @@ def arrange(
             org_id=org.id,
             name="Spring news",
             subject=subject,
-            html_body="<p>Hi {{firstName}}, <a href='{{unsubscribeUrl}}'>unsubscribe</a></p>",
+            html_body=html_body,
             text_body="Hi {{firstName}}\nUnsubscribe: {{unsubscribeUrl}}",
             audience={"type": "ALL"},
         )

@@ -1,0 +1,180 @@
+"""A campaign's tracked links: stored at launch in body order, where ``/c/{token}/{n}``
+leads (that send's campaign's link n, merged for its contact, and nowhere else), and the
+links table of the campaign page and API."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import bindparam, insert, select
+from sqlalchemy.orm import Session
+
+from herald.db import unit_of_work
+from herald.mail.compose import compile_bodies
+from herald.mail.links import LinkTarget
+from herald.marketing.models import Campaign, CampaignStatus, MarketingLink, MarketingSend
+from herald.runtime import Runtime
+
+L = MarketingLink
+S = MarketingSend
+
+
+def body_links(campaign: Campaign) -> tuple[str, ...]:
+    """The URLs the campaign's messages track, in order (none without click tracking)."""
+    if not campaign.track_clicks:
+        return ()
+    return compile_bodies(campaign.html_body, campaign.text_body).links
+
+
+def store_links(session: Session, campaign: Campaign) -> None:
+    """At launch, in its transaction: the links the workers' messages will point to."""
+    urls = body_links(campaign)
+    if urls:
+        session.execute(
+            insert(L),
+            [
+                {"campaign_id": campaign.id, "org_id": campaign.org_id, "n": n, "url": url}
+                for n, url in enumerate(urls, start=1)
+            ],
+        )
+
+
+@dataclass(frozen=True)
+class LinkFigures:
+    url: str
+    clicks: int
+    unique_clicks: int
+    machine_clicks: int
+
+
+def campaign_links(session: Session, campaign: Campaign) -> list[LinkFigures]:
+    """The campaign's links with their figures; a DRAFT's are those its body would track,
+    at zero. Give it a campaign of the caller's org (found through CampaignRepository)."""
+    if campaign.status == CampaignStatus.DRAFT.value:
+        return [LinkFigures(url, 0, 0, 0) for url in body_links(campaign)]
+    rows = session.scalars(
+        select(L).where(L.campaign_id == campaign.id, L.org_id == campaign.org_id).order_by(L.n)
+    )
+    return [LinkFigures(r.url, r.clicks, r.unique_clicks, r.machine_clicks) for r in rows]
+
+
+# --- the redirect's lookups ---------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Send:
+    campaign_id: uuid.UUID
+    values: dict[str, str]
+
+
+_MISSING = object()
+_SENDS = select(S.token, S.campaign_id, S.first_name, S.last_name, S.company_name, S.email).where(
+    S.token.in_(bindparam("tokens", expanding=True))
+)
+_LINKS = (
+    select(L.campaign_id, L.n, L.url)
+    .where(L.campaign_id.in_(bindparam("ids", expanding=True)))
+    .order_by(L.campaign_id, L.n)
+)
+
+
+class LinkTargets:
+    """Where each ``/c/`` link leads, read from the database and kept: a send's merge values
+    (copied at launch) and a launched campaign's links never change.
+
+    Lookups of tokens not yet known are read together: the requests that arrive while one
+    read runs go in the next, so a flood of first clicks costs one query per round, not per
+    click. Unknown tokens are not kept (nothing to fill the cache with)."""
+
+    MAX_SENDS = 100_000
+    MAX_CAMPAIGNS = 10_000
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self._unsubscribe = runtime.settings.base_url.rstrip("/") + "/u/"
+        self._sends: OrderedDict[str, _Send] = OrderedDict()
+        self._links: OrderedDict[uuid.UUID, tuple[LinkTarget, ...]] = OrderedDict()
+        self._waiting: dict[str, list[asyncio.Future[_Send | None]]] = {}
+        self._reader: asyncio.Task[None] | None = None
+
+    async def target(self, token: str, n: int) -> str | None:
+        """The URL of link ``n`` for the send of ``token``, or None: unknown token, no such
+        link of its campaign, or a merged URL that is not an absolute http(s) one."""
+        send: Any = self._sends.get(token, _MISSING)
+        if send is _MISSING or send.campaign_id not in self._links:
+            send = await self._lookup(token)
+            if send is None:
+                return None
+        links = self._links.get(send.campaign_id, ())
+        if not 1 <= n <= len(links):
+            return None
+        return links[n - 1].for_recipient(send.values)
+
+    async def _lookup(self, token: str) -> _Send | None:
+        future: asyncio.Future[_Send | None] = asyncio.get_running_loop().create_future()
+        self._waiting.setdefault(token, []).append(future)
+        if self._reader is None:
+            self._reader = asyncio.create_task(self._read_all())
+        return await future
+
+    async def _read_all(self) -> None:
+        try:
+            while self._waiting:
+                batch, self._waiting = self._waiting, {}
+                try:
+                    found, links = await asyncio.to_thread(
+                        self._read, sorted(batch), set(self._links)
+                    )
+                except Exception as exc:  # not hidden: each waiting request raises it
+                    for futures in batch.values():
+                        for future in futures:
+                            if not future.done():
+                                future.set_exception(exc)
+                    continue
+                for campaign_id, targets in links.items():
+                    _keep(self._links, campaign_id, targets, self.MAX_CAMPAIGNS)
+                for token, send in found.items():
+                    _keep(self._sends, token, send, self.MAX_SENDS)
+                for token, futures in batch.items():
+                    for future in futures:
+                        if not future.done():
+                            future.set_result(found.get(token))
+        finally:
+            self._reader = None
+
+    def _read(
+        self, tokens: list[str], known: set[uuid.UUID]
+    ) -> tuple[dict[str, _Send], dict[uuid.UUID, tuple[LinkTarget, ...]]]:
+        """One read of the sends of ``tokens`` and of their campaigns' links not ``known``."""
+        with unit_of_work(self.runtime.sessions, write=False) as session:
+            connection = session.connection()
+            found = {
+                row.token: _Send(
+                    row.campaign_id,
+                    {
+                        "firstName": row.first_name,
+                        "lastName": row.last_name,
+                        "companyName": row.company_name,
+                        "email": row.email,
+                        "unsubscribeUrl": self._unsubscribe + row.token,
+                    },
+                )
+                for row in connection.execute(_SENDS, {"tokens": tokens})
+            }
+            wanted = sorted({s.campaign_id for s in found.values()} - known, key=str)
+            links: dict[uuid.UUID, list[LinkTarget]] = {campaign: [] for campaign in wanted}
+            if wanted:
+                for row in connection.execute(_LINKS, {"ids": wanted}):
+                    links[row.campaign_id].append(LinkTarget(row.url))
+        return found, {campaign: tuple(targets) for campaign, targets in links.items()}
+
+
+def _keep(cache: OrderedDict[Any, Any], key: object, value: object, limit: int) -> None:
+    """Keep the newest ``limit`` entries."""
+    cache[key] = value
+    while len(cache) > limit:
+        cache.popitem(last=False)
