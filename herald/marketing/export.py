@@ -15,13 +15,25 @@ from herald.spreadsheet import csv_text, header_text, neutralise
 
 __all__ = ["attachment_name", "csv_chunks", "neutralise"]
 
-HEADER = ("email", "firstName", "lastName", "status", "deliveredAt", "openedAt", "error")
+HEADER = (
+    "email",
+    "firstName",
+    "lastName",
+    "status",
+    "deliveredAt",
+    "openedAt",
+    "error",
+    "clickedAt",
+    "machine",
+)
 PAGE_SIZE = 1000
 
 
-def _cell(value: str | dt.datetime | None) -> str:
+def _cell(value: str | dt.datetime | bool | None) -> str:
     if value is None:
         return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
     if isinstance(value, dt.datetime):
         return value.isoformat()
     return neutralise(value)
@@ -57,6 +69,8 @@ def csv_chunks(
                         row.delivered_at,
                         row.opened_at,
                         row.error,
+                        row.clicked_at,
+                        row.machine,
                     )
                 )
                 for row in rows

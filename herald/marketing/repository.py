@@ -8,7 +8,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy import ColumnElement, Row, Select, func, select, update
+from sqlalchemy import Boolean, ColumnElement, Row, Select, func, select, type_coerce, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -184,6 +184,8 @@ class SendRepository:
                 MarketingSend.delivered_at,
                 MarketingSend.opened_at,
                 MarketingSend.error,
+                MarketingSend.clicked_at,
+                type_coerce(MarketingSend.machine, Boolean).label("machine"),
             )
             .where(MarketingSend.campaign_id == campaign_id, MarketingSend.id > after_id)
             .order_by(MarketingSend.id)

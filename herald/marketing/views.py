@@ -1,5 +1,6 @@
 """The Marketing pages: campaign list, form, detail (KPIs, live progress, sandboxed preview,
-send test, opens chart) and email log, plus the small JSON endpoints their scripts poll.
+send test, opens and clicks over time, links, follow-ups) and email log, plus the small JSON
+endpoints their scripts poll.
 
 Thin: each handler reads the form, calls the service and renders; the rules and the queries
 live in herald.marketing.service / launch / preview / charts.
@@ -21,8 +22,9 @@ from herald.auth.deps import Principal
 from herald.crm.service import list_statuses
 from herald.errors import Conflict, HeraldError, ValidationFailed
 from herald.mail.testsend import SmtpFailed
-from herald.marketing import charts, export, preview, service
-from herald.marketing.audience import count_eligible
+from herald.marketing import charts, export, links, preview, service
+from herald.marketing.audience import ENGAGEMENT_AUDIENCES, count_eligible
+from herald.marketing.classify import REASON_TEXT
 from herald.marketing.launch import launch_campaign
 from herald.marketing.models import Campaign, CampaignStatus, SendStatus
 from herald.marketing.schemas import AudienceIn, CampaignIn
@@ -51,6 +53,17 @@ NOTICES = {
     "saved": ("ok", "Changes saved."),
     "launched": ("ok", "Campaign launched: sending has started."),
     "duplicated": ("ok", "This is a new draft copied from the campaign."),
+    "duplicated_not_opened": (
+        "ok",
+        "This is a new draft for the contacts who did not open the campaign; who they are is "
+        "decided again at launch.",
+    ),
+    "duplicated_not_clicked": (
+        "ok",
+        "This is a new draft for the contacts who did not click in the campaign; who they are "
+        "is decided again at launch.",
+    ),
+    "not_sent": ("error", "Only a SENT campaign can be copied to its non-openers or non-clickers."),
     "deleted": ("ok", "Campaign deleted."),
     "resent": ("ok", "The send is queued again."),
     "not_draft": ("error", "Only a DRAFT campaign can be edited, launched or deleted."),
@@ -67,7 +80,15 @@ FORM_FIELDS = {
     "textBody": "text_body",
     "audience": "audience",
     "audience.statuses": "audience",
+    "audience.type": "audience",
+    "audience.campaignId": "audience",
+    "trackOpens": "tracking",
+    "trackClicks": "tracking",
 }
+FOLLOW_UPS = (
+    ("NOT_OPENED", "Duplicate to non-openers", "did not open it"),
+    ("NOT_CLICKED", "Duplicate to non-clickers", "did not click in it"),
+)
 
 
 def _notice(key: str | None) -> tuple[str, str] | None:
@@ -110,7 +131,13 @@ def campaign_list(
 
 def _form_values(campaign: Campaign | None) -> dict[str, Any]:
     if campaign is None:
-        return {"audience_type": "ALL", "statuses": []}
+        return {
+            "audience_type": "ALL",
+            "statuses": [],
+            "audience_campaign": "",
+            "track_opens": True,
+            "track_clicks": True,
+        }
     audience = campaign.audience or {"type": "ALL"}
     return {
         "name": campaign.name,
@@ -121,7 +148,27 @@ def _form_values(campaign: Campaign | None) -> dict[str, Any]:
         "text_body": campaign.text_body,
         "audience_type": audience.get("type", "ALL"),
         "statuses": list(audience.get("statuses") or []),
+        "audience_campaign": audience.get("campaignId") or "",
+        "track_opens": campaign.track_opens,
+        "track_clicks": campaign.track_clicks,
     }
+
+
+def _audience_of(values: dict[str, Any]) -> dict[str, Any]:
+    """The audience the form's values describe, as stored."""
+    if values["audience_type"] in ENGAGEMENT_AUDIENCES:
+        return {"type": values["audience_type"], "campaignId": values["audience_campaign"]}
+    return {"type": values["audience_type"], "statuses": values["statuses"]}
+
+
+def _source_name(session: Session, org_id: Any, audience: dict[str, Any]) -> str:
+    """The name of the campaign an engagement audience follows up ("" for other audiences)."""
+    if audience.get("type") not in ENGAGEMENT_AUDIENCES:
+        return ""
+    try:
+        return service.get_campaign(session, org_id, str(audience.get("campaignId"))).name
+    except HeraldError:
+        return "(a campaign no longer found)"
 
 
 def _render_form(
@@ -133,7 +180,10 @@ def _render_form(
     errors: dict[str, str] | None = None,
     status: int = 200,
 ) -> HTMLResponse:
-    audience = {"type": values["audience_type"], "statuses": values["statuses"]}
+    audience = _audience_of(values)
+    # an engagement audience is offered only as the one the campaign already has
+    current = campaign.audience if campaign is not None else {}
+    follow_up = current if current.get("type") in ENGAGEMENT_AUDIENCES else None
     return render(
         request,
         "marketing/form.html",
@@ -144,11 +194,15 @@ def _render_form(
         errors=errors or {},
         org_statuses=list_statuses(session, principal.org_id),
         eligible=count_eligible(session, principal.org_id, audience),
+        follow_up=follow_up,
+        follow_up_source=_source_name(session, principal.org_id, follow_up or {}),
     )
 
 
 def _campaign_in(values: dict[str, Any]) -> CampaignIn:
-    statuses = values["statuses"] if values["audience_type"] == "STATUS" else None
+    kind = values["audience_type"]
+    statuses = values["statuses"] if kind == "STATUS" else None
+    source = values["audience_campaign"] if kind in ENGAGEMENT_AUDIENCES else None
     return CampaignIn(
         name=values["name"],
         from_name=values["from_name"],
@@ -156,7 +210,9 @@ def _campaign_in(values: dict[str, Any]) -> CampaignIn:
         subject=values["subject"],
         html_body=values["html_body"],
         text_body=values["text_body"],
-        audience=AudienceIn(type=values["audience_type"], statuses=statuses),
+        audience=AudienceIn(type=kind, statuses=statuses, campaign_id=source),
+        track_opens=values["track_opens"],
+        track_clicks=values["track_clicks"],
     )
 
 
@@ -177,8 +233,14 @@ def campaign_form(
     text_body: Annotated[str, Form(max_length=2_000_000)] = "",
     audience_type: Annotated[str, Form()] = "ALL",
     statuses: Annotated[list[str] | None, Form()] = None,
+    audience_campaign: Annotated[str, Form(max_length=100)] = "",
+    tracking_shown: Annotated[str, Form(max_length=10)] = "",
+    track_opens: Annotated[str, Form(max_length=10)] = "",
+    track_clicks: Annotated[str, Form(max_length=10)] = "",
 ) -> dict[str, Any]:
-    """The posted form as the template's values (what was entered, for a re-render)."""
+    """The posted form as the template's values (what was entered, for a re-render).
+    An unticked box is not posted: ``tracking_shown`` tells that the boxes were there
+    (a form without them keeps tracking on, the default)."""
     return {
         "name": name,
         "from_name": from_name,
@@ -186,8 +248,13 @@ def campaign_form(
         "subject": subject,
         "html_body": html_body,
         "text_body": text_body,
-        "audience_type": "STATUS" if audience_type == "STATUS" else "ALL",
+        "audience_type": audience_type
+        if audience_type in ("STATUS", *ENGAGEMENT_AUDIENCES)
+        else "ALL",
         "statuses": statuses or [],
+        "audience_campaign": audience_campaign,
+        "track_opens": bool(track_opens) or not tracking_shown,
+        "track_clicks": bool(track_clicks) or not tracking_shown,
     }
 
 
@@ -242,13 +309,18 @@ def audience_count(
     session: Db,
     audience_type: Annotated[str, Form()] = "ALL",
     statuses: Annotated[list[str] | None, Form()] = None,
+    audience_campaign: Annotated[str, Form(max_length=100)] = "",
 ) -> JSONResponse:
     """The form's live count of eligible recipients (changes nothing)."""
-    kind = "STATUS" if audience_type == "STATUS" else "ALL"
-    audience = AudienceIn(type=kind, statuses=(statuses or []) if kind == "STATUS" else None)
+    kind = audience_type if audience_type in ("STATUS", *ENGAGEMENT_AUDIENCES) else "ALL"
+    audience = AudienceIn(
+        type=kind,
+        statuses=(statuses or []) if kind == "STATUS" else None,
+        campaign_id=audience_campaign if kind in ENGAGEMENT_AUDIENCES else None,
+    )
     try:
         recipients = service.count_audience(session, principal.org_id, audience)
-    except ValidationFailed as exc:
+    except (ValidationFailed, Conflict) as exc:
         return JSONResponse({"recipients": 0, "message": exc.message})
     return JSONResponse({"recipients": recipients, "message": ""})
 
@@ -268,6 +340,13 @@ def _stats(campaign: Campaign) -> dict[str, Any]:
         "pending": campaign.pending,
         "opens": campaign.opens,
         "openRate": f"{campaign.open_rate * 100:.1f}%",
+        "humanOpens": campaign.human_opens,
+        "machineOpens": campaign.machine_opens,
+        "humanOpenRate": f"{campaign.human_open_rate * 100:.1f}%",
+        "clicks": campaign.clicks,
+        "machineClicks": campaign.machine_clicks,
+        "clickRate": f"{campaign.click_rate * 100:.1f}%",
+        "unsubscribes": campaign.unsubscribes,
         "progress": progress,
         "holdReason": campaign.hold_reason or "",
     }
@@ -284,6 +363,12 @@ def _render_detail(
     status: int = 200,
 ) -> HTMLResponse:
     draft = campaign.status == CampaignStatus.DRAFT.value
+    org_id = principal.org_id
+    follow_ups = []
+    if campaign.status == CampaignStatus.SENT.value:
+        for kind, label, who in FOLLOW_UPS:
+            audience = {"type": kind, "campaignId": str(campaign.id)}
+            follow_ups.append((kind, label, who, count_eligible(session, org_id, audience)))
     return render(
         request,
         "marketing/detail.html",
@@ -294,8 +379,12 @@ def _render_detail(
         can_write=_can_write(principal),
         read_only_reason=READ_ONLY_REASON,
         draft=draft,
-        eligible=count_eligible(session, principal.org_id, campaign.audience) if draft else 0,
-        bars=charts.bars(charts.opens_per_hour(session, principal.org_id, campaign.id)),
+        eligible=count_eligible(session, org_id, campaign.audience) if draft else 0,
+        audience_source=_source_name(session, org_id, campaign.audience),
+        follow_ups=follow_ups,
+        links=links.campaign_links(session, campaign),
+        bars=charts.bars(charts.opens_per_hour(session, org_id, campaign.id)),
+        click_bars=charts.bars(charts.clicks_per_hour(session, org_id, campaign.id)),
         chart_width=charts.CHART_WIDTH,
         chart_height=charts.CHART_HEIGHT,
         notice=notice,
@@ -352,9 +441,21 @@ def launch(campaign_id: str, principal: Writer, session: Db) -> RedirectResponse
 
 
 @router.post("/marketing/campaigns/{campaign_id}/duplicate", dependencies=Csrf)
-def duplicate(campaign_id: str, principal: Writer, session: Db) -> RedirectResponse:
-    copy = service.duplicate_campaign(session, principal.org_id, campaign_id)
-    return redirect(f"/marketing/campaigns/{copy.id}?notice=duplicated")
+def duplicate(
+    campaign_id: str,
+    principal: Writer,
+    session: Db,
+    audience: Annotated[str, Form(max_length=20)] = "",
+) -> RedirectResponse:
+    """Duplicate, or ("Duplicate to non-openers / non-clickers") copy to the campaign's
+    non-openers or non-clickers."""
+    kind = audience if audience in ENGAGEMENT_AUDIENCES else None
+    try:
+        copy = service.duplicate_campaign(session, principal.org_id, campaign_id, kind)
+    except Conflict:
+        return redirect(f"/marketing/campaigns/{campaign_id}?notice=not_sent")
+    notice = f"duplicated_{kind.lower()}" if kind else "duplicated"
+    return redirect(f"/marketing/campaigns/{copy.id}?notice={notice}")
 
 
 @router.post("/marketing/campaigns/{campaign_id}/delete", dependencies=Csrf)
@@ -442,6 +543,7 @@ def email_log(
         q=q,
         send_statuses=[s.value for s in SendStatus],
         resendable=service.RESENDABLE,
+        reasons=REASON_TEXT,
         can_write=_can_write(principal),
         read_only_reason=READ_ONLY_REASON,
         notice=_notice(notice),

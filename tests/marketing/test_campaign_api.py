@@ -16,6 +16,7 @@ from herald.crm.models import ContactStatus
 from herald.db import unit_of_work
 from herald.marketing.models import MarketingSend
 from tests.marketing.factories import (
+    NO_ENGAGEMENT,
     add_contact,
     assert_error,
     assert_field_error,
@@ -33,10 +34,12 @@ FIELDS = {
     "id", "name", "fromName", "fromEmail", "subject", "htmlBody", "textBody", "audience",
     "status", "recipients", "delivered", "failed", "opens", "openRate", "createdAt",
     "updatedAt", "launchedAt", "completedAt", "failureReason", "unknown", "pending",
-    "holdReason",
+    "holdReason", "trackOpens", "trackClicks",
 }  # fmt: skip
 STATS_FIELDS = {
     "status", "recipients", "delivered", "failed", "unknown", "pending", "opens", "openRate",
+    "humanOpens", "machineOpens", "humanOpenRate", "clicks", "machineClicks", "clickRate",
+    "unsubscribes",
 }  # fmt: skip
 
 
@@ -499,6 +502,7 @@ def test_stats_come_from_the_counters(client, runtime, admin):
         "pending": 1,
         "opens": 3,
         "openRate": 0.5,
+        **NO_ENGAGEMENT,
     }
     full = client.get(f"{API}/campaigns/{campaign_id}", headers=admin.headers).json()
     assert (full["openRate"], full["pending"], full["unknown"]) == (0.5, 1, 1)
@@ -512,7 +516,7 @@ def test_open_rate_is_zero_when_nothing_was_delivered(client, runtime, admin):
     draft = create_campaign(client, admin)
     assert client.get(f"{API}/campaigns/{draft['id']}/stats", headers=admin.headers).json() == {
         "status": "DRAFT", "recipients": 0, "delivered": 0, "failed": 0, "unknown": 0,
-        "pending": 0, "opens": 0, "openRate": 0,
+        "pending": 0, "opens": 0, "openRate": 0, **NO_ENGAGEMENT,
     }  # fmt: skip
 
 

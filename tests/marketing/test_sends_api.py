@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from tests.marketing.factories import (
+    NO_ENGAGEMENT,
     add_contact,
     ago,
     assert_error,
@@ -30,9 +31,12 @@ from tests.marketing.factories import (
 API = "/api/marketing"
 SEND_FIELDS = {
     "id", "contactId", "email", "firstName", "lastName", "status", "error", "attempts",
-    "deliveredAt", "openedAt",
+    "deliveredAt", "openedAt", "clickedAt", "machine", "machineReason",
 }  # fmt: skip
-CSV_HEADER = ["email", "firstName", "lastName", "status", "deliveredAt", "openedAt", "error"]
+CSV_HEADER = [
+    "email", "firstName", "lastName", "status", "deliveredAt", "openedAt", "error", "clickedAt",
+    "machine",
+]  # fmt: skip
 
 
 @pytest.fixture(autouse=True)
@@ -341,7 +345,7 @@ def test_resend_of_an_unknown_send_in_a_sent_campaign_keeps_it_sent(client, runt
     stats = client.get(f"{API}/campaigns/{campaign_id}/stats", headers=admin.headers).json()
     assert stats == {
         "status": "SENT", "recipients": 2, "delivered": 1, "failed": 0, "unknown": 0,
-        "pending": 1, "opens": 0, "openRate": 0,
+        "pending": 1, "opens": 0, "openRate": 0, **NO_ENGAGEMENT,
     }  # fmt: skip
     assert get_campaign_row(runtime, campaign_id).completed_at is not None
 
