@@ -134,16 +134,19 @@ class _SendFlush:
             for row in seen:
                 row.turn_machine(Reason.TRAP_LINK)
         else:
+            # another link of the message within seconds: this hit and those before it are
+            # a scanner's, whatever else this hit is
+            burst = click_burst(at, hit.link, ((row.at, row.link) for row in seen))
+            if burst is not None:
+                for row in seen:
+                    if row.link != hit.link and click_burst(at, hit.link, [(row.at, row.link)]):
+                        row.turn_machine(burst)
             reason = (
                 reason
                 or after_trap(at, self.send.trapped_at)
                 or fast_click(at, self.send.delivered_at)
-                or click_burst(at, hit.link, ((row.at, row.link) for row in seen))
+                or burst
             )
-            if reason is Reason.CLICK_BURST:
-                for row in seen:
-                    if row.link != hit.link and click_burst(at, hit.link, [(row.at, row.link)]):
-                        row.turn_machine(Reason.CLICK_BURST)
         self.new.append(
             _Row(None, hit.link, at, reason is not None, reason.value if reason else None)
         )
