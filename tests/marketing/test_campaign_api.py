@@ -324,7 +324,10 @@ def test_duplicate_is_a_fresh_draft_with_the_same_content(client, runtime, admin
     assert copy["id"] != source["id"]
     assert copy["name"] == "Launched news (copy)"
     assert copy["status"] == "DRAFT"
-    for key in ("fromName", "fromEmail", "subject", "htmlBody", "textBody", "audience"):
+    for key in (
+        "fromName", "fromEmail", "subject", "htmlBody", "textBody", "audience", "trackOpens",
+        "trackClicks",
+    ):  # fmt: skip
         assert copy[key] == source[key], key
     counts = ("recipients", "delivered", "failed", "unknown", "opens", "pending")
     assert [copy[k] for k in counts] == [0] * len(counts)
