@@ -23,6 +23,7 @@ from herald.error_handlers import TokenPathErrors, error_response, install_error
 from herald.log import configure_logging
 from herald.mailconfig.routes import router as mailconfig_router
 from herald.mailconfig.views import router as mailconfig_pages
+from herald.marketing.campaign_form import router as campaign_form_pages
 from herald.marketing.classify import HitClassifier
 from herald.marketing.clicks import click_recorder
 from herald.marketing.links import LinkTargets
@@ -132,6 +133,7 @@ def _area_routers() -> list[APIRouter]:
         marketing_router,
         orgs_router,
         audit_router,
+        campaign_form_pages,  # before marketing_pages: /marketing/campaigns/new is no id
         marketing_pages,
         crm_pages,
         mailconfig_pages,
