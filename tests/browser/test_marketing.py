@@ -142,7 +142,9 @@ def test_a_failed_send_is_in_the_email_log_and_resend_requeues_it(page, runtime,
     csv = page.request.get(f"/marketing/campaigns/{campaign_id}/sends.csv")
     assert csv.ok
     lines = csv.text().splitlines()
-    assert lines[0] == "email,firstName,lastName,status,deliveredAt,openedAt,error"
+    assert lines[0] == (
+        "email,firstName,lastName,status,deliveredAt,openedAt,error,clickedAt,machine"
+    )
     assert len(lines) == 4
 
 
