@@ -302,9 +302,19 @@ class _EncodedBody:
         self.base64 = len(data) - len(data.decode("ascii", "ignore")) > len(data) // 6
         self._template = template
         self._escape = escape_html
-        self._pieces = [
-            s if isinstance(s, Placeholder) else _qp_piece(s) for s in template.segments
-        ]
+        # (placeholder, the literal after it, that literal placed after a value of several
+        # lines ending at column c: {c: (bytes, column after)}): one step per placeholder,
+        # as a message's cost is per step. A tracked link's value (its send's /c/ URL) is
+        # always of several lines ending at the same column, so its number and text after
+        # it are placed once per campaign, not per message.
+        self._steps: list[tuple[Placeholder | None, _Piece, dict[int, tuple[bytes, int]]]] = []
+        for segment in template.segments:
+            if isinstance(segment, Placeholder):
+                self._steps.append((segment, _NOTHING, {}))
+            elif self._steps and self._steps[-1][1] is _NOTHING:
+                self._steps[-1] = (self._steps[-1][0], _qp_piece(segment), {})
+            else:
+                self._steps.append((None, _qp_piece(segment), {}))
 
     def encode(self, values: Mapping[str, str]) -> bytes:
         """Values must be free of CR and LF; literals have LF line endings."""
@@ -313,26 +323,44 @@ class _EncodedBody:
             data = b2a_base64(text.replace("\n", "\r\n").encode("utf-8"), newline=False)
             return b"\r\n".join(data[i : i + 76] for i in range(0, len(data), 76))
         out: list[bytes] = []
+        append = out.append
         column = 0
         merged: dict[Placeholder, _Piece] = {}
-        for piece in self._pieces:
-            if isinstance(piece, Placeholder):
-                cached = merged.get(piece)
-                if cached is None:
-                    value = piece.merge(values, escape_html=self._escape)
-                    cached = merged[piece] = _qp_piece(value) if value else _NOTHING
-                data, first, last, several = cached
-            else:
-                data, first, last, several = piece
+        for placeholder, literal, placed in self._steps:
+            if placeholder is not None:
+                data, first, last, several = merged.get(placeholder) or self._merge(
+                    placeholder, values, merged
+                )
+                if column + first > (76 if several else 75):
+                    append(b"=\r\n")
+                    column = 0
+                append(data)
+                if several:
+                    tail = placed.get(last) or placed.setdefault(last, _placed(literal, last))
+                    append(tail[0])
+                    column = tail[1]
+                    continue
+                column += first
+            data, first, last, several = literal
             if column + first > (76 if several else 75):
-                out.append(b"=\r\n")
+                append(b"=\r\n")
                 column = 0
-            out.append(data)
+            append(data)
             column = last if several else column + first
         return b"".join(out)
 
+    def _merge(
+        self, placeholder: Placeholder, values: Mapping[str, str], merged: dict[Placeholder, _Piece]
+    ) -> _Piece:
+        value = placeholder.merge(values, escape_html=self._escape)
+        piece = merged[placeholder] = _qp_piece(value) if value else _NOTHING
+        return piece
+
 
 def _qp_piece(text: str) -> _Piece:
+    # printable ASCII but "=" and whitespace: quoted-printable keeps it as it is
+    if text.isascii() and text.isprintable() and "=" not in text and " " not in text:
+        return _folded(text.encode("ascii"))
     encoded = b2a_qp(text.encode("utf-8"), istext=True)
     if len(encoded) > 76:
         encoded = b"\n".join(_refold(line) for line in encoded.split(b"\n"))
@@ -346,6 +374,27 @@ def _qp_piece(text: str) -> _Piece:
     if first_end < 0:
         return encoded, len(encoded), len(encoded), False
     return encoded.replace(b"\n", b"\r\n"), first_end, len(encoded) - last_start, True
+
+
+def _placed(piece: _Piece, column: int) -> tuple[bytes, int]:
+    """A piece's bytes (a soft line break first, if it does not fit) and the column after
+    it, placed at ``column``: what encode() does for one piece."""
+    data, first, last, several = piece
+    if column + first > (76 if several else 75):
+        return b"=\r\n" + data, last if several else first
+    return data, last if several else column + first
+
+
+def _folded(data: bytes) -> _Piece:
+    """Text that quoted-printable keeps as it is (a send's URLs), cut into lines of 75 and
+    a soft line break: the same as b2a_qp, without its second look at each line."""
+    size = len(data)
+    if size <= 75:
+        return data, size, size, False
+    if size <= 150:  # a send's URL: two lines
+        return data[:75] + b"=\r\n" + data[75:], 76, size - 75, True
+    lines = [data[i : i + 75] for i in range(0, size, 75)]
+    return b"=\r\n".join(lines), 76, len(lines[-1]), True
 
 
 def _refold(line: bytes) -> bytes:
