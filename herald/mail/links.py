@@ -95,16 +95,20 @@ class _LinkFinder(HTMLParser):
 class LinkTarget:
     """One tracked link, parsed once; :meth:`for_recipient` gives where it leads."""
 
-    __slots__ = ("_template", "url")
+    __slots__ = ("_fixed", "_template", "url")
 
     def __init__(self, url: str) -> None:
         self.url = url
         self._template = Template.parse(url, "htmlBody", allowed=BODY_FIELDS)
+        # a link without placeholders leads to one place for everyone: worked out once
+        self._fixed = None if self._template.names else safe_redirect(url)
 
     def for_recipient(self, values: Mapping[str, str]) -> str | None:
         """The URL with each placeholder's value percent-encoded (a value stays a value: it
         cannot add a path, a query or another host), non-ASCII and spaces encoded; None
         when the result is not an absolute http(s) URL (never redirect anywhere else)."""
+        if self._fixed is not None:
+            return self._fixed
         parts = [
             quote(segment.merge(values), safe="") if isinstance(segment, Placeholder) else segment
             for segment in self._template.segments

@@ -11,8 +11,9 @@ clicks and a campaign's figures stay exact whatever order hits arrive in.
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import uuid
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -28,6 +29,7 @@ from herald.marketing.classify import (
     after_trap,
     click_burst,
     fast_click,
+    seconds,
 )
 from herald.marketing.hits import HitRecorder
 from herald.marketing.models import MarketingClick, MarketingLink
@@ -49,13 +51,13 @@ class ClickHit(NamedTuple):
     reason: str  # the request's machine reason, "" for none
 
 
-@dataclass
+@dataclass(slots=True)
 class _Row:
     """A click row of one send: already stored (``id``) or written by this flush."""
 
     id: int | None
     link: int
-    at: dt.datetime
+    at: float
     machine: bool
     reason: str | None
     flipped: bool = False  # a stored human row this flush turns machine
@@ -67,6 +69,15 @@ class _Row:
 
 
 _INSERT = insert(C)
+# Built once: a flood runs them every flush.
+_RECENT = select(C.id, C.send_id, C.link, C.at, C.machine).where(
+    C.send_id.in_(bindparam("ids", expanding=True)), C.at >= bindparam("since")
+)
+_HUMAN_HITS = (
+    select(C.send_id, C.link, func.count())
+    .where(C.send_id.in_(bindparam("ids", expanding=True)), C.machine.is_(False))
+    .group_by(C.send_id, C.link)
+)
 _FLIP = (
     update(C)
     .where(C.id == bindparam("b_id"))
@@ -94,15 +105,9 @@ def record_clicks(session: Session, hits: list[ClickHit]) -> int:
     if not sends:
         return 0
     ids = [send.id for send in sends]
-    earliest = min(hit.at for hit in hits)
-    cutoff = dt.datetime.fromtimestamp(earliest - BURST_SECONDS, dt.UTC)
-    recent = _recent_rows(session, ids, cutoff)
+    recent = _recent_rows(session, ids, min(hit.at for hit in hits) - BURST_SECONDS)
     human_before = _human_hits(session, ids)
-
-    flushes = [
-        _SendFlush(send, recent.get(send.id, []), human_before.get(send.id, Counter()))
-        for send in sends
-    ]
+    flushes = [_SendFlush(send, recent[send.id], human_before[send.id]) for send in sends]
     for flush in flushes:
         for hit in sorted(by_token[flush.send.token], key=lambda h: (h.at, h.seq)):
             flush.apply(hit)
@@ -113,54 +118,53 @@ class _SendFlush:
     """One send's clicks of this flush, applied in time order."""
 
     def __init__(
-        self, send: engagement.SendEngagement, recent: list[_Row], human_before: Counter[int]
+        self, send: engagement.SendEngagement, recent: list[_Row], human_before: dict[int, int]
     ) -> None:
         self.send = send
         self.before = send.figures()
         self.state = send.state()
+        self.delivered_at = seconds(send.delivered_at)
         self.recent = recent
         self.human_before = human_before  # stored human hits per link, before this flush
         self.new: list[_Row] = []
         self.trapped = False  # every stored human hit turns machine
 
     def apply(self, hit: ClickHit) -> None:
-        at = dt.datetime.fromtimestamp(hit.at, dt.UTC)
-        seen = [*self.recent, *self.new]
+        at, link = hit.at, hit.link
+        seen = itertools.chain(self.recent, self.new)
         reason = Reason(hit.reason) if hit.reason else None
-        if hit.link == TRAP_LINK:
+        if link == TRAP_LINK:
             reason = Reason.TRAP_LINK
             self.trapped = True
-            self.send.trapped(at)
+            self.send.trapped(dt.datetime.fromtimestamp(at, dt.UTC))
             for row in seen:
                 row.turn_machine(Reason.TRAP_LINK)
         else:
             # another link of the message within seconds: this hit and those before it are
             # a scanner's, whatever else this hit is
-            burst = click_burst(at, hit.link, ((row.at, row.link) for row in seen))
-            if burst is not None:
-                for row in seen:
-                    if row.link != hit.link and click_burst(at, hit.link, [(row.at, row.link)]):
-                        row.turn_machine(burst)
+            burst = None
+            for row in seen:
+                if click_burst(at, link, [(row.at, row.link)]):
+                    burst = Reason.CLICK_BURST
+                    row.turn_machine(burst)
             reason = (
                 reason
-                or after_trap(at, self.send.trapped_at)
-                or fast_click(at, self.send.delivered_at)
+                or after_trap(at, seconds(self.send.trapped_at))
+                or fast_click(at, self.delivered_at)
                 or burst
             )
-        self.new.append(
-            _Row(None, hit.link, at, reason is not None, reason.value if reason else None)
-        )
-        self.send.clicked(at, reason)
+        self.new.append(_Row(None, link, at, reason is not None, reason.value if reason else None))
+        self.send.clicked(dt.datetime.fromtimestamp(at, dt.UTC), reason)
 
-    def human_after(self) -> Counter[int]:
+    def human_after(self) -> dict[int, int]:
         """Human hits per link once this flush is written."""
-        after = Counter() if self.trapped else Counter(self.human_before)
+        after = {} if self.trapped else dict(self.human_before)
         for row in self.recent:
             if row.flipped and not self.trapped:
                 after[row.link] -= 1
         for row in self.new:
             if not row.machine:
-                after[row.link] += 1
+                after[row.link] = after.get(row.link, 0) + 1
         return after
 
     def downgraded(self) -> bool:
@@ -168,49 +172,47 @@ class _SendFlush:
         found again among what is left)."""
         return self.trapped or any(row.flipped for row in self.recent)
 
-    def link_moves(self) -> Iterable[tuple[int, Counter[str]]]:
-        """Per link: human hits, sends with a human hit (0 or 1 here), machine hits."""
+    def link_moves(self) -> Iterable[tuple[int, tuple[int, int, int]]]:
+        """Per link: (human hits, sends with a human hit (-1, 0 or 1), machine hits)."""
         after = self.human_after()
-        new_human = Counter(row.link for row in self.new if not row.machine)
-        new_machine = Counter(row.link for row in self.new if row.machine)
-        for link in sorted(set(self.human_before) | set(after) | set(new_machine)):
-            if link == TRAP_LINK:
-                continue
-            before = self.human_before[link]
-            stored_flipped = before - (after[link] - new_human[link])
+        new_human: dict[int, int] = {}
+        new_machine: dict[int, int] = {}
+        for row in self.new:
+            counted = new_machine if row.machine else new_human
+            counted[row.link] = counted.get(row.link, 0) + 1
+        for link in {*self.human_before, *after, *new_machine} - {TRAP_LINK}:
+            before, now = self.human_before.get(link, 0), after.get(link, 0)
+            stored_flipped = before - (now - new_human.get(link, 0))
             yield (
                 link,
-                Counter(
-                    clicks=after[link] - before,
-                    machine=new_machine[link] + stored_flipped,
-                    unique=int(after[link] > 0) - int(before > 0),
+                (
+                    now - before,
+                    int(now > 0) - int(before > 0),
+                    new_machine.get(link, 0) + stored_flipped,
                 ),
             )
 
 
-def _recent_rows(session: Session, ids: list[int], cutoff: dt.datetime) -> dict[int, list[_Row]]:
-    """The sends' clicks since ``cutoff`` (what the burst rule compares with)."""
-    rows: dict[int, list[_Row]] = defaultdict(list)
+def _recent_rows(session: Session, ids: list[int], since: float) -> defaultdict[int, list[_Row]]:
+    """The sends' clicks since ``since`` (what the burst rule compares with)."""
+    rows: defaultdict[int, list[_Row]] = defaultdict(list)
+    connection = session.connection()
     for start in range(0, len(ids), engagement.CHUNK):
-        stmt = select(C.id, C.send_id, C.link, C.at, C.machine, C.reason).where(
-            C.send_id.in_(ids[start : start + engagement.CHUNK]), C.at >= cutoff
-        )
-        for row in session.execute(stmt):
-            rows[row.send_id].append(_Row(row.id, row.link, row.at, row.machine, row.reason))
+        chunk = ids[start : start + engagement.CHUNK]
+        found = connection.execute(_RECENT, {"ids": chunk, "since": since})
+        for row_id, send_id, link, at, machine in found:
+            rows[send_id].append(_Row(row_id, link, at, machine, None))
     return rows
 
 
-def _human_hits(session: Session, ids: list[int]) -> dict[int, Counter[int]]:
+def _human_hits(session: Session, ids: list[int]) -> defaultdict[int, dict[int, int]]:
     """The sends' stored human hits per link, counted by the database (a send clicked
     many times returns one row per link)."""
-    found: dict[int, Counter[int]] = defaultdict(Counter)
+    found: defaultdict[int, dict[int, int]] = defaultdict(dict)
+    connection = session.connection()
     for start in range(0, len(ids), engagement.CHUNK):
-        stmt = (
-            select(C.send_id, C.link, func.count())
-            .where(C.send_id.in_(ids[start : start + engagement.CHUNK]), C.machine.is_(False))
-            .group_by(C.send_id, C.link)
-        )
-        for send_id, link, n in session.execute(stmt):
+        chunk = ids[start : start + engagement.CHUNK]
+        for send_id, link, n in connection.execute(_HUMAN_HITS, {"ids": chunk}):
             found[send_id][link] = n
     return found
 
@@ -257,9 +259,8 @@ def _write(session: Session, flushes: list[_SendFlush]) -> int:
 def _first_human_clicks(session: Session, flushes: list[_SendFlush]) -> None:
     """Each send's first human click still standing: found again where a stored one turned
     machine, else the earliest of the stored one and this flush's."""
-    again = [f for f in flushes if f.downgraded()]
-    firsts: dict[int, dt.datetime] = {}
-    ids = [f.send.id for f in again]
+    ids = [f.send.id for f in flushes if f.downgraded()]
+    firsts: dict[int, float] = {}
     for start in range(0, len(ids), engagement.CHUNK):
         stmt = (
             select(C.send_id, func.min(C.at))
@@ -273,29 +274,40 @@ def _first_human_clicks(session: Session, flushes: list[_SendFlush]) -> None:
         firsts.update({send_id: first for send_id, first in session.execute(stmt)})
     for f in flushes:
         if f.downgraded():
-            f.send.click_human_at = firsts.get(f.send.id)
-        for row in f.new:
-            if not row.machine:
-                f.send.click_human_at = engagement.earliest(f.send.click_human_at, row.at)
+            first = firsts.get(f.send.id)
+            f.send.click_human_at = None if first is None else _time(first)
+            continue
+        new_human = [row.at for row in f.new if not row.machine]
+        if new_human:
+            f.send.click_human_at = engagement.earliest(
+                f.send.click_human_at, _time(min(new_human))
+            )
+
+
+def _time(at: float) -> dt.datetime:
+    return dt.datetime.fromtimestamp(at, dt.UTC)
 
 
 def _move_link_counters(session: Session, flushes: list[_SendFlush]) -> None:
-    moves: dict[tuple[uuid.UUID, int], Counter[str]] = defaultdict(Counter)
+    moves: dict[tuple[uuid.UUID, int], list[int]] = {}
     for f in flushes:
-        for link, move in f.link_moves():
-            moves[f.send.campaign_id, link].update(move)
+        for link, (clicks, unique, machine) in f.link_moves():
+            move = moves.setdefault((f.send.campaign_id, link), [0, 0, 0])
+            move[0] += clicks
+            move[1] += unique
+            move[2] += machine
     rows = [
         {
             "b_campaign_id": campaign_id,
             "b_n": link,
-            "d_clicks": move["clicks"],
-            "d_unique": move["unique"],
-            "d_machine": move["machine"],
+            "d_clicks": move[0],
+            "d_unique": move[1],
+            "d_machine": move[2],
         }
         for (campaign_id, link), move in sorted(
             moves.items(), key=lambda kv: (str(kv[0][0]), kv[0][1])
         )
-        if any(move.values())
+        if any(move)
     ]
     if rows:
         session.connection().execute(_LINK_COUNTS, rows)

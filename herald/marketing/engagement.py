@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 from sqlalchemy import Integer, bindparam, select, update
 from sqlalchemy.orm import Session
 
-from herald.marketing.classify import Reason, after_trap
+from herald.marketing.classify import Reason, after_trap, seconds
 from herald.marketing.models import Campaign, MarketingSend, SendStatus
 
 S = MarketingSend
@@ -83,18 +82,18 @@ class SendEngagement:
     trapped_at: dt.datetime | None
     machine_reason: str | None
 
-    def figures(self) -> Counter[str]:
-        """What this send adds to its campaign's counters."""
+    def figures(self) -> tuple[int, int, int, int, int]:
+        """What this send adds to its campaign's counters, in the order of FIGURES."""
         opened = self.opened_at is not None
         human = self.open_human_at is not None or self.click_human_at is not None
         clicked = self.clicked_at is not None
         human_click = self.click_human_at is not None
-        return Counter(
-            opens=int(opened),
-            human_opens=int(opened and human),
-            machine_opens=int(opened and not human),
-            clicks=int(human_click),
-            machine_clicks=int(clicked and not human_click),
+        return (
+            int(opened),
+            int(opened and human),
+            int(opened and not human),
+            int(human_click),
+            int(clicked and not human_click),
         )
 
     def state(self) -> tuple[object, ...]:
@@ -102,7 +101,7 @@ class SendEngagement:
 
     def opened(self, at: dt.datetime, reason: Reason | None) -> None:
         """A pixel hit; ``reason`` is the request's machine reason, if any."""
-        reason = reason or after_trap(at, self.trapped_at)
+        reason = reason or after_trap(at.timestamp(), seconds(self.trapped_at))
         self.opened_at = earliest(self.opened_at, at)
         if reason is None:
             self.open_human_at = earliest(self.open_human_at, at)
@@ -146,27 +145,30 @@ def load(
     return found
 
 
+Figures = tuple[int, int, int, int, int]
+
+
 def save(
-    session: Session, changed: Iterable[tuple[SendEngagement, Counter[str]]]
-) -> dict[uuid.UUID, Counter[str]]:
+    session: Session, changed: Iterable[tuple[SendEngagement, Figures]]
+) -> dict[uuid.UUID, dict[str, int]]:
     """Write the sends whose state changed (each with its figures from before the change)
     and move their campaigns' counters; the counter moves per campaign, returned."""
     rows = []
-    moves: dict[uuid.UUID, Counter[str]] = {}
+    moves: dict[uuid.UUID, list[int]] = {}
     for send, before in changed:
         rows.append(
             {"b_id": send.id, "b_machine_reason": send.machine_reason}
             | {f"b_{name}": getattr(send, name) for name in STATE}
         )
-        move = moves.setdefault(send.campaign_id, Counter())
-        move.update(send.figures())
-        move.subtract(before)
+        move = moves.setdefault(send.campaign_id, [0] * len(FIGURES))
+        for i, (now, then) in enumerate(zip(send.figures(), before, strict=True)):
+            move[i] += now - then
     connection = session.connection()
     if rows:
         connection.execute(_SAVE, rows)
     for campaign_id in sorted(moves, key=str):  # one order: concurrent writers cannot deadlock
         move = moves[campaign_id]
-        if any(move[name] for name in FIGURES):
-            params = {f"d_{name}": move[name] for name in FIGURES}
+        if any(move):
+            params = {f"d_{name}": n for name, n in zip(FIGURES, move, strict=True)}
             connection.execute(_COUNT, {"b_campaign_id": campaign_id, **params})
-    return moves
+    return {c: dict(zip(FIGURES, move, strict=True)) for c, move in moves.items()}

@@ -69,9 +69,14 @@ def campaign_links(session: Session, campaign: Campaign) -> list[LinkFigures]:
 class _Send:
     campaign_id: uuid.UUID
     values: dict[str, str]
+    targets: dict[int, str | None]  # link n merged for this send, once asked for
 
 
-_MISSING = object()
+class NotKept:
+    """known()'s answer when the send is not kept: ask target()."""
+
+
+NOT_KEPT = NotKept()
 _SENDS = select(S.token, S.campaign_id, S.first_name, S.last_name, S.company_name, S.email).where(
     S.token.in_(bindparam("tokens", expanding=True))
 )
@@ -101,18 +106,31 @@ class LinkTargets:
         self._waiting: dict[str, list[asyncio.Future[_Send | None]]] = {}
         self._reader: asyncio.Task[None] | None = None
 
+    def known(self, token: str, n: int) -> str | NotKept | None:
+        """As :meth:`target` when the send and its campaign's links are kept (no I/O), else
+        NOT_KEPT."""
+        send = self._sends.get(token)
+        if send is None or send.campaign_id not in self._links:
+            return NOT_KEPT
+        return self._merged(send, n)
+
     async def target(self, token: str, n: int) -> str | None:
         """The URL of link ``n`` for the send of ``token``, or None: unknown token, no such
         link of its campaign, or a merged URL that is not an absolute http(s) one."""
-        send: Any = self._sends.get(token, _MISSING)
-        if send is _MISSING or send.campaign_id not in self._links:
-            send = await self._lookup(token)
-            if send is None:
-                return None
+        found = self.known(token, n)
+        if not isinstance(found, NotKept):
+            return found
+        send = await self._lookup(token)
+        return None if send is None else self._merged(send, n)
+
+    def _merged(self, send: _Send, n: int) -> str | None:
+        if n in send.targets:
+            return send.targets[n]
         links = self._links.get(send.campaign_id, ())
         if not 1 <= n <= len(links):
-            return None
-        return links[n - 1].for_recipient(send.values)
+            return None  # not kept: no one can grow the memory by asking other numbers
+        merged = send.targets[n] = links[n - 1].for_recipient(send.values)
+        return merged
 
     async def _lookup(self, token: str) -> _Send | None:
         future: asyncio.Future[_Send | None] = asyncio.get_running_loop().create_future()
@@ -162,6 +180,7 @@ class LinkTargets:
                         "email": row.email,
                         "unsubscribeUrl": self._unsubscribe + row.token,
                     },
+                    {},
                 )
                 for row in connection.execute(_SENDS, {"tokens": tokens})
             }

@@ -12,6 +12,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     ColumnElement,
+    Double,
     ForeignKey,
     Index,
     Integer,
@@ -222,6 +223,7 @@ class MarketingClick(Base):
     campaign_id: Mapped[uuid.UUID] = mapped_column(Uuid)
     send_id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer(), "sqlite"))
     link: Mapped[int] = mapped_column(Integer)
-    at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    # seconds since the epoch, as the classification rules compare them (thousands a second)
+    at: Mapped[float] = mapped_column(Double)
     machine: Mapped[bool] = mapped_column(Boolean)
     reason: Mapped[str | None] = mapped_column(String(32), default=None)

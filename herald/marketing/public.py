@@ -20,7 +20,7 @@ from herald.mail.links import TRAP_LINK
 from herald.marketing.classify import HitClassifier
 from herald.marketing.clicks import ClickHit
 from herald.marketing.hits import HitRecorder
-from herald.marketing.links import LinkTargets
+from herald.marketing.links import LinkTargets, NotKept
 from herald.marketing.opens import OpenHit
 from herald.marketing.tokens import well_formed
 from herald.marketing.unsubscribe import Unsubscribed, Unsubscriber, page_details
@@ -74,7 +74,8 @@ async def tracked_link(request: Request) -> Response:
     target = None
     if link != TRAP_LINK:
         targets: LinkTargets = request.app.state.link_targets
-        target = await targets.target(token, link)
+        known = targets.known(token, link)  # no await when the send is kept
+        target = await targets.target(token, link) if isinstance(known, NotKept) else known
         if target is None:
             return _invalid_link(request)
     recorder: HitRecorder[ClickHit] = request.app.state.click_recorder
@@ -82,15 +83,31 @@ async def tracked_link(request: Request) -> Response:
     recorder.hit(ClickHit(token, time.time(), next(_click_numbers), link, reason))
     if target is None:
         return _invalid_link(request)
-    return Response(status_code=302, headers={"Location": target, **REDIRECT_HEADERS})
+    response = Response(status_code=302)
+    response.raw_headers = [(b"location", target.encode("ascii")), *_REDIRECT_RAW_HEADERS]
+    return response
+
+
+# The redirect's fixed headers, encoded once (a click is a hot path).
+_REDIRECT_RAW_HEADERS = [
+    (name.lower().encode("latin-1"), value.encode("latin-1"))
+    for name, value in {**REDIRECT_HEADERS, "Content-Length": "0"}.items()
+]
 
 
 def _machine_reason(request: Request, link: int | None = None) -> str:
-    """The request's machine reason ("" for none); its address and agent go no further."""
+    """The request's machine reason ("" for none); its address and agent go no further.
+    Read from the ASGI scope as it is (the pixel's hot path builds no header or client
+    objects)."""
+    scope = request.scope
     classifier: HitClassifier = request.app.state.hit_classifier
-    client = request.client
-    agent = request.headers.get("user-agent", "")
-    reason = classifier.verdict(request.method, client.host if client else None, agent, link)
+    client = scope.get("client")
+    agent = ""
+    for name, value in scope["headers"]:
+        if name == b"user-agent":
+            agent = value.decode("latin-1")
+            break
+    reason = classifier.verdict(scope["method"], client[0] if client else None, agent, link)
     return reason.value if reason else ""
 
 

@@ -61,11 +61,11 @@ SCANNERS = [
     "Mimecast-LinkScanner",
     "facebookexternalhit/1.1",
 ]
-T0 = dt.datetime(2026, 12, 7, 12, 0, tzinfo=dt.UTC)
+T0 = dt.datetime(2026, 12, 7, 12, 0, tzinfo=dt.UTC).timestamp()  # the rules take epoch seconds
 
 
-def seconds(n: float) -> dt.timedelta:
-    return dt.timedelta(seconds=n)
+def seconds(n: float) -> float:
+    return n
 
 
 # --- each rule -------------------------------------------------------------------------------

@@ -70,7 +70,7 @@ def upgrade() -> None:
         sa.Column("campaign_id", sa.Uuid(), nullable=False),
         sa.Column("send_id", _big_id(), nullable=False),
         sa.Column("link", sa.Integer(), nullable=False),
-        sa.Column("at", herald.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("at", sa.Double(), nullable=False),
         sa.Column("machine", sa.Boolean(), nullable=False),
         sa.Column("reason", sa.String(length=32), nullable=True),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_marketing_clicks")),
