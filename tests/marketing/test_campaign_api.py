@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import threading
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -26,7 +25,6 @@ from tests.marketing.factories import (
     create_campaign,
     get_campaign_row,
     insert_campaign,
-    retire_queue,
 )
 
 API = "/api/marketing"
@@ -41,17 +39,6 @@ STATS_FIELDS = {
     "humanOpens", "machineOpens", "humanOpenRate", "clicks", "machineClicks", "clickRate",
     "unsubscribes",
 }  # fmt: skip
-
-
-@pytest.fixture(autouse=True)
-def _retire_queue(runtime) -> Iterator[None]:
-    yield
-    retire_queue(runtime)
-
-
-@pytest.fixture
-def admin(client, runtime):
-    return caller(client, runtime)
 
 
 # --- CRUD ---

@@ -5,7 +5,6 @@ may be mailed."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -24,7 +23,6 @@ from tests.marketing.factories import (
     create_campaign,
     insert_campaign,
     insert_sends,
-    retire_queue,
 )
 
 API = "/api/marketing"
@@ -39,17 +37,6 @@ RECIPIENTS: dict[str, tuple[str, dict[str, Any], bool, bool]] = {
     "failed": ("FAILED", {}, False, False),  # never delivered
     "opted-out": ("DELIVERED", {}, False, False),  # opted out since: no longer mailable
 }
-
-
-@pytest.fixture(autouse=True)
-def _retire_queue(runtime) -> Iterator[None]:
-    yield
-    retire_queue(runtime)
-
-
-@pytest.fixture
-def admin(client, runtime):
-    return caller(client, runtime)
 
 
 def sent_campaign(runtime, org_id: uuid.UUID) -> tuple[uuid.UUID, dict[str, str]]:

@@ -8,7 +8,6 @@ import datetime as dt
 import io
 import threading
 import uuid
-from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -25,7 +24,6 @@ from tests.marketing.factories import (
     get_send,
     insert_campaign,
     insert_sends,
-    retire_queue,
 )
 
 API = "/api/marketing"
@@ -37,17 +35,6 @@ CSV_HEADER = [
     "email", "firstName", "lastName", "status", "deliveredAt", "openedAt", "error", "clickedAt",
     "machine",
 ]  # fmt: skip
-
-
-@pytest.fixture(autouse=True)
-def _retire_queue(runtime) -> Iterator[None]:
-    yield
-    retire_queue(runtime)
-
-
-@pytest.fixture
-def admin(client, runtime):
-    return caller(client, runtime)
 
 
 def log_campaign(runtime, org_id: uuid.UUID) -> tuple[uuid.UUID, list[int]]:
