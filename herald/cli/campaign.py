@@ -130,7 +130,9 @@ def _show_text(data: dict[str, Any]) -> str:
             shown = f"{value:.1%}"
         elif key == "audience":
             statuses = ", ".join(value.get("statuses") or [])
+            source = value.get("campaignId")  # a follow-up: who did not open/click that one
             shown = value["type"] + (f": {statuses}" if statuses else "")
+            shown += f" of campaign {source}" if source else ""
         lines.append(f"{key:<{width}}  {shown}")
     for key in bodies:
         lines += ["", f"--- {key} ---", data[key] or "(empty)"]
