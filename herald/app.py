@@ -17,6 +17,12 @@ from herald.audit.views import router as audit_pages
 from herald.auth.routes import router as auth_router
 from herald.auth.views import router as account_pages
 from herald.bodylimit import BodyLimit
+from herald.bounces.jobs import BounceJobs
+from herald.bounces.routes import router as bounces_router
+from herald.bounces.views import router as bounces_pages
+from herald.bounces.webhooks.inbox import WebhookInbox
+from herald.bounces.webhooks.routes import router as webhooks_router
+from herald.bounces.webhooks.sns import SnsVerifier
 from herald.crm.routes import router as crm_router
 from herald.crm.views import router as crm_pages
 from herald.error_handlers import TokenPathErrors, error_response, install_error_handlers
@@ -59,19 +65,27 @@ def create_app(
         recorder = open_recorder(runtime, settings.open_flush_seconds)
         app.state.open_recorder = recorder
         app.state.unsubscriber = unsubscriber = Unsubscriber(runtime)
+        app.state.webhook_inbox = inbox = WebhookInbox(runtime)
+        app.state.sns_verifier = sns_verifier = SnsVerifier(settings.sns_cert_host_patterns)
         recorder.start()
         app.state.click_recorder = clicks = click_recorder(runtime, settings.open_flush_seconds)
-        app.state.link_targets = LinkTargets(runtime)
+        app.state.link_targets = link_targets = LinkTargets(runtime)
         clicks.start()
         worker = None
+        bounce_jobs: tuple[BounceJobs, asyncio.Task[None]] | None = None
         if embedded_worker:
             from herald.marketing.embedded import EmbeddedWorker
 
             worker = EmbeddedWorker(runtime)
             worker.start()
+            jobs = BounceJobs(runtime)
+            bounce_jobs = (jobs, asyncio.create_task(jobs.run()))
         try:
             yield
         finally:
+            if bounce_jobs:
+                bounce_jobs[0].stop()
+                await bounce_jobs[1]
             if worker:
                 await asyncio.to_thread(worker.stop)
             try:
@@ -79,6 +93,9 @@ def create_app(
                 await clicks.stop()
             finally:
                 await unsubscriber.close()
+                await link_targets.close()
+                await inbox.close()
+                await sns_verifier.close()
 
     app = FastAPI(
         lifespan=lifespan,
@@ -101,6 +118,7 @@ def create_app(
     # First: the pixel and the unsubscribe links are most of the traffic, and the router
     # tries its routes in order.
     app.include_router(public_router)
+    app.include_router(webhooks_router)  # mail services' calls come in bursts too
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     install_error_handlers(app)
     install_openapi(app)
@@ -131,10 +149,12 @@ def _area_routers() -> list[APIRouter]:
         crm_router,
         mailconfig_router,
         marketing_router,
+        bounces_router,
         orgs_router,
         audit_router,
         campaign_form_pages,  # before marketing_pages: /marketing/campaigns/new is no id
         marketing_pages,
+        bounces_pages,
         crm_pages,
         mailconfig_pages,
         orgs_pages,

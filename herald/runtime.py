@@ -22,8 +22,9 @@ class Runtime:
     sessions: sessionmaker[Session]
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> Runtime:
-        engine = make_engine(settings.database_url)
+    def from_settings(cls, settings: Settings, *, durable: bool = False) -> Runtime:
+        """``durable``: see herald.db.make_engine."""
+        engine = make_engine(settings.database_url, durable=durable)
         return cls(settings=settings, engine=engine, sessions=make_session_factory(engine))
 
 

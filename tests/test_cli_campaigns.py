@@ -230,6 +230,8 @@ def test_stats_json_gives_the_api_figures(runtime, database_url, tmp_path):
         "pending": 4,
         "opens": 3,
         "openRate": 0.75,
+        "bounced": 0,
+        "complaints": 0,
         **NO_ENGAGEMENT,
     }
 

@@ -53,7 +53,7 @@ def test_click_tracking_keeps_the_figures_of_campaigns_sent_before_it(
 ) -> None:
     """Opens counted before classification count as human; unsubscribes are counted from
     the sends; campaigns already launched sent their links as written (trackClicks false)."""
-    migrate.upgrade(fresh_database_url, "a9d4c6e2f517")  # the revision before
+    migrate.upgrade(fresh_database_url, "f3b8d2a6c915")  # the revision before
     engine = create_engine(fresh_database_url)
     tables = reflected(engine)
     orgs, campaigns, sends = (

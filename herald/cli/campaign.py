@@ -98,6 +98,8 @@ def _stats_text(stats: dict[str, Any]) -> str:
         "failed": "Failed",
         "unknown": "Unknown",
         "pending": "Pending",
+        "bounced": "Bounced",
+        "complaints": "Complaints",
         "opens": "Opens",
         "openRate": "Open rate",
         "humanOpens": "Human opens",
@@ -318,13 +320,14 @@ def stats(
     """A campaign's figures, as the API's stats; --watch follows its sending.
 
     Status, recipients, delivered, failed, unknown (the mail server may have
-    taken it; never re-sent on its own), pending, opens and the open rate
-    (opens / delivered), human and machine opens, clicks (sends a person
-    clicked), machine clicks (sends only machines clicked), the click rate
-    (clicks / delivered) and unsubscribes.
+    taken it; never re-sent on its own), pending, bounced (part of failed),
+    complaints, opens and the open rate (opens / delivered), human and machine
+    opens, clicks (sends a person clicked), machine clicks (sends only machines
+    clicked), the click rate (clicks / delivered) and unsubscribes.
     --json prints {"status", "recipients", "delivered", "failed", "unknown",
-    "pending", "opens", "openRate", "humanOpens", "machineOpens",
-    "humanOpenRate", "clicks", "machineClicks", "clickRate", "unsubscribes"}.
+    "pending", "opens", "openRate", "bounced", "complaints", "humanOpens",
+    "machineOpens", "humanOpenRate", "clicks", "machineClicks", "clickRate",
+    "unsubscribes"}.
     Uses the database named by HERALD_DATABASE_URL (no login).
     """
     with operator_runtime(as_json) as runtime:

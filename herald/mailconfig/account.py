@@ -12,3 +12,5 @@ class MailAccount:
     smtp: SmtpSettings
     from_name: str
     from_email: str
+    # the base of the VERP return path (herald.mail.sendref); None: the From address
+    bounce_address: str | None = None

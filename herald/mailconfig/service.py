@@ -11,7 +11,9 @@ from herald.audit import service as audit
 from herald.errors import Conflict
 from herald.mail import egress
 from herald.mail.smtp import SmtpSettings
+from herald.mailconfig import inbound
 from herald.mailconfig.account import MailAccount
+from herald.mailconfig.bounceaddress import bounce_addresses
 from herald.mailconfig.models import EmailConfig
 from herald.mailconfig.repository import EmailConfigRepository
 from herald.mailconfig.schemas import SECURITY_MODES, EmailConfigIn, Security
@@ -41,6 +43,7 @@ def save_config(
     keeps the stored one only while host, port, username and security stay the same, ``""``
     clears it. 422 ``smtp_host_not_allowed`` for a host the egress rule refuses."""
     egress.check_host(data.host, settings.smtp_networks)
+    inbound.check_egress(data, settings)
     values = {
         "host": data.host,
         "port": data.port,
@@ -48,7 +51,10 @@ def save_config(
         "security": data.security,
         "default_from_name": data.default_from_name,
         "default_from_email": data.default_from_email,
+        "bounce_address": data.bounce_address,
+        "soft_bounce_limit": data.soft_bounce_limit,
     }
+    _check_bounce_address_free(session, org_id, data.bounce_address)
     before = audit.snapshot(get_config(session, org_id))
     row = EmailConfigRepository(session, org_id).current_or_new(EmailConfig(**values))
     moved = any(getattr(row, name) != values[name] for name in _DESTINATION)
@@ -58,6 +64,7 @@ def save_config(
         row.password_sealed = None
     elif data.password is not None:
         row.password_sealed = smtp_box(settings).seal(data.password) if data.password else None
+    inbound.apply(session, settings, row, data)
     session.flush()
     audit.record(
         session,
@@ -67,6 +74,21 @@ def save_config(
         details=audit.changes(before, row),
     )
     return row
+
+
+def _check_bounce_address_free(
+    session: Session, org_id: uuid.UUID, bounce_address: str | None
+) -> None:
+    """One org per bounce address: the receiver tells orgs' reports apart by it."""
+    if bounce_address is None:
+        return
+    owner = bounce_addresses(session).get(bounce_address)
+    if owner is not None and owner != org_id:
+        raise Conflict(
+            "This bounce address is already in use: choose another one.",
+            code="bounce_address_taken",
+            details=[{"field": "bounceAddress", "message": "already in use"}],
+        )
 
 
 # What a stored password is bound to: change any of them and it is no longer sent anywhere.
@@ -108,6 +130,7 @@ def load_mail_account(session: Session, settings: Settings, org_id: uuid.UUID) -
         ),
         from_name=row.default_from_name,
         from_email=row.default_from_email,
+        bounce_address=row.bounce_address,
     )
 
 

@@ -23,6 +23,10 @@ HEADER = (
     "deliveredAt",
     "openedAt",
     "error",
+    # bounces and complaints
+    "bounceType",
+    "bouncedAt",
+    "complainedAt",
     "clickedAt",
     "machine",
 )
@@ -69,6 +73,9 @@ def csv_chunks(
                         row.delivered_at,
                         row.opened_at,
                         row.error,
+                        row.bounce_type,
+                        row.bounced_at,
+                        row.complained_at,
                         row.clicked_at,
                         row.machine,
                     )

@@ -4,7 +4,6 @@ links table of the campaign page and API."""
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -14,6 +13,7 @@ from sqlalchemy import bindparam, insert, select
 from sqlalchemy.orm import Session
 
 from herald.db import unit_of_work
+from herald.groupcommit import GroupCommit
 from herald.mail.compose import compile_bodies
 from herald.mail.links import LinkTarget
 from herald.marketing.models import Campaign, CampaignStatus, MarketingLink, MarketingSend
@@ -87,24 +87,28 @@ _LINKS = (
 )
 
 
+# What a read gives for one token: its send and its campaign's links.
+_Read = tuple[_Send, tuple[LinkTarget, ...]]
+
+
 class LinkTargets:
     """Where each ``/c/`` link leads, read from the database and kept: a send's merge values
     (copied at launch) and a launched campaign's links never change.
 
-    Lookups of tokens not yet known are read together: the requests that arrive while one
-    read runs go in the next, so a flood of first clicks costs one query per round, not per
-    click. Unknown tokens are not kept (nothing to fill the cache with)."""
+    Tokens not yet kept are read together (herald.groupcommit: the requests that arrive
+    while one read runs go in the next), so a flood of first clicks costs one query per
+    round, not per click. Unknown tokens are not kept (nothing to fill the cache with)."""
 
     MAX_SENDS = 100_000
     MAX_CAMPAIGNS = 10_000
+    BATCH = 500
 
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
         self._unsubscribe = runtime.settings.base_url.rstrip("/") + "/u/"
         self._sends: OrderedDict[str, _Send] = OrderedDict()
         self._links: OrderedDict[uuid.UUID, tuple[LinkTarget, ...]] = OrderedDict()
-        self._waiting: dict[str, list[asyncio.Future[_Send | None]]] = {}
-        self._reader: asyncio.Task[None] | None = None
+        self._reads: GroupCommit[str, _Read | None] = GroupCommit(self._read, self.BATCH)
 
     def known(self, token: str, n: int) -> str | NotKept | None:
         """As :meth:`target` when the send and its campaign's links are kept (no I/O), else
@@ -120,8 +124,16 @@ class LinkTargets:
         found = self.known(token, n)
         if not isinstance(found, NotKept):
             return found
-        send = await self._lookup(token)
-        return None if send is None else self._merged(send, n)
+        read = await self._reads.submit(token)
+        if read is None:
+            return None
+        send, links = read
+        _keep(self._links, send.campaign_id, links, self.MAX_CAMPAIGNS)
+        _keep(self._sends, token, send, self.MAX_SENDS)
+        return self._merged(send, n)
+
+    async def close(self) -> None:
+        await self._reads.close()
 
     def _merged(self, send: _Send, n: int) -> str | None:
         if n in send.targets:
@@ -132,42 +144,9 @@ class LinkTargets:
         merged = send.targets[n] = links[n - 1].for_recipient(send.values)
         return merged
 
-    async def _lookup(self, token: str) -> _Send | None:
-        future: asyncio.Future[_Send | None] = asyncio.get_running_loop().create_future()
-        self._waiting.setdefault(token, []).append(future)
-        if self._reader is None:
-            self._reader = asyncio.create_task(self._read_all())
-        return await future
-
-    async def _read_all(self) -> None:
-        try:
-            while self._waiting:
-                batch, self._waiting = self._waiting, {}
-                try:
-                    found, links = await asyncio.to_thread(
-                        self._read, sorted(batch), set(self._links)
-                    )
-                except Exception as exc:  # not hidden: each waiting request raises it
-                    for futures in batch.values():
-                        for future in futures:
-                            if not future.done():
-                                future.set_exception(exc)
-                    continue
-                for campaign_id, targets in links.items():
-                    _keep(self._links, campaign_id, targets, self.MAX_CAMPAIGNS)
-                for token, send in found.items():
-                    _keep(self._sends, token, send, self.MAX_SENDS)
-                for token, futures in batch.items():
-                    for future in futures:
-                        if not future.done():
-                            future.set_result(found.get(token))
-        finally:
-            self._reader = None
-
-    def _read(
-        self, tokens: list[str], known: set[uuid.UUID]
-    ) -> tuple[dict[str, _Send], dict[uuid.UUID, tuple[LinkTarget, ...]]]:
-        """One read of the sends of ``tokens`` and of their campaigns' links not ``known``."""
+    def _read(self, tokens: list[str]) -> list[_Read | None]:
+        """One read (on a thread) of the sends of ``tokens`` and of their campaigns' links
+        not kept yet; per token, the send and its campaign's links, or None."""
         with unit_of_work(self.runtime.sessions, write=False) as session:
             connection = session.connection()
             found = {
@@ -182,14 +161,20 @@ class LinkTargets:
                     },
                     {},
                 )
-                for row in connection.execute(_SENDS, {"tokens": tokens})
+                for row in connection.execute(_SENDS, {"tokens": sorted(set(tokens))})
             }
-            wanted = sorted({s.campaign_id for s in found.values()} - known, key=str)
-            links: dict[uuid.UUID, list[LinkTarget]] = {campaign: [] for campaign in wanted}
+            # a kept campaign's links are used as they are (one lookup, safe from a thread)
+            links = {c: self._links.get(c) for c in {s.campaign_id for s in found.values()}}
+            wanted = sorted((c for c, kept in links.items() if kept is None), key=str)
+            read: dict[uuid.UUID, list[LinkTarget]] = {campaign: [] for campaign in wanted}
             if wanted:
                 for row in connection.execute(_LINKS, {"ids": wanted}):
-                    links[row.campaign_id].append(LinkTarget(row.url))
-        return found, {campaign: tuple(targets) for campaign, targets in links.items()}
+                    read[row.campaign_id].append(LinkTarget(row.url))
+        links.update({campaign: tuple(targets) for campaign, targets in read.items()})
+        return [
+            (found[token], links[found[token].campaign_id] or ()) if token in found else None
+            for token in tokens
+        ]
 
 
 def _keep(cache: OrderedDict[Any, Any], key: object, value: object, limit: int) -> None:

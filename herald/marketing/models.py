@@ -42,6 +42,7 @@ class SendStatus(enum.StrEnum):
     DELIVERED = "DELIVERED"
     FAILED = "FAILED"
     UNKNOWN = "UNKNOWN"
+    BOUNCED = "BOUNCED"  # delivered, then a bounce for it arrived (herald.bounces)
 
 
 class Campaign(IdMixin, OrgScoped, TimestampMixin, Base):
@@ -64,6 +65,10 @@ class Campaign(IdMixin, OrgScoped, TimestampMixin, Base):
     failed: Mapped[int] = mapped_column(Integer, default=0)
     unknown: Mapped[int] = mapped_column(Integer, default=0)
     opens: Mapped[int] = mapped_column(Integer, default=0)
+    # Bounces and complaints (herald.bounces): a bounce moves a send from delivered to
+    # failed and counts it in bounced; a complaint leaves the send DELIVERED.
+    bounced: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    complaints: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
     launched_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, default=None)
     completed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, default=None)
@@ -128,6 +133,16 @@ class MarketingSend(OrgScoped, Base):
             postgresql_where=text("status = 'QUEUED'"),
             sqlite_where=text("status = 'QUEUED'"),
         ),
+        # A contact's delivered sends, newest last: matching a bounce by its address and
+        # counting soft bounces over consecutive campaigns. Partial, so a launch (all
+        # QUEUED) writes nothing to it; a send enters it when delivered.
+        Index(
+            "ix_marketing_sends_contact_delivered",
+            "contact_id",
+            "id",
+            postgresql_where=text("status IN ('DELIVERED', 'BOUNCED')"),
+            sqlite_where=text("status IN ('DELIVERED', 'BOUNCED')"),
+        ),
         Index(
             "ix_marketing_sends_inflight",
             "lease_expires_at",
@@ -167,6 +182,13 @@ class MarketingSend(OrgScoped, Base):
     delivered_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, default=None)
     opened_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, default=None)
     unsubscribed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, default=None)
+
+    # Bounces and complaints (herald.bounces). A bounce that arrives while the send is still
+    # in flight (the relay bounced before the worker recorded the delivery) sets these
+    # first; recording the delivery then makes the send BOUNCED (see queue.py).
+    bounce_type: Mapped[str | None] = mapped_column(String(8), default=None)  # hard | soft
+    bounced_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, default=None)
+    complained_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, default=None)
 
     # Engagement (herald.marketing.engagement): opened_at and clicked_at are the first open
     # and click of any class; the *_human_at columns the first human ones still standing

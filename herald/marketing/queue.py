@@ -2,7 +2,8 @@
 record outcomes with their counters, and recover what dead workers left behind.
 
 A send moves QUEUED (claimable) -> QUEUED with a lease (claimed) -> SENDING (in an SMTP
-transaction) -> DELIVERED | FAILED | UNKNOWN, or back to QUEUED for a retry. Every function
+transaction) -> DELIVERED | FAILED | UNKNOWN, or back to QUEUED for a retry; DELIVERED ->
+BOUNCED when a bounce for it arrives (herald.marketing.feedback). Every function
 here runs inside the caller's unit of work; SQLite callers begin it as a writer.
 """
 
@@ -33,7 +34,7 @@ from sqlalchemy.engine import Row
 from sqlalchemy.orm import Session
 
 from herald.crm.models import Contact
-from herald.db import UTCDateTime, utcnow
+from herald.db import UTCDateTime, db_now, lock_skip_locked, utcnow
 from herald.marketing.audience import MAILABLE, NOT_MAILABLE_REASON
 from herald.marketing.models import Campaign, CampaignStatus, MarketingSend, SendStatus
 
@@ -70,18 +71,21 @@ _START = (
     )
     .returning(S.id)
 )
+# A bounce can arrive before its delivery is recorded (the relay bounced at once): it set
+# bounced_at (herald.marketing.feedback), and the send is then BOUNCED instead.
+_NOT_BOUNCED = S.bounced_at.is_(None)
 _DELIVERED = (
     update(S)
     .where(S.id.in_(IDS), S.lease_owner == OWNER)
     .values(
-        status=SendStatus.DELIVERED.value,
+        status=case((_NOT_BOUNCED, SendStatus.DELIVERED.value), else_=SendStatus.BOUNCED.value),
         delivered_at=NOW,
         attempts=S.attempts + 1,
-        error=None,
+        error=case((_NOT_BOUNCED, None), else_=S.error),
         lease_owner=None,
         lease_expires_at=None,
     )
-    .returning(S.id)
+    .returning(S.id, S.status)
 )
 
 
@@ -90,6 +94,9 @@ def _counters_statement() -> Update:
     delivered = Campaign.delivered + bindparam("delivered", type_=Integer())
     failed = Campaign.failed + bindparam("failed", type_=Integer())
     unknown = Campaign.unknown + bindparam("unknown", type_=Integer())
+    # bounced is part of failed; complaints are of delivered sends (herald.bounces)
+    bounced = Campaign.bounced + bindparam("bounced", type_=Integer())
+    complaints = Campaign.complaints + bindparam("complaints", type_=Integer())
     # SET expressions read the row as it was, so "done" is computed from the new counts.
     done = and_(
         Campaign.status == CampaignStatus.SENDING.value,
@@ -102,6 +109,8 @@ def _counters_statement() -> Update:
             delivered=delivered,
             failed=failed,
             unknown=unknown,
+            bounced=bounced,
+            complaints=complaints,
             updated_at=NOW,
             status=case((done, CampaignStatus.SENT.value), else_=Campaign.status),
             completed_at=case((done, NOW), else_=Campaign.completed_at),
@@ -162,42 +171,12 @@ class Outcomes:
             self.failed.append((send.id, detail))
 
 
-def db_now(session: Session) -> dt.datetime:
-    """The time leases are measured in. PostgreSQL's clock, so that workers on machines
-    whose clocks disagree still agree on whose lease has run out; SQLite's workers share
-    one machine and its clock.
-
-    PostgreSQL's ``now()`` is the start of the transaction, so it is asked once per unit of
-    work (each has its own session) instead of once per step of a chunk."""
-    if session.get_bind().dialect.name == "postgresql":
-        transaction = session.get_transaction()
-        cached = session.info.get("db_now")
-        if transaction is not None and cached and cached[0] is transaction:
-            return cached[1]
-        value = session.scalar(select(func.now()))
-        assert isinstance(value, dt.datetime)
-        value = value.astimezone(dt.UTC)
-        session.info["db_now"] = (session.get_transaction(), value)
-        return value
-    return utcnow()
-
-
 def _claimable(now: dt.datetime) -> list[ColumnElement[bool]]:
     return [
         IS_QUEUED,
         S.next_attempt_at <= now,
         or_(S.lease_expires_at.is_(None), S.lease_expires_at < now),
     ]
-
-
-def _lock_skip_locked(stmt, session: Session):  # type: ignore[no-untyped-def]
-    """PostgreSQL: rows another worker is claiming are skipped, not waited for.
-
-    SQLite needs nothing: the caller's BEGIN IMMEDIATE already made this worker the only writer.
-    """
-    if session.get_bind().dialect.name == "postgresql":
-        return stmt.with_for_update(skip_locked=True)
-    return stmt
 
 
 def _pending_campaigns(session: Session, now: dt.datetime) -> list[Row[uuid.UUID, uuid.UUID]]:
@@ -240,7 +219,7 @@ def claim_batch(
     now = db_now(session)
     for campaign in _pending_campaigns(session, now):
         rows = session.execute(
-            _lock_skip_locked(
+            lock_skip_locked(
                 select(
                     S.id,
                     S.contact_id,
@@ -329,9 +308,11 @@ def record_outcomes(
 
     if outcomes.delivered:
         params = {"ids": outcomes.delivered, "owner": owner, "now": now}
-        counts[Outcome.DELIVERED.value] += len(
-            session.connection().execute(_DELIVERED, params).all()
-        )
+        for _id, status in session.connection().execute(_DELIVERED, params):
+            if status == SendStatus.DELIVERED.value:
+                counts[Outcome.DELIVERED.value] += 1
+            else:  # bounced before its delivery was recorded
+                counts.update(("failed", "bounced"))
 
     failed = list(outcomes.failed)
     for send, error in outcomes.retry:
@@ -385,6 +366,8 @@ def add_to_counters(session: Session, campaign_id: uuid.UUID, counts: Counter[st
             "delivered": counts["delivered"],
             "failed": counts["failed"],
             "unknown": counts["unknown"],
+            "bounced": counts["bounced"],
+            "complaints": counts["complaints"],
             "now": utcnow(),
         },
     )
@@ -432,15 +415,23 @@ def recover_expired(session: Session) -> int:
         update(S)
         .where(IS_SENDING, S.lease_expires_at < now)
         .values(
-            status=SendStatus.UNKNOWN.value,
-            error=UNKNOWN_REASON,
+            # a bounce that came back meanwhile proves it was delivered, then bounced
+            status=case((_NOT_BOUNCED, SendStatus.UNKNOWN.value), else_=SendStatus.BOUNCED.value),
+            error=case((_NOT_BOUNCED, UNKNOWN_REASON), else_=S.error),
             lease_owner=None,
             lease_expires_at=None,
         )
-        .returning(S.campaign_id)
+        .returning(S.campaign_id, S.status)
         .execution_options(synchronize_session=False)
     )
-    per_campaign = Counter(row[0] for row in result.all())
-    for campaign_id, n in per_campaign.items():
-        add_to_counters(session, campaign_id, Counter(unknown=n))
-    return sum(per_campaign.values())
+    rows = result.all()
+    per_campaign: dict[uuid.UUID, Counter[str]] = {}
+    for campaign_id, status in rows:
+        counts = per_campaign.setdefault(campaign_id, Counter())
+        if status == SendStatus.UNKNOWN.value:
+            counts["unknown"] += 1
+        else:
+            counts.update(("failed", "bounced"))
+    for campaign_id, counts in per_campaign.items():
+        add_to_counters(session, campaign_id, counts)
+    return len(rows)

@@ -184,6 +184,9 @@ class SendRepository:
                 MarketingSend.delivered_at,
                 MarketingSend.opened_at,
                 MarketingSend.error,
+                MarketingSend.bounce_type,
+                MarketingSend.bounced_at,
+                MarketingSend.complained_at,
                 MarketingSend.clicked_at,
                 type_coerce(MarketingSend.machine, Boolean).label("machine"),
             )

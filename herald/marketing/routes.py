@@ -282,9 +282,11 @@ def campaign_stats(
 ) -> StatsOut:
     """From the campaign's counters; openRate = opens / delivered, humanOpenRate =
     humanOpens / delivered, clickRate = clicks / delivered (0 when none delivered).
+    `failed` counts FAILED and BOUNCED sends (a bounce moves a send from delivered to
+    failed), `bounced` the BOUNCED ones, `complaints` the sends marked as spam.
     `opens` = humanOpens + machineOpens (a send with a human open or click is human);
     `clicks`: sends with a human click, `machineClicks`: sends whose clicks were all
-    machine ones."""
+    machine ones; `unsubscribes`: sends whose unsubscribe link was used."""
     return StatsOut.model_validate(service.get_campaign(session, principal.org_id, campaign_id))
 
 
@@ -359,7 +361,8 @@ def list_sends(
     responses={
         **csv_response(
             "A CSV attachment, one row per send: "
-            "`email,firstName,lastName,status,deliveredAt,openedAt,error,clickedAt,machine`."
+            "`email,firstName,lastName,status,deliveredAt,openedAt,error,bounceType,bouncedAt,"
+            "complainedAt,clickedAt,machine`."
         ),
         **NOT_FOUND,
     },

@@ -81,6 +81,8 @@ class CampaignOut(ApiModel):
     pending: int
     opens: int
     open_rate: float
+    bounced: int
+    complaints: int
     created_at: dt.datetime
     updated_at: dt.datetime
     launched_at: dt.datetime | None
@@ -105,6 +107,8 @@ class StatsOut(ApiModel):
     pending: int
     opens: int
     open_rate: float
+    bounced: int
+    complaints: int
     human_opens: int
     machine_opens: int
     human_open_rate: float
@@ -144,6 +148,9 @@ class SendOut(ApiModel):
     attempts: int
     delivered_at: dt.datetime | None
     opened_at: dt.datetime | None
+    bounce_type: str | None
+    bounced_at: dt.datetime | None
+    complained_at: dt.datetime | None
     clicked_at: dt.datetime | None
     machine: bool
     machine_reason: str | None  # herald.marketing.classify.Reason, when ``machine``

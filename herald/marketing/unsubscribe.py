@@ -3,7 +3,6 @@ and the page's own form), group-committed."""
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections import Counter
 from dataclasses import dataclass
@@ -14,6 +13,7 @@ from sqlalchemy.sql.elements import BindParameter
 
 from herald.crm.models import Contact
 from herald.db import unit_of_work, utcnow
+from herald.groupcommit import GroupCommit
 from herald.log import get_logger
 from herald.marketing.models import Campaign, MarketingSend
 from herald.marketing.tokens import find_send
@@ -115,54 +115,25 @@ def unsubscribe_tokens(sessions: sessionmaker[Session], tokens: list[str]) -> Ap
 
 
 class Unsubscriber:
-    """Applies one-click unsubscribes in batches (group commit).
-
-    A request waits for the commit of the batch that holds it, so its 200 still means the
-    contact is opted out. While one batch is being written, the requests that arrive wait
-    and go together in the next one: a flood costs one transaction per batch instead of one
-    per request, and a lone request is written at once.
-    """
+    """Applies one-click unsubscribes in batches (herald.groupcommit): a request waits for
+    the commit of the batch that holds it, so its 200 still means the contact is opted out."""
 
     BATCH = 500
 
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
-        self._waiting: list[tuple[str, asyncio.Future[Unsubscribed | None]]] = []
-        self._writer: asyncio.Task[None] | None = None
+        self._batches: GroupCommit[str, Unsubscribed | None] = GroupCommit(self._write, self.BATCH)
 
     async def unsubscribe(self, token: str) -> Unsubscribed | None:
         """The page's details for a known token (now opted out), None for an unknown one."""
-        future: asyncio.Future[Unsubscribed | None] = asyncio.get_running_loop().create_future()
-        self._waiting.append((token, future))
-        if self._writer is None:
-            self._writer = asyncio.create_task(self._write_all())
-        return await future
+        return await self._batches.submit(token)
 
     async def close(self) -> None:
         """After the batches still waiting are written."""
-        if self._writer is not None:
-            await asyncio.wait([self._writer])
+        await self._batches.close()
 
-    async def _write_all(self) -> None:
-        try:
-            while self._waiting:
-                batch, self._waiting = self._waiting[: self.BATCH], self._waiting[self.BATCH :]
-                tokens = sorted({token for token, _ in batch})
-                try:
-                    found = await asyncio.to_thread(self._write, tokens)
-                except Exception as exc:  # not hidden: each waiting request raises it
-                    for _, future in batch:
-                        if not future.done():
-                            future.set_exception(exc)
-                    continue
-                for token, future in batch:
-                    if not future.done():
-                        future.set_result(found.get(token))
-        finally:
-            self._writer = None
-
-    def _write(self, tokens: list[str]) -> dict[str, Unsubscribed]:
-        applied = unsubscribe_tokens(self.runtime.sessions, tokens)
+    def _write(self, tokens: list[str]) -> list[Unsubscribed | None]:
+        applied = unsubscribe_tokens(self.runtime.sessions, sorted(set(tokens)))
         if applied.marked:  # committed; one line per batch, not one per send
             log.info(
                 "contacts.unsubscribed",
@@ -170,4 +141,4 @@ class Unsubscriber:
                 send_ids=[send_id for send_id, _ in applied.marked],
                 campaign_ids=sorted({str(campaign_id) for _, campaign_id in applied.marked}),
             )
-        return applied.found
+        return [applied.found.get(token) for token in tokens]

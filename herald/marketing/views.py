@@ -141,6 +141,8 @@ def _stats(campaign: Campaign) -> dict[str, Any]:
         "machineClicks": campaign.machine_clicks,
         "clickRate": f"{campaign.click_rate * 100:.1f}%",
         "unsubscribes": campaign.unsubscribes,
+        "bounced": campaign.bounced,
+        "complaints": campaign.complaints,
         "progress": progress,
         "holdReason": campaign.hold_reason or "",
     }

@@ -25,13 +25,20 @@ from sqlalchemy.orm import Session
 from herald.db import unit_of_work
 from herald.errors import Conflict
 from herald.log import get_logger
-from herald.mail.compose import CampaignMessage, InvalidAddress, Recipient, smtp_address
+from herald.mail.compose import (
+    CampaignMessage,
+    InvalidAddress,
+    Recipient,
+    smtp_address,
+)
 from herald.mail.mailer import Mailer, MailerFactory, ServerUnavailable
 from herald.mail.pool import ConnectionPool
+from herald.mail.sendref import SendRefKeys, make_message_id, return_path
 from herald.mail.smtp import ConnectionLost, Phase, SmtpError, SmtpSettings
 from herald.mailconfig.service import load_mail_account
 from herald.marketing import queue
 from herald.marketing.models import Campaign
+from herald.marketing.preview import list_headers
 from herald.marketing.queue import Outcome
 from herald.runtime import Runtime
 
@@ -50,6 +57,8 @@ class CampaignJob:
     message: CampaignMessage
     sender: str
     smtp: SmtpSettings
+    # the base of each send's VERP return path; None: every message is sent from ``sender``
+    bounce_address: str | None = None
 
 
 class Worker:
@@ -76,6 +85,7 @@ class Worker:
         self._held: set[int] = set()  # sends leased to this worker right now
         self._mailer_factory = mailer_factory
         self._pools: dict[SmtpSettings, Mailer] = {}
+        self._keys = SendRefKeys.from_secret(self.settings.secret_key)
 
     # -- database work runs in threads, one unit of work each ----------------------------
 
@@ -181,7 +191,7 @@ class Worker:
         account = load_mail_account(session, self.settings, campaign.org_id)
         smtp = dataclasses.replace(account.smtp, timeout=self.smtp_timeout)
         cached = self._jobs.get(campaign_id)
-        if cached and cached.smtp == smtp:
+        if cached and (cached.smtp, cached.bounce_address) == (smtp, account.bounce_address):
             return cached
         message = CampaignMessage(
             subject=campaign.subject,
@@ -192,8 +202,10 @@ class Worker:
             base_url=self.settings.base_url,
             track_opens=campaign.track_opens,
             track_clicks=campaign.track_clicks,
+            list_headers=list_headers(session, campaign),
         )
-        job = CampaignJob(campaign_id, message, smtp_address(message.envelope_from()), smtp)
+        sender = smtp_address(message.envelope_from())
+        job = CampaignJob(campaign_id, message, sender, smtp, account.bounce_address)
         self._jobs[campaign_id] = job
         return job
 
@@ -320,12 +332,17 @@ class Worker:
             token=send.token,
         )
         try:
-            data = job.message.render(recipient)
+            # both name the send, so that its bounce or complaint finds it (herald.bounces)
+            message_id = make_message_id(self._keys.message_id, send.id, job.message.domain)
+            data = job.message.render(recipient, message_id=message_id)
             rcpt = smtp_address(send.email)
         except InvalidAddress as exc:
             return Outcome.FAILED, f"Not sent: the address cannot be used ({exc})."
+        sender = job.sender
+        if job.bounce_address:
+            sender = return_path(self._keys.tag, job.bounce_address, send.id)
         try:
-            await pool.send(job.sender, rcpt, data)
+            await pool.send(sender, rcpt, data)
             return Outcome.DELIVERED, ""
         except SmtpError as exc:
             return (Outcome.RETRY if exc.reply.transient else Outcome.FAILED), str(exc.reply)

@@ -143,7 +143,8 @@ def test_a_failed_send_is_in_the_email_log_and_resend_requeues_it(page, runtime,
     assert csv.ok
     lines = csv.text().splitlines()
     assert lines[0] == (
-        "email,firstName,lastName,status,deliveredAt,openedAt,error,clickedAt,machine"
+        "email,firstName,lastName,status,deliveredAt,openedAt,error,bounceType,bouncedAt,"
+        "complainedAt,clickedAt,machine"
     )
     assert len(lines) == 4
 

@@ -28,6 +28,15 @@ GET_FIELDS = {
     "defaultFromEmail",
     "passwordSet",
     "updatedAt",
+    "bounceAddress",
+    "softBounceLimit",
+    "bounceMailbox",
+    "webhookKey",
+    "webhookUrls",
+    "sendgridVerificationKey",
+    "mailgunSigningKeySet",
+    "postmarkUsername",
+    "postmarkPassword",
 }
 
 
@@ -52,6 +61,15 @@ def test_get_before_anything_is_configured(client: httpx.Client, admin: Admin) -
         "defaultFromEmail": "",
         "passwordSet": False,
         "updatedAt": None,
+        "bounceAddress": None,
+        "softBounceLimit": 3,
+        "bounceMailbox": None,
+        "webhookKey": None,
+        "webhookUrls": None,
+        "sendgridVerificationKey": "",
+        "mailgunSigningKeySet": False,
+        "postmarkUsername": None,
+        "postmarkPassword": None,
     }
 
 

@@ -32,12 +32,12 @@ FIELDS = {
     "id", "name", "fromName", "fromEmail", "subject", "htmlBody", "textBody", "audience",
     "status", "recipients", "delivered", "failed", "opens", "openRate", "createdAt",
     "updatedAt", "launchedAt", "completedAt", "failureReason", "unknown", "pending",
-    "holdReason", "trackOpens", "trackClicks",
+    "holdReason", "bounced", "complaints", "trackOpens", "trackClicks",
 }  # fmt: skip
 STATS_FIELDS = {
     "status", "recipients", "delivered", "failed", "unknown", "pending", "opens", "openRate",
-    "humanOpens", "machineOpens", "humanOpenRate", "clicks", "machineClicks", "clickRate",
-    "unsubscribes",
+    "bounced", "complaints", "humanOpens", "machineOpens", "humanOpenRate", "clicks",
+    "machineClicks", "clickRate", "unsubscribes",
 }  # fmt: skip
 
 
@@ -492,6 +492,8 @@ def test_stats_come_from_the_counters(client, runtime, admin):
         "pending": 1,
         "opens": 3,
         "openRate": 0.5,
+        "bounced": 0,
+        "complaints": 0,
         **NO_ENGAGEMENT,
     }
     full = client.get(f"{API}/campaigns/{campaign_id}", headers=admin.headers).json()
@@ -506,7 +508,8 @@ def test_open_rate_is_zero_when_nothing_was_delivered(client, runtime, admin):
     draft = create_campaign(client, admin)
     assert client.get(f"{API}/campaigns/{draft['id']}/stats", headers=admin.headers).json() == {
         "status": "DRAFT", "recipients": 0, "delivered": 0, "failed": 0, "unknown": 0,
-        "pending": 0, "opens": 0, "openRate": 0, **NO_ENGAGEMENT,
+        "pending": 0, "opens": 0, "openRate": 0, "bounced": 0, "complaints": 0,
+        **NO_ENGAGEMENT,
     }  # fmt: skip
 
 

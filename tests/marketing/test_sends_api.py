@@ -29,11 +29,12 @@ from tests.marketing.factories import (
 API = "/api/marketing"
 SEND_FIELDS = {
     "id", "contactId", "email", "firstName", "lastName", "status", "error", "attempts",
-    "deliveredAt", "openedAt", "clickedAt", "machine", "machineReason",
+    "deliveredAt", "openedAt", "bounceType", "bouncedAt", "complainedAt", "clickedAt", "machine",
+    "machineReason",
 }  # fmt: skip
 CSV_HEADER = [
-    "email", "firstName", "lastName", "status", "deliveredAt", "openedAt", "error", "clickedAt",
-    "machine",
+    "email", "firstName", "lastName", "status", "deliveredAt", "openedAt", "error", "bounceType",
+    "bouncedAt", "complainedAt", "clickedAt", "machine",
 ]  # fmt: skip
 
 
@@ -332,7 +333,8 @@ def test_resend_of_an_unknown_send_in_a_sent_campaign_keeps_it_sent(client, runt
     stats = client.get(f"{API}/campaigns/{campaign_id}/stats", headers=admin.headers).json()
     assert stats == {
         "status": "SENT", "recipients": 2, "delivered": 1, "failed": 0, "unknown": 0,
-        "pending": 1, "opens": 0, "openRate": 0, **NO_ENGAGEMENT,
+        "pending": 1, "opens": 0, "openRate": 0, "bounced": 0, "complaints": 0,
+        **NO_ENGAGEMENT,
     }  # fmt: skip
     assert get_campaign_row(runtime, campaign_id).completed_at is not None
 

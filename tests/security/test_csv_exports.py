@@ -24,8 +24,8 @@ FORMULAS = [
     "-5",  # a plain negative number is a formula start too: exported as '-5
 ]
 HEADER = [
-    "email", "firstName", "lastName", "status", "deliveredAt", "openedAt", "error", "clickedAt",
-    "machine",
+    "email", "firstName", "lastName", "status", "deliveredAt", "openedAt", "error", "bounceType",
+    "bouncedAt", "complainedAt", "clickedAt", "machine",
 ]  # fmt: skip
 
 

@@ -33,6 +33,7 @@ class Rule(enum.Enum):
     MARKETING_READ = "licence `marketing` and ADMIN or MANAGER"
     MARKETING_WRITE = "licence `marketing` and ADMIN"
     SETTINGS = "ADMIN"
+    CRM_ADMIN = "ADMIN (resetting a contact's email status)"
 
 
 ROLES = {
@@ -43,6 +44,7 @@ ROLES = {
     Rule.MARKETING_READ: {"MANAGER", "ADMIN"},
     Rule.MARKETING_WRITE: {"ADMIN"},
     Rule.SETTINGS: {"ADMIN"},
+    Rule.CRM_ADMIN: {"ADMIN"},
 }
 
 # Routes this matrix does not call, and why.
@@ -74,6 +76,8 @@ SKIPPED: dict[tuple[str, str], str] = {
     ("POST", "/u/{token}"): "public RFC 8058 one-click (tests/security/test_public_tokens.py)",
     ("GET", "/c/{token}/{n}"): "public tracked link (tests/security/test_public_tokens.py, "
     "tests/marketing/test_clicks.py)",
+    ("POST", "/webhooks/{provider}/{webhook_key}"): "mail services' webhooks, authenticated "
+    "by the key and each service's signature (tests/bounces/test_webhooks.py, test_sns.py)",
 }
 
 RULES: dict[tuple[str, str], Rule] = {
@@ -93,6 +97,7 @@ RULES: dict[tuple[str, str], Rule] = {
     ("GET", "/api/settings/email"): Rule.SETTINGS,
     ("PUT", "/api/settings/email"): Rule.SETTINGS,
     ("POST", "/api/settings/email/test"): Rule.SETTINGS,
+    ("POST", "/api/settings/email/webhook-key"): Rule.SETTINGS,
     ("GET", "/api/settings/users"): Rule.SETTINGS,
     ("POST", "/api/settings/users"): Rule.SETTINGS,
     ("PATCH", "/api/settings/users/{user_id}"): Rule.SETTINGS,
@@ -114,6 +119,10 @@ RULES: dict[tuple[str, str], Rule] = {
     ("POST", "/api/marketing/campaigns/{campaign_id}/test"): Rule.MARKETING_WRITE,
     ("POST", "/api/marketing/audience/count"): Rule.MARKETING_WRITE,
     ("POST", "/api/marketing/sends/{send_id}/resend"): Rule.MARKETING_WRITE,
+    # bounces: the list is a read; a raw report (it quotes the message) is ADMIN's, like writes
+    ("GET", "/api/marketing/bounces"): Rule.MARKETING_READ,
+    ("POST", "/api/marketing/bounces"): Rule.MARKETING_WRITE,
+    ("GET", "/api/marketing/bounces/{report_id}/raw"): Rule.MARKETING_WRITE,
     # pages: the front door, logout, the caller's own account
     ("GET", "/"): Rule.LOGGED_IN,
     ("POST", "/logout"): Rule.ANYONE,
@@ -132,10 +141,12 @@ RULES: dict[tuple[str, str], Rule] = {
     ("POST", "/crm/contacts/{contact_id}"): Rule.CRM_WRITE,
     ("POST", "/crm/contacts/{contact_id}/delete"): Rule.CRM_WRITE,
     ("POST", "/crm/import"): Rule.CRM_WRITE,
+    ("POST", "/crm/contacts/{contact_id}/email-status"): Rule.CRM_ADMIN,
     # settings pages
     ("GET", "/settings/email"): Rule.SETTINGS,
     ("POST", "/settings/email"): Rule.SETTINGS,
     ("POST", "/settings/email/test"): Rule.SETTINGS,
+    ("POST", "/settings/email/webhook-key"): Rule.SETTINGS,
     ("GET", "/settings/users"): Rule.SETTINGS,
     ("POST", "/settings/users"): Rule.SETTINGS,
     ("POST", "/settings/users/{user_id}/role"): Rule.SETTINGS,
@@ -158,6 +169,8 @@ RULES: dict[tuple[str, str], Rule] = {
     ("POST", "/marketing/campaigns/{campaign_id}/delete"): Rule.MARKETING_WRITE,
     ("POST", "/marketing/campaigns/{campaign_id}/test"): Rule.MARKETING_WRITE,
     ("POST", "/marketing/sends/{send_id}/resend"): Rule.MARKETING_WRITE,
+    ("GET", "/marketing/bounces"): Rule.MARKETING_READ,
+    ("GET", "/marketing/bounces/{report_id}/raw"): Rule.MARKETING_WRITE,
 }
 
 # What an allowed caller gets when it is not simply a success (2xx, or a page's 303 to
@@ -196,6 +209,7 @@ def api_body(method: str, path: str, smtp_port: int) -> dict[str, Any]:
             "audience": {"type": "STATUS", "statuses": ["INACTIVE"]},
         },
         ("POST", "/api/marketing/audience/count"): lambda: {"audience": {"type": "ALL"}},
+        ("POST", "/api/marketing/bounces"): lambda: {"email": unique_email(), "type": "soft"},
     }
     if (method, path) == ("POST", "/api/crm/contacts/import"):
         csv = f"email,firstName\n{unique_email()},Imported\n".encode()

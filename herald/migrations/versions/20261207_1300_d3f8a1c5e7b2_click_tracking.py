@@ -9,8 +9,8 @@ before this revision sent their links as written, so they say trackClicks false.
 Plain ADD COLUMN, not a batch (SQLite would copy a table of millions of sends for it).
 
 Revision ID: d3f8a1c5e7b2
-Revises: a9d4c6e2f517
-Create Date: 2026-12-07 12:00:00
+Revises: f3b8d2a6c915
+Create Date: 2026-12-07 13:00:00
 """
 
 from collections.abc import Sequence
@@ -21,7 +21,7 @@ from alembic import op
 import herald.db
 
 revision: str = "d3f8a1c5e7b2"
-down_revision: str | None = "a9d4c6e2f517"
+down_revision: str | None = "f3b8d2a6c915"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
