@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import free_port
+from tests.ports import alive
 
 POSTFIX = "/usr/sbin/postfix"
 
@@ -151,9 +152,9 @@ class PrivatePostfix:
         pid = self.master_pid()
         self._postfix("stop")
         deadline = time.monotonic() + 20
-        while pid is not None and _alive(pid) and time.monotonic() < deadline:
+        while pid is not None and alive(pid) and time.monotonic() < deadline:
             time.sleep(0.1)
-        if pid is not None and _alive(pid):  # by its PID, never by name
+        if pid is not None and alive(pid):  # by its PID, never by name
             os.kill(pid, 9)
         shutil.rmtree(self.root, ignore_errors=True)
 
@@ -168,11 +169,3 @@ class PrivatePostfix:
 
     def __exit__(self, *_exc: object) -> None:
         self.stop()
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True

@@ -27,6 +27,8 @@ from tests.marketing.factories import (
     insert_campaign,
 )
 
+pytestmark = pytest.mark.slow  # a long file: the parallel run starts it first (conftest)
+
 API = "/api/marketing"
 FIELDS = {
     "id", "name", "fromName", "fromEmail", "subject", "htmlBody", "textBody", "audience",

@@ -31,6 +31,8 @@ from tests.marketing.engine import (
 )
 from tests.marketing.test_clicks import BROWSER, click, delivered, flushed, links_of
 
+pytestmark = pytest.mark.slow  # app servers of their own, and floods of clicks
+
 APPLE = [ipaddress.ip_network("17.0.0.0/8")]
 SAFARI = (
     "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 "

@@ -30,6 +30,8 @@ from tests.marketing.engine import (
 )
 from tests.marketing.factories import caller
 
+pytestmark = pytest.mark.slow  # app servers of their own, and floods of clicks
+
 BROWSER = {
     "User-Agent": "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
     "Chrome/131.0.0.0 Safari/537.36"
