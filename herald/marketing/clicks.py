@@ -73,11 +73,7 @@ _INSERT = insert(C)
 _RECENT = select(C.id, C.send_id, C.link, C.at, C.machine).where(
     C.send_id.in_(bindparam("ids", expanding=True)), C.at >= bindparam("since")
 )
-_HUMAN_HITS = (
-    select(C.send_id, C.link, func.count())
-    .where(C.send_id.in_(bindparam("ids", expanding=True)), C.machine.is_(False))
-    .group_by(C.send_id, C.link)
-)
+
 _FLIP = (
     update(C)
     .where(C.id == bindparam("b_id"))
@@ -106,8 +102,7 @@ def record_clicks(session: Session, hits: list[ClickHit]) -> int:
         return 0
     ids = [send.id for send in sends]
     recent = _recent_rows(session, ids, min(hit.at for hit in hits) - BURST_SECONDS)
-    human_before = _human_hits(session, ids)
-    flushes = [_SendFlush(send, recent[send.id], human_before[send.id]) for send in sends]
+    flushes = [_SendFlush(send, recent[send.id]) for send in sends]
     for flush in flushes:
         for hit in sorted(by_token[flush.send.token], key=lambda h: (h.at, h.seq)):
             flush.apply(hit)
@@ -117,15 +112,14 @@ def record_clicks(session: Session, hits: list[ClickHit]) -> int:
 class _SendFlush:
     """One send's clicks of this flush, applied in time order."""
 
-    def __init__(
-        self, send: engagement.SendEngagement, recent: list[_Row], human_before: dict[int, int]
-    ) -> None:
+    def __init__(self, send: engagement.SendEngagement, recent: list[_Row]) -> None:
         self.send = send
         self.before = send.figures()
         self.state = send.state()
         self.delivered_at = seconds(send.delivered_at)
         self.recent = recent
-        self.human_before = human_before  # stored human hits per link, before this flush
+        # stored human hits per link, before this flush (kept with the send)
+        self.human_before = {int(n): hits for n, hits in (send.human_link_hits or {}).items()}
         self.new: list[_Row] = []
         self.trapped = False  # every stored human hit turns machine
 
@@ -205,18 +199,6 @@ def _recent_rows(session: Session, ids: list[int], since: float) -> defaultdict[
     return rows
 
 
-def _human_hits(session: Session, ids: list[int]) -> defaultdict[int, dict[int, int]]:
-    """The sends' stored human hits per link, counted by the database (a send clicked
-    many times returns one row per link)."""
-    found: defaultdict[int, dict[int, int]] = defaultdict(dict)
-    connection = session.connection()
-    for start in range(0, len(ids), engagement.CHUNK):
-        chunk = ids[start : start + engagement.CHUNK]
-        for send_id, link, n in connection.execute(_HUMAN_HITS, {"ids": chunk}):
-            found[send_id][link] = n
-    return found
-
-
 def _write(session: Session, flushes: list[_SendFlush]) -> int:
     connection = session.connection()
     trapped = [f.send.id for f in flushes if f.trapped]
@@ -250,6 +232,9 @@ def _write(session: Session, flushes: list[_SendFlush]) -> int:
         for row in f.new
     ]
     connection.execute(_INSERT, new_rows)
+    for f in flushes:
+        kept = {str(n): hits for n, hits in sorted(f.human_after().items()) if hits > 0}
+        f.send.human_link_hits = kept or None
     _first_human_clicks(session, flushes)
     engagement.save(session, [(f.send, f.before) for f in flushes if f.send.state() != f.state])
     _move_link_counters(session, flushes)
@@ -258,8 +243,9 @@ def _write(session: Session, flushes: list[_SendFlush]) -> int:
 
 def _first_human_clicks(session: Session, flushes: list[_SendFlush]) -> None:
     """Each send's first human click still standing: found again where a stored one turned
-    machine, else the earliest of the stored one and this flush's."""
-    ids = [f.send.id for f in flushes if f.downgraded()]
+    machine (by the database only when stored human clicks remain), else the earliest of
+    the stored one and this flush's."""
+    ids = [f.send.id for f in flushes if f.downgraded() and _stored_human_left(f)]
     firsts: dict[int, float] = {}
     for start in range(0, len(ids), engagement.CHUNK):
         stmt = (
@@ -273,15 +259,26 @@ def _first_human_clicks(session: Session, flushes: list[_SendFlush]) -> None:
         )
         firsts.update({send_id: first for send_id, first in session.execute(stmt)})
     for f in flushes:
+        new_human = [row.at for row in f.new if not row.machine]
         if f.downgraded():
-            first = firsts.get(f.send.id)
+            first = firsts.get(f.send.id) or min(new_human, default=None)
             f.send.click_human_at = None if first is None else _time(first)
             continue
-        new_human = [row.at for row in f.new if not row.machine]
         if new_human:
             f.send.click_human_at = engagement.earliest(
                 f.send.click_human_at, _time(min(new_human))
             )
+
+
+def _stored_human_left(flush: _SendFlush) -> bool:
+    """Whether human clicks stored before this flush still stand after it."""
+    if flush.trapped:
+        return False
+    flipped: dict[int, int] = {}
+    for row in flush.recent:
+        if row.flipped:
+            flipped[row.link] = flipped.get(row.link, 0) + 1
+    return any(hits > flipped.get(n, 0) for n, hits in flush.human_before.items())
 
 
 def _time(at: float) -> dt.datetime:

@@ -40,14 +40,16 @@ _COLUMNS = (
     S.click_human_at,
     S.trapped_at,
     S.machine_reason,
+    S.human_link_hits,
 )
 STATE = ("opened_at", "open_human_at", "clicked_at", "click_human_at", "trapped_at")
+KEPT = (*STATE, "machine_reason", "human_link_hits")  # what save() writes
 # Built once: a flood writes thousands of sends a second. Bind names differ from the
 # columns' (SQLAlchemy reserves those for the SET clause).
 _SAVE = (
     update(S)
     .where(S.id == bindparam("b_id"))
-    .values({name: bindparam(f"b_{name}") for name in (*STATE, "machine_reason")})
+    .values({name: bindparam(f"b_{name}", type_=S.__table__.c[name].type) for name in KEPT})
 )
 _COUNT = (
     update(Campaign)
@@ -81,6 +83,7 @@ class SendEngagement:
     click_human_at: dt.datetime | None
     trapped_at: dt.datetime | None
     machine_reason: str | None
+    human_link_hits: dict[str, int] | None
 
     def figures(self) -> tuple[int, int, int, int, int]:
         """What this send adds to its campaign's counters, in the order of FIGURES."""
@@ -97,7 +100,7 @@ class SendEngagement:
         )
 
     def state(self) -> tuple[object, ...]:
-        return (*(getattr(self, name) for name in STATE), self.machine_reason)
+        return tuple(getattr(self, name) for name in KEPT)
 
     def opened(self, at: dt.datetime, reason: Reason | None) -> None:
         """A pixel hit; ``reason`` is the request's machine reason, if any."""
@@ -141,7 +144,7 @@ def load(
         )
         if without_human_open:
             stmt = stmt.where(S.open_human_at.is_(None))
-        found.extend(SendEngagement(*row) for row in connection.execute(stmt))
+        found.extend(SendEngagement(**row._mapping) for row in connection.execute(stmt))
     return found
 
 
@@ -156,10 +159,7 @@ def save(
     rows = []
     moves: dict[uuid.UUID, list[int]] = {}
     for send, before in changed:
-        rows.append(
-            {"b_id": send.id, "b_machine_reason": send.machine_reason}
-            | {f"b_{name}": getattr(send, name) for name in STATE}
-        )
+        rows.append({"b_id": send.id} | {f"b_{name}": getattr(send, name) for name in KEPT})
         move = moves.setdefault(send.campaign_id, [0] * len(FIGURES))
         for i, (now, then) in enumerate(zip(send.figures(), before, strict=True)):
             move[i] += now - then

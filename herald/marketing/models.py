@@ -200,6 +200,9 @@ class MarketingSend(OrgScoped, Base):
     click_human_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, default=None)
     trapped_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, default=None)
     machine_reason: Mapped[str | None] = mapped_column(String(32), default=None)
+    # per tracked link ("n": count), how many of the send's clicks on it are a person's: kept
+    # with the send, so that writing a click never counts the send's whole history
+    human_link_hits: Mapped[dict[str, int] | None] = mapped_column(JSON, default=None)
 
     @hybrid_property
     def machine(self) -> bool:

@@ -222,6 +222,13 @@ def assert_engagement_matches(runtime: Runtime, campaign_id: uuid.UUID) -> None:
     # a send's first human click stands exactly when one of its click rows is human
     human_rows = {h.send_id for h in hits if not h.machine and h.link != 0}
     assert {s.id for s in human_clicked} == human_rows
+    # and what each send keeps of them: its person's clicks per link
+    kept = {s.id: s.human_link_hits or {} for s in all_sends}
+    counted: dict[int, dict[str, int]] = {s.id: {} for s in all_sends}
+    for h in hits:
+        if not h.machine and h.link != 0:
+            counted[h.send_id][str(h.link)] = counted[h.send_id].get(str(h.link), 0) + 1
+    assert kept == counted
 
 
 class InProcessWorker:

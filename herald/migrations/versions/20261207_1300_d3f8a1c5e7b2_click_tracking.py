@@ -45,6 +45,7 @@ def upgrade() -> None:
     for column in SEND_TIMES:
         op.add_column("marketing_sends", sa.Column(column, herald.db.UTCDateTime(timezone=True)))
     op.add_column("marketing_sends", sa.Column("machine_reason", sa.String(length=32)))
+    op.add_column("marketing_sends", sa.Column("human_link_hits", sa.JSON()))
 
     op.create_table(
         "marketing_links",
@@ -97,7 +98,7 @@ def downgrade() -> None:
     op.drop_table("marketing_clicks")
     op.drop_table("marketing_links")
     with op.batch_alter_table("marketing_sends") as batch:
-        for column in (*SEND_TIMES, "machine_reason"):
+        for column in (*SEND_TIMES, "machine_reason", "human_link_hits"):
             batch.drop_column(column)
     with op.batch_alter_table("campaigns") as batch:
         for column in ("track_opens", "track_clicks", *CAMPAIGN_COUNTERS):
