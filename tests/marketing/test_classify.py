@@ -345,3 +345,21 @@ def test_nothing_of_the_client_is_kept(client, runtime, smtp_server, proxied):
         ]
     assert len(stored) == 3
     assert not [v for v in values if "UniqueAgentMarker" in v or address in v or "198.51" in v]
+
+
+def test_a_burst_turns_only_the_clicks_within_its_window_machine(client, runtime, smtp_server):
+    """A person's earlier click stands when a later burst flags the clicks around it."""
+    arranged = delivered(runtime, smtp_server, 1)
+    send = sends(runtime, arranged.campaign_id)[0]
+    click(client, send.token, 1)  # the person
+    flushed(runtime, arranged.campaign_id, 1)
+    first = engagement(runtime, send.id).click_human_at
+    time.sleep(classify.BURST_SECONDS + 0.5)
+    click(client, send.token, 1)
+    click(client, send.token, 2)  # within a second of the one before: both machine
+    flushed(runtime, arranged.campaign_id, 3)
+    row = campaign(runtime, arranged.campaign_id)
+    assert (row.clicks, row.machine_clicks, row.human_opens) == (1, 0, 1)
+    assert links_of(runtime, arranged.campaign_id)[:2] == [(1, 1, 1), (0, 0, 1)]
+    assert engagement(runtime, send.id).click_human_at == first
+    assert_counters_match_sends(runtime, arranged.campaign_id)
