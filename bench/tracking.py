@@ -360,7 +360,7 @@ def print_targets(rounds: list[dict[str, Run]], exact: dict[str, bool]) -> None:
         all_met = all_met and met == len(rounds)
         limit = f" (< {P99_MS:.0f})" if target.p99_limited else ""
         print(
-            f"  #{target.issue} {target.name:<30} ratio {' '.join(f'{r:.2f}' for r in ratios)} "
+            f"  #{target.issue} {target.name:<30} ratio {' '.join(f'{r:.3f}' for r in ratios)} "
             f"(>= {target.ratio} of {target.bare}), p99 {' '.join(f'{p:.0f}' for p in p99s)} "
             f"ms{limit}: met in {met} of {len(rounds)}"
         )
