@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import bindparam, select, true, update
@@ -57,32 +58,52 @@ def contact_address(
     return ContactAddress(*row) if row else None
 
 
-def contact_id_for_email(session: Session, org_id: uuid.UUID, email: str) -> uuid.UUID | None:
-    """The org's contact with this address (case-insensitively), if any."""
-    return session.scalar(
-        select(Contact.id).where(Contact.org_id == org_id, Contact.email_key == email.lower())
-    )
+_BY_EMAIL = select(Contact.org_id, Contact.email_key, Contact.id).where(
+    Contact.org_id.in_(bindparam("orgs", expanding=True)),
+    Contact.email_key.in_(bindparam("keys", expanding=True)),
+)
 
 
-def mark_bounced(
-    session: Session,
-    org_id: uuid.UUID,
-    contact_id: uuid.UUID,
-    *,
-    address: str,
-    reason: str,
-    at: dt.datetime,
-) -> bool:
-    """OK -> BOUNCED, only while ``address`` is still the contact's (a bounce of an old
-    address says nothing of the new one). False when nothing changed."""
-    values = {
-        "contact": contact_id,
-        "org": org_id,
-        "address": address.lower(),
-        "reason": reason[:MAX_REASON],
-        "at": at,
-    }
-    return bool(session.connection().execute(_BOUNCED, values).rowcount)
+def contact_ids_for_emails(
+    session: Session, wanted: Collection[tuple[uuid.UUID, str]]
+) -> dict[tuple[uuid.UUID, str], uuid.UUID]:
+    """(org, lower-cased address) -> the org's contact with that address, for those that
+    have one, in one query."""
+    if not wanted:
+        return {}
+    keys = {(org_id, email.lower()) for org_id, email in wanted}
+    parameters = {"orgs": sorted({o for o, _ in keys}), "keys": sorted({k for _, k in keys})}
+    rows = session.connection().execute(_BY_EMAIL, parameters)
+    return {(org, key): contact for org, key, contact in rows if key and (org, key) in keys}
+
+
+@dataclass(frozen=True)
+class BounceMark:
+    """A contact whose address bounced for good: BOUNCED, with why."""
+
+    org_id: uuid.UUID
+    contact_id: uuid.UUID
+    address: str
+    reason: str
+    at: dt.datetime
+
+
+def mark_bounced(session: Session, marks: Sequence[BounceMark]) -> None:
+    """OK -> BOUNCED for each, only while the address is still the contact's (a bounce of
+    an old address says nothing of the new one): one statement for them all."""
+    if not marks:
+        return
+    rows = [
+        {
+            "contact": mark.contact_id,
+            "org": mark.org_id,
+            "address": mark.address.lower(),
+            "reason": mark.reason[:MAX_REASON],
+            "at": mark.at,
+        }
+        for mark in marks
+    ]
+    session.connection().execute(_BOUNCED, rows)
 
 
 def mark_complained(

@@ -2,7 +2,9 @@
 the send a bounce or complaint is about, marking it BOUNCED or complained, and the
 campaign's counters moved with it (one UPDATE of the campaign row, never a count of sends).
 
-Used by herald.bounces; every function runs in the caller's unit of work.
+Used by herald.bounces, a batch of reports at a time (a flood of bounces costs a few
+statements per batch, not a few per bounce); every function runs in the caller's unit of
+work.
 """
 
 from __future__ import annotations
@@ -10,7 +12,8 @@ from __future__ import annotations
 import datetime as dt
 import enum
 import uuid
-from collections import Counter
+from collections import Counter, defaultdict
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import bindparam, literal_column, select, update
@@ -24,6 +27,7 @@ S = MarketingSend
 # only for a query naming it with the same constants.
 _DELIVERED_OR_BOUNCED = S.status.in_([literal_column("'DELIVERED'"), literal_column("'BOUNCED'")])
 _IN_FLIGHT = (SendStatus.QUEUED.value, SendStatus.SENDING.value)
+_SETTLED = (SendStatus.DELIVERED.value, SendStatus.UNKNOWN.value)
 MAX_ERROR = 2000
 
 
@@ -52,9 +56,7 @@ _COLUMNS = (
 
 
 # Built once, run with parameters: a flood of bounces runs these many times a second.
-_SEND = select(*_COLUMNS).where(
-    S.id == bindparam("send_id", type_=S.id.type), S.org_id == bindparam("org_id")
-)
+_SENDS = select(*_COLUMNS).where(S.id.in_(bindparam("ids", expanding=True)))
 _BOUNCE = (
     update(S)
     .where(S.id == bindparam("send_id", type_=S.id.type), S.status == bindparam("seen"))
@@ -67,12 +69,19 @@ _BOUNCE = (
 )
 
 
-def send_facts(session: Session, org_id: uuid.UUID, send_id: int) -> SendFacts | None:
-    """The org's send with this id (another org's is None)."""
-    if not 0 < send_id < 2**63:
-        return None
-    row = session.connection().execute(_SEND, {"send_id": send_id, "org_id": org_id}).one_or_none()
-    return SendFacts(*row) if row else None
+def sends_facts(
+    session: Session, wanted: Collection[tuple[uuid.UUID, int]]
+) -> dict[tuple[uuid.UUID, int], SendFacts]:
+    """The sends named by (org, send id), in one query; another org's send is left out."""
+    ids = sorted({send_id for _, send_id in wanted if 0 < send_id < 2**63})
+    if not ids:
+        return {}
+    found = {}
+    for row in session.connection().execute(_SENDS, {"ids": ids}):
+        facts = SendFacts(*row)
+        if (facts.org_id, facts.id) in wanted:
+            found[facts.org_id, facts.id] = facts
+    return found
 
 
 def latest_delivered_send(
@@ -102,34 +111,73 @@ class Bounced(enum.Enum):
     UNCHANGED = "unchanged"  # already BOUNCED, or FAILED / never delivered
 
 
-def record_bounce(
-    session: Session, send: SendFacts, *, hard: bool, reason: str, at: dt.datetime
-) -> Bounced:
+@dataclass(frozen=True)
+class Bounce:
+    send: SendFacts
+    hard: bool
+    reason: str  # the diagnostic, kept as the send's error
+    at: dt.datetime
+
+    def values(self, seen: str, status: str) -> dict[str, object]:
+        """The parameters of _BOUNCE: the send from ``seen`` to ``status``."""
+        kind = "hard" if self.hard else "soft"
+        return {
+            "send_id": self.send.id,
+            "seen": seen,
+            "status": status,
+            "bounce_type": kind,
+            "at": self.at,
+            "error": self.reason[:MAX_ERROR] or f"Bounced ({kind}).",
+        }
+
+
+def record_bounces(session: Session, bounces: Sequence[Bounce]) -> None:
+    """``record_bounce`` for each (distinct sends): the DELIVERED and UNKNOWN ones, nearly
+    all of them, in one UPDATE of many rows and one UPDATE of each campaign's counters; the
+    others one by one, and all of them so should one have changed since it was read."""
+    settled = [b for b in bounces if b.send.status in _SETTLED]
+    if len(settled) > 1:
+        savepoint = session.begin_nested()
+        rows = [b.values(b.send.status, SendStatus.BOUNCED.value) for b in settled]
+        if session.connection().execute(_BOUNCE, rows).rowcount == len(rows):
+            savepoint.commit()
+            counts: defaultdict[uuid.UUID, Counter[str]] = defaultdict(Counter)
+            for b in settled:
+                counts[b.send.campaign_id].update(
+                    {b.send.status.lower(): -1, "failed": 1, "bounced": 1}
+                )
+            for campaign_id, moved in counts.items():
+                add_to_counters(session, campaign_id, moved)
+            bounces = [b for b in bounces if b.send.status not in _SETTLED]
+        else:  # another process wrote one of them meanwhile (PostgreSQL): one at a time
+            savepoint.rollback()
+    for b in bounces:
+        record_bounce(session, b)
+
+
+def record_bounce(session: Session, bounce: Bounce) -> Bounced:
     """The send becomes BOUNCED (bounce type, time, the diagnostic as its error) and its
     campaign's delivered (or unknown) goes down while failed and bounced go up, in one
     UPDATE of the campaign row. Conditional on the status read, so a worker recording the
     same send meanwhile (PostgreSQL) makes this read again rather than count twice."""
-    kind = "hard" if hard else "soft"
-    error = reason[:MAX_ERROR] or f"Bounced ({kind})."
+    send = bounce.send
     status = send.status
     for _attempt in range(3):
-        values = {"send_id": send.id, "seen": status, "bounce_type": kind, "at": at}
-        values["error"] = error
-        if status in (SendStatus.DELIVERED.value, SendStatus.UNKNOWN.value):
-            if _update_send(session, {**values, "status": SendStatus.BOUNCED.value}):
+        if status in _SETTLED:
+            if _update_send(session, bounce.values(status, SendStatus.BOUNCED.value)):
                 counts = Counter({status.lower(): -1, "failed": 1, "bounced": 1})
                 add_to_counters(session, send.campaign_id, counts)
                 return Bounced.BOUNCED
         elif status in _IN_FLIGHT:
-            if _update_send(session, {**values, "status": status}):
+            if _update_send(session, bounce.values(status, status)):
                 return Bounced.PENDING
         elif status == SendStatus.BOUNCED.value:
-            if not hard:
+            if not bounce.hard:
                 return Bounced.UNCHANGED
             hardened = session.execute(
                 update(S)
                 .where(S.id == send.id, S.status == status, S.bounce_type != "hard")
-                .values(bounce_type="hard", error=error)
+                .values(bounce_type="hard", error=bounce.values(status, status)["error"])
                 .execution_options(synchronize_session=False)
             )
             return Bounced.HARDENED if hardened.rowcount else Bounced.UNCHANGED  # type: ignore[attr-defined]
