@@ -130,7 +130,10 @@ class BounceHandler:
         orgs: dict[str, uuid.UUID] = getattr(envelope, "herald_orgs", {})
         deliveries = [_Delivery(orgs[rcpt], rcpt, raw, parsed) for rcpt in envelope.rcpt_tos]
         try:
-            await asyncio.gather(*(self.batches.submit(d) for d in deliveries))
+            if len(deliveries) == 1:  # nearly always: one return path per bounce
+                await self.batches.submit(deliveries[0])
+            else:
+                await asyncio.gather(*(self.batches.submit(d) for d in deliveries))
         except Exception as exc:  # not stored: the sender keeps it and tries again
             log.error("inbound.store_failed", error=str(exc)[:300], size=len(raw))
             return "451 4.3.0 The report could not be stored; try again later"
