@@ -317,34 +317,32 @@ def no_scan(args: argparse.Namespace, database_url: str) -> None:
             f"  {len(messages)} bounces, one transaction each: {timings[size] * 1000:.2f} ms each"
         )
     print(f"ratio big/small: {timings[args.big] / timings[1000]:.2f}")
-    explain(engine, campaign_id)
+    explain(engine, campaign_id, org_id)
     engine.dispose()
 
 
-def explain(engine: Any, campaign_id: uuid.UUID) -> None:
+def explain(engine: Any, campaign_id: uuid.UUID, org_id: uuid.UUID) -> None:
     """The plans of what a batch of bounces runs (herald.bounces.ingest.ingest_all) on the
     sends, the campaign row, the contacts and the reports: each goes through a key."""
     sqlite = engine.dialect.name == "sqlite"
     cid = campaign_id.hex if sqlite else str(campaign_id)
-    org = (
-        "'00000000000000000000000000000000'" if sqlite else "'00000000-0000-0000-0000-000000000000'"
-    )
+    org = org_id.hex if sqlite else str(org_id)
     statements = {
-        "the sends a batch names": "SELECT status FROM marketing_sends WHERE id IN (41, 42, 43)",
-        "each send BOUNCED": "UPDATE marketing_sends SET status = 'BOUNCED' WHERE id = 42 "
-        "AND status = 'DELIVERED'",
+        "the sends a batch names": "SELECT status FROM marketing_sends "  # noqa: S608
+        f"WHERE org_id IN ('{org}') AND id IN (41, 42, 43)",
+        "each send BOUNCED": "UPDATE marketing_sends SET status = 'BOUNCED' WHERE id = 42 "  # noqa: S608
+        f"AND org_id = '{org}' AND status = 'DELIVERED'",
         "the campaign's counters": "UPDATE campaigns SET delivered = delivered - 1, "  # noqa: S608
         f"failed = failed + 1, bounced = bounced + 1 WHERE id = '{cid}'",
-        "the batch's counted events": f"SELECT id FROM bounce_reports WHERE org_id IN ({org}) "  # noqa: S608
+        "the batch's counted events": f"SELECT id FROM bounce_reports WHERE org_id IN ('{org}') "  # noqa: S608
         "AND event_key IN ('a', 'b')",
         "the batch's raw reports seen before": "SELECT id FROM bounce_raw_reports "  # noqa: S608
-        f"WHERE org_id IN ({org}) AND sha256 IN ('a', 'b')",
-        "contacts by address": f"SELECT id FROM contacts WHERE org_id IN ({org}) "  # noqa: S608
-        "AND email_key IN ('a@example.com', 'b@example.com')",
-        "each contact BOUNCED": f"UPDATE contacts SET email_status = 'BOUNCED' WHERE id = {org} "  # noqa: S608
-        f"AND org_id = {org} AND email_key = 'a@example.com' AND email_status = 'OK'",
-        "soft bounces in a row": "SELECT status FROM marketing_sends WHERE contact_id = "  # noqa: S608
-        f"{org} AND status IN ('DELIVERED', 'BOUNCED') AND id < 42 ORDER BY id DESC LIMIT 12",
+        f"WHERE org_id IN ('{org}') AND sha256 IN ('a', 'b')",
+        "each contact BOUNCED": f"UPDATE contacts SET email_status = 'BOUNCED' WHERE id = '{org}' "  # noqa: S608
+        f"AND org_id = '{org}' AND email_key = 'a@example.com' AND email_status = 'OK'",
+        "an address's delivered sends (matching, soft bounces in a row)": "SELECT id, status "  # noqa: S608
+        f"FROM marketing_sends WHERE org_id = '{org}' AND lower(email) = 'x@example.com' "
+        "AND status IN ('DELIVERED', 'BOUNCED') ORDER BY id DESC LIMIT 3",
     }
     prefix = "EXPLAIN QUERY PLAN " if sqlite else "EXPLAIN "
     with engine.connect() as conn:

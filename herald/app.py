@@ -21,6 +21,7 @@ from herald.bounces.jobs import BounceJobs
 from herald.bounces.routes import router as bounces_router
 from herald.bounces.views import router as bounces_pages
 from herald.bounces.webhooks.inbox import WebhookInbox
+from herald.bounces.webhooks.keys import WebhookKeys
 from herald.bounces.webhooks.routes import router as webhooks_router
 from herald.bounces.webhooks.sns import SnsVerifier
 from herald.crm.routes import router as crm_router
@@ -62,6 +63,7 @@ def create_app(
         app.state.open_recorder = recorder
         app.state.unsubscriber = unsubscriber = Unsubscriber(runtime)
         app.state.webhook_inbox = inbox = WebhookInbox(runtime)
+        app.state.webhook_keys = WebhookKeys(runtime)
         app.state.sns_verifier = sns_verifier = SnsVerifier(settings.sns_cert_host_patterns)
         recorder.start()
         worker = None
@@ -106,10 +108,10 @@ def create_app(
     app.add_middleware(BodyLimit, settings=settings)
     app.add_middleware(TokenPathErrors)
     # First: the pixel and the unsubscribe links are most of the traffic, and the router
-    # tries its routes in order.
-    app.include_router(public_router)
-    # mail services' calls come in bursts too: as the app router's own (one matching pass)
-    app.router.routes.extend(webhooks_router.routes)
+    # tries its routes in order. As the app router's own routes, since FastAPI matches an
+    # included router's routes in two passes (docs/performance.md).
+    app.router.routes.extend(public_router.routes)
+    app.router.routes.extend(webhooks_router.routes)  # mail services' calls come in bursts too
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     install_error_handlers(app)
     install_openapi(app)

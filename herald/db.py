@@ -9,8 +9,10 @@ from contextlib import contextmanager
 from typing import Any, TypeVar
 
 from sqlalchemy import (
+    BigInteger,
     DateTime,
     ForeignKey,
+    Integer,
     MetaData,
     Select,
     TypeDecorator,
@@ -30,7 +32,7 @@ from sqlalchemy.orm import (
     sessionmaker,
 )
 
-from herald import writelock
+from herald import checkpoint, writelock
 from herald.errors import HeraldError
 
 Stmt = TypeVar("Stmt", bound=Select)
@@ -102,6 +104,11 @@ class UTCDateTime(TypeDecorator[dt.datetime]):
         return value.astimezone(dt.UTC)
 
 
+def big_int_id() -> BigInteger:
+    """A 64-bit integer key on PostgreSQL; on SQLite INTEGER, the rowid's own alias."""
+    return BigInteger().with_variant(Integer(), "sqlite")
+
+
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
@@ -160,6 +167,7 @@ def make_engine(url: str, *, durable: bool = False, **kwargs: Any) -> Engine:
         event.listen(engine, "begin", _sqlite_begin)
         if path and path != ":memory:" and not path.startswith("file:"):
             writelock.register(engine, path, SQLITE_BUSY_TIMEOUT_MS / 1000)
+            checkpoint.register(engine)
         return engine
     kwargs.setdefault("pool_size", 10)
     kwargs.setdefault("max_overflow", 20)

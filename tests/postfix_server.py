@@ -20,9 +20,9 @@ import tempfile
 import time
 from pathlib import Path
 
-import pytest
-
 from tests.conftest import free_port
+from tests.installed import require
+from tests.ports import alive
 
 POSTFIX = "/usr/sbin/postfix"
 
@@ -92,9 +92,8 @@ postlog    unix-dgram n - n - 1 postlogd
 
 
 def require_postfix() -> None:
-    """Skip, saying why, where Debian's postfix package is not installed (CI installs it)."""
-    if not Path(POSTFIX).exists():
-        pytest.skip(f"{POSTFIX} is missing: apt-get install postfix (the service stays off)")
+    """Debian's postfix package (CI installs it: there a missing one fails the test)."""
+    require(POSTFIX, "apt-get install postfix (the service stays off)")
 
 
 class PrivatePostfix:
@@ -151,9 +150,9 @@ class PrivatePostfix:
         pid = self.master_pid()
         self._postfix("stop")
         deadline = time.monotonic() + 20
-        while pid is not None and _alive(pid) and time.monotonic() < deadline:
+        while pid is not None and alive(pid) and time.monotonic() < deadline:
             time.sleep(0.1)
-        if pid is not None and _alive(pid):  # by its PID, never by name
+        if pid is not None and alive(pid):  # by its PID, never by name
             os.kill(pid, 9)
         shutil.rmtree(self.root, ignore_errors=True)
 
@@ -168,11 +167,3 @@ class PrivatePostfix:
 
     def __exit__(self, *_exc: object) -> None:
         self.stop()
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True

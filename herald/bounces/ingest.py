@@ -9,7 +9,8 @@ each step below runs for the whole batch at once:
 
 1. records the report as received (``RawReport``: up to 256 KiB of its bytes) — the same
    bytes to the same address twice are one report: the second call records nothing and
-   returns the first one's rows with ``repeat=True``;
+   returns the first one's rows with ``repeat=True`` (not for the API, whose body says the
+   same of every campaign: there step 4 alone counts each event once);
 2. reads it: a mail message is parsed here (RFC 3464 DSN, RFC 5965 feedback report, other
    servers' bounces via flufl.bounce, auto-replies and delay notices) unless the caller
    parsed it already (``parsed``, e.g. outside its transaction) or a service classified
@@ -36,9 +37,10 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import secrets
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -51,14 +53,14 @@ from herald.errors import NotFound
 from herald.log import get_logger
 from herald.mail.reports import Kind, ParsedReport, parse_report
 from herald.mail.sendref import SendRefKeys, read_message_id, read_tag, split_return_path
-from herald.mailconfig.bounceaddress import bounce_addresses, bounce_settings
+from herald.mailconfig.bounceaddress import bounce_addresses, bounce_settings, return_path_org
 from herald.marketing import feedback
 from herald.marketing.feedback import SendFacts
+from herald.text import MAX_REASON, one_line, storable
 
 log = get_logger("herald.bounces")
 
 EventType = ReportType  # hard | soft | complaint | ignored (an Event is never "unmatched")
-MAX_REASON = 2000
 
 
 class UnknownBounceAddress(NotFound):
@@ -94,6 +96,12 @@ class Incoming:
     events: Sequence[Event] | None = None
     parsed: ParsedReport | None = None
     received_at: dt.datetime | None = None
+    # The message's other envelope recipients of the org (one SMTP transaction to several
+    # return paths): the report is stored once, its events recorded for each address.
+    also_to: tuple[str, ...] = ()
+
+    def addresses(self) -> tuple[str | None, ...]:
+        return (self.envelope_to, *self.also_to)
 
 
 @dataclass(frozen=True)
@@ -154,9 +162,9 @@ def ingest_all(
     reports = _arrivals(session, batch)
     _record_raw(session, reports)
     pending = [
-        _Pending(report, slot, event)
+        _Pending(report, slot, tag, event)
         for report in reports
-        for slot, event in enumerate(report.events)
+        for slot, (tag, event) in enumerate(report.events)
     ]
     while pending:
         pending = _round(session, keys, pending)
@@ -172,11 +180,12 @@ class _Report:
     digest: str
     at: dt.datetime
     source: str
-    tag: str | None
+    tags: tuple[str | None, ...]  # of each address it was delivered to (see Incoming)
     raw_id: int = 0
     same_as: _Report | None = None  # the same bytes earlier in this batch
     earlier: list[Recorded] | None = None  # the same bytes, recorded before this batch
-    events: list[Event] = field(default_factory=list)
+    # each address's events (an address's tag, an event), in order
+    events: list[tuple[str | None, Event]] = field(default_factory=list)
     message_ids: tuple[str, ...] = ()
     recorded: list[Recorded | None] = field(default_factory=list)  # by event, once recorded
 
@@ -197,6 +206,7 @@ class _Pending:
 
     report: _Report
     slot: int
+    tag: str | None
     event: Event
 
     @property
@@ -214,15 +224,14 @@ def _arrivals(
         if org_id is None:
             if addresses is None:
                 addresses = bounce_addresses(session)
-            base = split_return_path(incoming.envelope_to or "").bounce_address
-            org_id = addresses.get(base)
+            org_id = return_path_org(addresses, incoming.envelope_to or "")
             if org_id is None:
                 raise UnknownBounceAddress("No organisation has this bounce address.")
+        incoming = _storable_addresses(incoming)
         at = incoming.received_at or utcnow()
         source = Source(incoming.source).value
-        reports.append(
-            _Report(incoming, org_id, _digest(incoming), at, source, _tag_of(incoming.envelope_to))
-        )
+        tags = tuple(_tag_of(address) for address in incoming.addresses())
+        reports.append(_Report(incoming, org_id, _digest(incoming), at, source, tags))
     return reports
 
 
@@ -252,7 +261,9 @@ def _record_raw(session: Session, reports: list[_Report]) -> None:
     for key, report in firsts.items():
         if key in new:
             report.raw_id = new[key]
-            report.events, report.message_ids = _events(report.incoming)
+            events, report.message_ids = _events(report.incoming)
+            # one message to several of the org's return paths: each address's events
+            report.events = [(tag, event) for tag in report.tags for event in events]
             report.recorded = [None] * len(report.events)
         else:  # the same bytes to the same address: recorded before
             report.raw_id = known[key]
@@ -260,10 +271,36 @@ def _record_raw(session: Session, reports: list[_Report]) -> None:
 
 
 def _digest(incoming: Incoming) -> str:
-    """The same bytes to the same address are the same report."""
-    hashed = hashlib.sha256((incoming.envelope_to or "").lower().encode("utf-8") + b"\n")
+    """The same bytes to the same addresses are the same report. Not so for the API: its
+    body says the same of every campaign's send, and what counts once is the event."""
+    if incoming.source == Source.API:
+        return secrets.token_hex(32)
+    addresses = "".join((address or "").lower() + "\n" for address in incoming.addresses())
+    hashed = hashlib.sha256(addresses.encode("utf-8"))
     hashed.update(incoming.raw)
     return hashed.hexdigest()
+
+
+def _storable_addresses(incoming: Incoming) -> Incoming:
+    """Envelope addresses as they can be stored (a NUL is refused by PostgreSQL)."""
+    if incoming.envelope_to is None:
+        return incoming
+    return replace(
+        incoming,
+        envelope_to=storable(incoming.envelope_to),
+        also_to=tuple(storable(address) for address in incoming.also_to),
+    )
+
+
+def _storable_event(event: Event) -> Event:
+    """The event's text as it can be stored: a report's words are anyone's."""
+    return Event(
+        event.type,
+        storable(event.email),
+        storable(event.reason),
+        storable(event.message_id) if event.message_id else None,
+        storable(event.status_code) if event.status_code else None,
+    )
 
 
 def _tag_of(envelope_to: str | None) -> str | None:
@@ -271,7 +308,12 @@ def _tag_of(envelope_to: str | None) -> str | None:
 
 
 def _events(incoming: Incoming) -> tuple[list[Event], tuple[str, ...]]:
-    """The events of a report (at least one), and the Message-IDs it quotes."""
+    """The events of a report (at least one), and the Message-IDs it quotes, storable."""
+    events, message_ids = _read(incoming)
+    return [_storable_event(e) for e in events], tuple(storable(i) for i in message_ids)
+
+
+def _read(incoming: Incoming) -> tuple[list[Event], tuple[str, ...]]:
     if incoming.events is not None:
         events = list(incoming.events) or [Event(ReportType.IGNORED, reason="No event.")]
         return events, ()
@@ -366,7 +408,7 @@ def match_all(session: Session, keys: SendRefKeys, pending: list[_Pending]) -> l
     named: list[tuple[str, list[int]] | Match] = []
     tags: dict[str, int | None] = {}
     for p in pending:
-        tag = p.report.tag
+        tag = p.tag
         if tag is None:
             found = (read_message_id(keys.message_id, m) for m in p.message_ids)
             named.append(("message_id", [i for i in found if i is not None]))
@@ -400,25 +442,18 @@ def match_all(session: Session, keys: SendRefKeys, pending: list[_Pending]) -> l
 def _by_address(
     session: Session, pending: list[_Pending], matches: list[Match | None]
 ) -> list[Match]:
-    wanted = [
-        (p.report.org_id, p.event.email)
-        for p, m in zip(pending, matches, strict=True)
-        if m is None and p.event.email
-    ]
-    contacts = emailstatus.contact_ids_for_emails(session, wanted)
-    latest: dict[tuple[uuid.UUID, uuid.UUID, str], SendFacts | None] = {}
+    """The events left unmatched: the org's latest delivered send to the address, whoever's
+    contact it was (one query per address: rare beside tags and Message-IDs)."""
+    latest: dict[tuple[uuid.UUID, str], SendFacts | None] = {}
     found: list[Match] = []
     for p, match in zip(pending, matches, strict=True):
         if match is None:
             org_id, email = p.report.org_id, p.event.email
-            contact_id = contacts.get((org_id, email.lower())) if email else None
-            match = _NOTHING
-            if contact_id is not None:
-                key = (org_id, contact_id, email.lower())
-                if key not in latest:
-                    latest[key] = feedback.latest_delivered_send(session, org_id, contact_id, email)
-                send = latest[key]
-                match = _NOTHING if send is None else Match(send, "address")
+            key = (org_id, email.lower())
+            if email and key not in latest:
+                latest[key] = feedback.latest_delivered_send(session, org_id, email)
+            send = latest.get(key)
+            match = _NOTHING if send is None else Match(send, "address")
         found.append(match)
     return found
 
@@ -428,7 +463,7 @@ def _values(p: _Pending, match: Match) -> dict[str, Any]:
     event, report, send = p.event, p.report, match.send
     ids = p.message_ids
     kind = ReportType(event.type)
-    reason = _one_line(event.reason)
+    reason = one_line(event.reason)
     if kind is not ReportType.IGNORED and send is None:
         # why nothing matched, then what the report said
         kind, reason = ReportType.UNMATCHED, " ".join(filter(None, (match.problem, reason)))
@@ -539,7 +574,3 @@ def _event_key(org_id: uuid.UUID, row: dict[str, Any], message_ids: tuple[str, .
         return None
     text = f"{org_id}|{subject}|{row['email'].lower()}|{row['type']}"
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
-def _one_line(value: str) -> str:
-    return " ".join(value.split())

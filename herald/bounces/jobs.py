@@ -12,12 +12,11 @@ import time
 import uuid
 from collections.abc import Callable
 
-from sqlalchemy import exists, select
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DBAPIError
 
 from herald.bounces.mailbox import MailboxPoll
 from herald.bounces.webhooks import drain
-from herald.bounces.webhooks.models import WebhookDelivery
+from herald.bounces.webhooks import repository as webhook_calls
 from herald.db import unit_of_work
 from herald.log import get_logger
 from herald.mail.sendref import SendRefKeys
@@ -38,6 +37,7 @@ class BounceJobs:
         self.settings = runtime.settings
         self.owner = owner or f"{socket.gethostname()[:32]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.keys = SendRefKeys.from_secret(self.settings.secret_key)
+        self.durable = runtime.durable()  # what a poll commits moves mail out of its folder
         self._stopping = asyncio.Event()
         self._purged_at = 0.0
 
@@ -52,11 +52,21 @@ class BounceJobs:
         )
 
     async def _forever(self, step: Callable[[], bool], idle_seconds: float) -> None:
+        """``step`` again and again until stopped. Whatever one step raises (the database
+        away, a bug, hostile input) is logged and waited out: the bounce work never ends
+        the worker's sending, nor stops for good inside `herald serve`."""
         while not self._stopping.is_set():
             try:
                 busy = await asyncio.to_thread(step)
-            except SQLAlchemyError as exc:  # the database is away: wait, then try again
-                log.error("bounce_jobs.failed", step=step.__name__, error=str(exc)[:300])
+            except Exception as exc:
+                log.error(
+                    "bounce_jobs.failed",
+                    step=step.__name__,
+                    error=type(exc).__name__,
+                    # the driver's words ("connection refused"), never SQLAlchemy's (with
+                    # the statement's parameters: a report's text)
+                    detail=str(exc.orig).strip()[:200] if isinstance(exc, DBAPIError) else None,
+                )
                 busy = False
                 await self._sleep(ERROR_PAUSE_SECONDS)
             if not busy:
@@ -71,7 +81,7 @@ class BounceJobs:
     def _drain_once(self) -> bool:
         sessions = self.runtime.sessions
         with unit_of_work(sessions, write=False) as session:
-            waiting = session.scalar(select(exists().where(WebhookDelivery.failed_at.is_(None))))
+            waiting = webhook_calls.any_waiting(session)
         taken = 0
         if waiting:
             with unit_of_work(sessions) as session:
@@ -92,5 +102,5 @@ class BounceJobs:
             claim = polls.claim_due(session, self.owner, self.settings.lease_seconds)
         if claim is None:
             return False
-        MailboxPoll(self.runtime, claim).run()
+        MailboxPoll(self.durable, claim).run()
         return True

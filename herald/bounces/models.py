@@ -8,7 +8,6 @@ import enum
 import uuid
 
 from sqlalchemy import (
-    BigInteger,
     ForeignKey,
     Index,
     Integer,
@@ -21,13 +20,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from herald.db import Base, UTCDateTime, utcnow
+from herald.db import Base, UTCDateTime, big_int_id, utcnow
 
 RAW_KEPT_BYTES = 256 * 1024
-
-
-def _int_id() -> BigInteger:
-    return BigInteger().with_variant(Integer(), "sqlite")
 
 
 class ReportType(enum.StrEnum):
@@ -55,7 +50,7 @@ class RawReport(Base):
     # The same bytes twice are one report: found by their digest within the org.
     __table_args__ = (UniqueConstraint("org_id", "sha256", name="uq_bounce_raw_reports_sha256"),)
 
-    id: Mapped[int] = mapped_column(_int_id(), primary_key=True, autoincrement=True)
+    id: Mapped[int] = mapped_column(big_int_id(), primary_key=True, autoincrement=True)
     org_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("orgs.id", ondelete="CASCADE"))
     received_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     source: Mapped[str] = mapped_column(String(16))
@@ -85,17 +80,17 @@ class BounceReport(Base):
         ),
     )
 
-    id: Mapped[int] = mapped_column(_int_id(), primary_key=True, autoincrement=True)
+    id: Mapped[int] = mapped_column(big_int_id(), primary_key=True, autoincrement=True)
     org_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("orgs.id", ondelete="CASCADE"))
     raw_id: Mapped[int] = mapped_column(
-        _int_id(), ForeignKey("bounce_raw_reports.id", ondelete="CASCADE"), index=True
+        big_int_id(), ForeignKey("bounce_raw_reports.id", ondelete="CASCADE"), index=True
     )
     received_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     source: Mapped[str] = mapped_column(String(16))
     type: Mapped[str] = mapped_column(String(16))
     email: Mapped[str] = mapped_column(String(320), default="")
     # what it matched; no foreign keys, as for the sends themselves (see MarketingSend)
-    send_id: Mapped[int | None] = mapped_column(_int_id(), default=None, index=True)
+    send_id: Mapped[int | None] = mapped_column(big_int_id(), default=None, index=True)
     campaign_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, default=None)
     contact_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, default=None)
     # how: "tag", "message_id" or "address"

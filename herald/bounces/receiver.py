@@ -27,15 +27,14 @@ from herald.db import unit_of_work
 from herald.groupcommit import GroupCommit
 from herald.log import get_logger
 from herald.mail.reports import ParsedReport, parse_report
-from herald.mail.sendref import SendRefKeys, split_return_path
-from herald.mailconfig.bounceaddress import bounce_addresses
+from herald.mail.sendref import SendRefKeys
+from herald.mailconfig.bounceaddress import bounce_addresses, return_path_org
 from herald.runtime import Runtime
 
 log = get_logger("herald.inbound")
 
 MAX_MESSAGE_BYTES = 10 * 1024 * 1024
-# Parsing a big message in the event loop would stall every other connection meanwhile.
-PARSE_IN_LOOP_BYTES = 64 * 1024
+MAX_RECIPIENTS = 100  # per message, the least RFC 5321 lets a server accept
 BATCH = 200
 
 
@@ -53,11 +52,12 @@ class AddressBook:
         self._lock = asyncio.Lock()
 
     async def org_for(self, address: str) -> uuid.UUID | None:
-        base = split_return_path(address).bounce_address
         age = time.monotonic() - self._read_at
-        if age > self.max_age or (base not in self._addresses and age > self.retry):
+        found = return_path_org(self._addresses, address)
+        if age > self.max_age or (found is None and age > self.retry):
             await self._read()
-        return self._addresses.get(base)
+            found = return_path_org(self._addresses, address)
+        return found
 
     async def _read(self) -> None:
         async with self._lock:
@@ -77,6 +77,7 @@ class _Delivery:
     envelope_to: str
     raw: bytes
     parsed: ParsedReport
+    also_to: tuple[str, ...] = ()  # the message's other recipients of this org
 
 
 def _incoming(delivery: _Delivery) -> tuple[Incoming, uuid.UUID]:
@@ -85,6 +86,7 @@ def _incoming(delivery: _Delivery) -> tuple[Incoming, uuid.UUID]:
         raw=delivery.raw,
         envelope_to=delivery.envelope_to,
         parsed=delivery.parsed,
+        also_to=delivery.also_to,
     )
     return incoming, delivery.org_id
 
@@ -106,6 +108,8 @@ class BounceHandler:
         address: str,
         options: list[str],
     ) -> str:
+        if len(envelope.rcpt_tos) >= MAX_RECIPIENTS:
+            return "452 4.5.3 Too many recipients; send the others in another message"
         try:
             org_id = await self.addresses.org_for(address)
         except Exception as exc:  # the database is away: the sender tries again later
@@ -123,12 +127,17 @@ class BounceHandler:
     async def handle_DATA(self, server: SMTP, session: SmtpSession, envelope: Envelope) -> str:
         content: Any = envelope.original_content or b""
         raw = bytes(content)
-        if len(raw) <= PARSE_IN_LOOP_BYTES:
-            parsed = parse_report(raw)
-        else:
-            parsed = await asyncio.to_thread(parse_report, raw)
+        # Never in the event loop: even bounded (herald.mail.reports), a hostile message
+        # costs a fraction of a second of CPU, which every other session would wait for.
+        parsed = await asyncio.to_thread(parse_report, raw)
         orgs: dict[str, uuid.UUID] = getattr(envelope, "herald_orgs", {})
-        deliveries = [_Delivery(orgs[rcpt], rcpt, raw, parsed) for rcpt in envelope.rcpt_tos]
+        rcpts: dict[uuid.UUID, list[str]] = {}
+        for rcpt in dict.fromkeys(envelope.rcpt_tos):
+            rcpts.setdefault(orgs[rcpt], []).append(rcpt)
+        deliveries = [  # one report per org, however many of its addresses it was sent to
+            _Delivery(org_id, first, raw, parsed, tuple(others))
+            for org_id, (first, *others) in rcpts.items()
+        ]
         try:
             if len(deliveries) == 1:  # nearly always: one return path per bounce
                 await self.batches.submit(deliveries[0])
@@ -160,6 +169,12 @@ class BounceHandler:
                 log.error("inbound.report_failed", error=repr(exc)[:300], size=len(delivery.raw))
                 results.append(exc)
         return results
+
+    async def handle_exception(self, error: Exception) -> str:
+        """An unforeseen error in a session: logged here; the sender is only told to try
+        again (never an exception's words)."""
+        log.error("inbound.session_failed", error=type(error).__name__)
+        return "451 4.3.0 Temporary failure; try again later"
 
     async def close(self) -> None:
         await self.batches.close()

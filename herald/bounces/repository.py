@@ -32,7 +32,6 @@ def _insert_ignoring_conflict(
 
 _RAW = cast(Table, RawReport.__table__)
 _REPORTS = cast(Table, BounceReport.__table__)
-# Built once per dialect: a flood of reports runs them many times a second.
 _STATEMENTS: dict[str, tuple[Insert, Insert]] = {}
 _RAW_BY_DIGEST = select(_RAW.c.id, _RAW.c.org_id, _RAW.c.sha256).where(
     _RAW.c.org_id.in_(bindparam("orgs", expanding=True)),
@@ -151,6 +150,20 @@ class BounceRepository:
     def __init__(self, session: Session, org_id: uuid.UUID) -> None:
         self.session = session
         self.org_id = org_id
+
+    def counted(self, send_id: int, email: str, report_type: str) -> BounceReport | None:
+        """The report that counted this event (the send, its recipient, the type)."""
+        return self.session.scalars(
+            select(BounceReport)
+            .where(
+                BounceReport.org_id == self.org_id,
+                BounceReport.send_id == send_id,
+                BounceReport.type == report_type,
+                BounceReport.event_key.is_not(None),
+                func.lower(BounceReport.email) == email.lower(),
+            )
+            .limit(1)
+        ).one_or_none()
 
     def newest_first(self, report_type: str | None = None) -> Select[Any]:
         stmt = select(BounceReport).where(BounceReport.org_id == self.org_id)

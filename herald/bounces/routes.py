@@ -107,12 +107,12 @@ async def add_bounce(
     """A bounce or complaint learnt elsewhere: `{"email", "type": "hard" | "soft" |
     "complaint", "reason"}`. Matched to the organisation's latest delivered send to `email`
     and applied like any report (the send BOUNCED, the contact's emailStatus...); without
-    such a send it is recorded as `unmatched` and changes nothing. Audited. The very same
-    body again answers 200 with the report recorded the first time (counted once)."""
+    such a send it is recorded as `unmatched` and changes nothing. Audited. The same event
+    about the same send again (a retry) answers 200 with the report that counted it."""
     raw = await request.body()
     keys = SendRefKeys.from_secret(settings.secret_key)
-    ingested = await run_in_threadpool(
+    added = await run_in_threadpool(
         service.add_bounce, session, keys, principal.org_id, body, raw, actor=audit.actor(principal)
     )
-    shown = BounceOut.model_validate(ingested.reports[0]).model_dump(mode="json", by_alias=True)
-    return JSONResponse(shown, status_code=200 if ingested.repeat else 201)
+    shown = BounceOut.model_validate(added.report).model_dump(mode="json", by_alias=True)
+    return JSONResponse(shown, status_code=200 if added.repeat else 201)

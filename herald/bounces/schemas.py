@@ -9,6 +9,7 @@ from typing import Literal
 from pydantic import Field
 
 from herald.schemas import ApiModel
+from herald.text import MAX_REASON
 
 
 class BounceOut(ApiModel):
@@ -28,4 +29,4 @@ class BounceIn(ApiModel):
 
     email: str = Field(max_length=320)
     type: Literal["hard", "soft", "complaint"]
-    reason: str = Field(default="", max_length=2000)
+    reason: str = Field(default="", max_length=MAX_REASON)

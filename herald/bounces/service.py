@@ -10,12 +10,19 @@ from email_validator import EmailNotValidError, validate_email
 from sqlalchemy.orm import Session
 
 from herald.audit import service as audit
-from herald.bounces.ingest import Event, Incoming, Ingested, ingest
+from herald.bounces.ingest import Event, Incoming, Recorded, ingest
 from herald.bounces.models import BounceReport, RawReport, ReportType, Source
 from herald.bounces.repository import BounceRepository
 from herald.bounces.schemas import BounceIn
 from herald.errors import NotFound, ValidationFailed
 from herald.mail.sendref import SendRefKeys
+from herald.text import one_line
+
+
+@dataclass(frozen=True)
+class AddedBounce:
+    report: Recorded | BounceReport
+    repeat: bool = False  # the event was counted by an earlier report: this one
 
 
 @dataclass(frozen=True)
@@ -76,16 +83,22 @@ def add_bounce(
     raw: bytes,
     *,
     actor: audit.Actor,
-) -> Ingested:
+) -> AddedBounce:
     """A bounce or complaint from the API (``raw``: the request body as received), recorded,
-    matched and applied like any report, and audited."""
+    matched and applied like any report, and audited. Each call matches the address's
+    latest delivered send; the same event about that send again (a client's retry) is
+    recorded as a repeat and answered with the report that counted it (``repeat``)."""
     try:
         email = validate_email(data.email.strip(), check_deliverability=False).normalized
     except EmailNotValidError as exc:
         raise ValidationFailed(f"email is not a valid address: {exc}", field="email") from None
-    event = Event(ReportType(data.type), email, " ".join(data.reason.split()))
+    event = Event(ReportType(data.type), email, one_line(data.reason))
     ingested = ingest(session, keys, Incoming(Source.API, raw, events=[event]), org_id)
     report = ingested.reports[0]
+    if report.type == ReportType.IGNORED and report.send_id is not None:
+        counted = BounceRepository(session, org_id).counted(report.send_id, email, data.type)
+        if counted is not None:
+            return AddedBounce(counted, repeat=True)
     audit.record(
         session,
         actor,
@@ -93,4 +106,4 @@ def add_bounce(
         target=f"bounce report {report.id} {email}",
         details={"type": data.type, "recorded": report.type, "sendId": report.send_id},
     )
-    return ingested
+    return AddedBounce(report)

@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import datetime as dt
 import sys
-import time
+import threading
 from typing import Any
 
 import typer
 
 from herald.audit import service as audit
-from herald.cli.output import JSON_OPTION, emit, operator_runtime, parse_status
+from herald.cli.output import JSON_OPTION, ctrl_c_flag, emit, operator_runtime, parse_status
 from herald.db import unit_of_work
 from herald.errors import Conflict, HeraldError
 from herald.marketing import service
@@ -262,7 +262,15 @@ def _label(status: str, hold: str | None) -> str:
 
 
 def _watch(runtime: Runtime, campaign_id: str, interval: float, hidden: bool) -> dict[str, Any]:
-    """Poll until the campaign is no longer SENDING, drawing its progress on stderr."""
+    """Poll until the campaign is no longer SENDING, drawing its progress on stderr; Ctrl-C
+    (checked between two looks) raises KeyboardInterrupt."""
+    with ctrl_c_flag() as ctrl_c:
+        return _poll(runtime, campaign_id, interval, hidden, ctrl_c)
+
+
+def _poll(
+    runtime: Runtime, campaign_id: str, interval: float, hidden: bool, ctrl_c: threading.Event
+) -> dict[str, Any]:
     stats, hold = _read_stats(runtime, campaign_id)
     if stats["status"] != CampaignStatus.SENDING.value:
         return stats
@@ -283,7 +291,8 @@ def _watch(runtime: Runtime, campaign_id: str, interval: float, hidden: bool) ->
             bar.render_progress()  # also when only the label changed
             if not sending:
                 break
-            time.sleep(interval)
+            if ctrl_c.wait(interval):
+                raise KeyboardInterrupt
             stats, hold = _read_stats(runtime, campaign_id)
     return stats
 

@@ -47,4 +47,4 @@ def worker(
     try:
         asyncio.run(main())
     finally:
-        runtime.engine.dispose()
+        runtime.dispose()

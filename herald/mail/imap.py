@@ -104,30 +104,30 @@ class Mailbox:
         self.client = client
         self.folder = folder
         selected = client.select_folder(folder)
-        self.uid_validity = int(selected[b"UIDVALIDITY"])
+        try:
+            self.uid_validity = int(selected[b"UIDVALIDITY"])
+        except (KeyError, TypeError, ValueError):
+            raise ImapFailed(
+                f"The server gave no UIDVALIDITY for the folder {folder!r} (RFC 3501 "
+                "requires it): Herald cannot tell which of its messages it has read."
+            ) from None
         self._processed: str | None = None
 
-    def new_uids(self, after_uid: int, limit: int) -> list[int]:
-        """UIDs above ``after_uid``, oldest first, at most ``limit``; read or not."""
+    def new_uids(self, after_uid: int) -> list[int]:
+        """UIDs above ``after_uid``, oldest first; read or not."""
         # "N:*" always matches the last message, even below N: filter again
         found = self.client.search(["UID", f"{after_uid + 1}:*"])
-        return sorted(uid for uid in found if uid > after_uid)[:limit]
+        return sorted(uid for uid in found if uid > after_uid)
 
-    def fetch(self, uids: list[int]) -> Iterator[NewMessage | int]:
-        """Each message's bytes (BODY.PEEK: it stays unread); a UID alone for one too large
-        to be a report, which is left as it is."""
-        if not uids:
-            return
-        sizes = self.client.fetch(uids, ["RFC822.SIZE"])
-        small = [
-            uid
-            for uid in uids
-            if int(sizes.get(uid, {}).get(b"RFC822.SIZE", 0)) <= MAX_MESSAGE_BYTES
-        ]
-        bodies = self.client.fetch(small, ["BODY.PEEK[]"]) if small else {}
-        for uid in uids:
-            body = bodies.get(uid, {}).get(b"BODY[]")
-            yield NewMessage(uid, bytes(body)) if isinstance(body, bytes) else uid
+    def fetch(self, uid: int) -> NewMessage | None:
+        """The message's bytes (BODY.PEEK: it stays unread); None for one too large to be a
+        report (left as it is) or gone meanwhile. One at a time: a batch of 10 MiB
+        messages would be held in memory all at once."""
+        size = self.client.fetch([uid], ["RFC822.SIZE"]).get(uid, {}).get(b"RFC822.SIZE")
+        if size is None or int(size) > MAX_MESSAGE_BYTES:
+            return None
+        body = self.client.fetch([uid], ["BODY.PEEK[]"]).get(uid, {}).get(b"BODY[]")
+        return NewMessage(uid, bytes(body)) if isinstance(body, bytes) else None
 
     def move_to_processed(self, uid: int) -> None:
         folder = self._processed_folder()
@@ -179,8 +179,12 @@ def open_mailbox(settings: ImapSettings) -> Iterator[Mailbox]:
             mailbox = Mailbox(client, settings.folder)
             step = "read"
             yield mailbox
-    except (IMAPClientError, imaplib.IMAP4.error, OSError, ssl.SSLError) as exc:
+    except (IMAPClientError, imaplib.IMAP4.error, OSError) as exc:
         raise ImapFailed(_worded(step, settings, exc)) from None
+
+
+# The session itself is lost (not one message's trouble): the poll stops there.
+CONNECTION_LOST = (imaplib.IMAP4.abort, OSError)
 
 
 def _worded(step: str, settings: ImapSettings, exc: BaseException) -> str:

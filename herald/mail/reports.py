@@ -6,6 +6,11 @@ notifications (``multipart/report; report-type=delivery-status``) and RFC 5965 f
 reports (``report-type=feedback-report``). Other mail servers' bounces are found by
 Mailman's ``flufl.bounce``, and classified from the words around each failed address.
 Pure: no database; ``herald.bounces`` matches and applies what this finds.
+
+Anyone can send Herald mail, so reading one is bounded: only its first 256 KiB are read
+(a report says what it is near its start), a message nesting more than a few dozen
+multipart or message parts is not parsed at all (the standard library's parser slows with
+the square of the depth), and one of more than 100 parts is not searched for bounces.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from email.parser import HeaderParser
 
 from flufl.bounce import all_failures
 
+from herald.log import get_logger
 from herald.mail.classify import (
     HARD_WORDS,
     REPLY_CODE,
@@ -29,11 +35,18 @@ from herald.mail.classify import (
     is_hard,
     status_code,
 )
+from herald.text import MAX_REASON, one_line
 
-# flufl.bounce logs every detector it runs at INFO
-logging.getLogger("flufl.bounce").setLevel(logging.WARNING)
+# flufl.bounce logs every detector it runs at INFO, and a detector's failure with its
+# traceback at ERROR before raising it to us: we log that failure once, in one line.
+logging.getLogger("flufl.bounce").setLevel(logging.CRITICAL)
+log = get_logger("herald.reports")
 
-MAX_REASON = 1000
+MAX_PARSED_BYTES = 256 * 1024
+MAX_CONTAINERS = 32  # multipart and message/* parts of one message; real reports nest ~5
+MAX_PARTS = 100
+MAX_RECIPIENTS = 100  # Herald's messages have one recipient each; a report names a few
+_CONTAINER = re.compile(rb"^content-type[ \t]*:\s*(?:multipart|message)/", re.I | re.M)
 
 
 class Kind(enum.StrEnum):
@@ -66,12 +79,22 @@ class ParsedReport:
 
 
 def parse_report(raw: bytes) -> ParsedReport:
-    """Read one received mail message. Never raises for malformed mail: what cannot be
-    read is IGNORED with the reason."""
+    """Read one received mail message. Never raises, whatever the mail: what cannot be
+    read is IGNORED with the reason (the caller keeps the message as received)."""
+    head = raw[:MAX_PARSED_BYTES]
+    if len(_CONTAINER.findall(head)) > MAX_CONTAINERS:
+        return ParsedReport(Kind.IGNORED, reason="Too many nested MIME parts to be a report.")
     try:
-        message = message_from_bytes(raw)
-    except Exception as exc:  # the parser is lenient; anything it still fails on is junk
+        return _parse(head)
+    except Exception as exc:  # odd mail the parsers choke on (a charset "x\0y"...) is junk
+        log.warning("report.unreadable", error=type(exc).__name__)
         return ParsedReport(Kind.IGNORED, reason=f"Unreadable message ({type(exc).__name__}).")
+
+
+def _parse(raw: bytes) -> ParsedReport:
+    message = message_from_bytes(raw)
+    if len(_parts(message)) > MAX_PARTS:
+        return ParsedReport(Kind.IGNORED, reason="Too many MIME parts to be a report.")
     subject = _header(message, "Subject")
     feedback = _first_part(message, ("message/feedback-report",))
     if feedback is not None:
@@ -104,11 +127,11 @@ def _delivery_status(message: Message, part: Message, raw: bytes) -> ParsedRepor
         if not action.startswith(("failed", "failure", "error")):
             continue
         email = _recipient(fields)
-        if not email or email.lower() in failed:
+        if not email or email.lower() in failed or len(failed) >= MAX_RECIPIENTS:
             continue
         status = fields.get("status", "").strip()
         found = status_code(status)
-        diagnostic = _one_line(fields.get("diagnostic-code", ""))
+        diagnostic = one_line(fields.get("diagnostic-code", ""))
         diagnostic = diagnostic.partition(";")[2].strip() or diagnostic
         if not diagnostic:
             # "5.0.0 (recipient reached disk quota)", and what the text says of the address
@@ -227,22 +250,23 @@ def _non_standard(message: Message, raw: bytes) -> ParsedReport:
     if not auto_reply or from_mail_system:
         try:
             temporary, permanent = all_failures(message)
-        except Exception:  # a detector failing on odd mail: no bounce found by it
+        except Exception as exc:  # a detector failing on odd mail: no bounce found by it
+            log.warning("report.detector_failed", error=type(exc).__name__)
             temporary, permanent = frozenset(), frozenset()
         text = _body_text(message)
-        if (temporary or permanent) and not permanent and _WARNING.search(_one_line(text)):
+        if (temporary or permanent) and not permanent and _WARNING.search(one_line(text)):
             return ParsedReport(
                 Kind.IGNORED, (), ids, "A delay notice: the server is still trying."
             )
         if temporary or permanent:
             found = [
                 _classified(_decoded(address), text, permanent=address in permanent)
-                for address in sorted(temporary | permanent)
+                for address in sorted(temporary | permanent)[:MAX_RECIPIENTS]
             ]
             return ParsedReport(Kind.BOUNCE, tuple(found), ids, "A non-standard bounce.")
-        if from_mail_system and not auto_reply and _FAILED.search(_one_line(text)):
+        if from_mail_system and not auto_reply and _FAILED.search(one_line(text)):
             # a bounce that names no address: its return path's tag still finds the send
-            whole = _one_line(text)
+            whole = one_line(text)
             reason = _evidence_sentence(whole) if _evidence(whole) else "Undeliverable."
             failure = Recipient("", is_hard(status_code(reason), reason), None, reason)
             return ParsedReport(Kind.BOUNCE, (failure,), ids, "A bounce naming no address.")
@@ -293,12 +317,12 @@ def _classified(email: str, text: str, *, permanent: bool) -> Recipient:
     user), a temporary one soft."""
     diagnostic = _near(email, text)
     if not _evidence(diagnostic):
-        whole = _one_line(text)
+        whole = one_line(text)
         if _evidence(whole):
             diagnostic = " ".join(filter(None, (diagnostic, _evidence_sentence(whole))))
     found = status_code(diagnostic)
     hard = is_hard(found, diagnostic) if _evidence(diagnostic) else permanent
-    return Recipient(email, hard, found, _one_line(diagnostic)[:MAX_REASON] or "Undeliverable.")
+    return Recipient(email, hard, found, one_line(diagnostic)[:MAX_REASON] or "Undeliverable.")
 
 
 def _evidence(text: str) -> bool:
@@ -387,14 +411,16 @@ _Part = tuple[Message, str, bool]  # the part, its content type, inside a quoted
 
 
 def _parts(message: Message) -> list[_Part]:
-    """Every part once, in order (a report is read several ways; walking and typing its
-    parts each time cost more than the rest of the reading)."""
+    """Every part once, in order, up to one past MAX_PARTS (the report is read several
+    ways; this walk is done once)."""
     cached: list[_Part] | None = getattr(message, "_herald_parts", None)
     if cached is not None:
         return cached
     found: list[_Part] = []
 
     def visit(part: Message, quoted: bool) -> None:
+        if len(found) > MAX_PARTS:
+            return
         content_type = part.get_content_type()
         found.append((part, content_type, quoted))
         payload = part.get_payload() if part.is_multipart() or content_type in _ORIGINAL else None
@@ -437,7 +463,7 @@ def _text_of(part: Message) -> str:
         charset = part.get_content_charset() or "utf-8"
         try:
             text = payload.decode(charset, "replace")
-        except LookupError:
+        except (LookupError, ValueError):  # an unknown charset, or a name with a NUL in it
             text = payload.decode("utf-8", "replace")
     part._herald_text = text  # type: ignore[attr-defined]
     return text
@@ -460,7 +486,7 @@ def _address_field(value: str | None) -> str:
     """``rfc822; user@example.com`` or a To header -> ``user@example.com``."""
     if not value:
         return ""
-    value = _one_line(value)
+    value = one_line(value)
     if ";" in value:
         value = value.partition(";")[2]
     angle = _ANGLE_ID.search(value)
@@ -471,7 +497,3 @@ def _address_field(value: str | None) -> str:
 
 def _decoded(address: bytes | str) -> str:
     return address.decode("utf-8", "replace") if isinstance(address, bytes) else address
-
-
-def _one_line(value: str) -> str:
-    return " ".join(str(value).split())

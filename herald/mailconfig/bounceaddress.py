@@ -5,12 +5,13 @@ address. Read by the worker, the bounce receiver and herald.bounces."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from herald.mailconfig.models import EmailConfig
+from herald.mail.sendref import split_return_path
+from herald.mailconfig.repository import EmailConfigRepository, bounce_address_owners
 
 DEFAULT_SOFT_BOUNCE_LIMIT = 3
 
@@ -22,22 +23,21 @@ class BounceSettings:
 
 
 def bounce_settings(session: Session, org_id: uuid.UUID) -> BounceSettings:
-    row = session.execute(
-        select(EmailConfig.bounce_address, EmailConfig.soft_bounce_limit).where(
-            EmailConfig.org_id == org_id
-        )
-    ).one_or_none()
+    row = EmailConfigRepository(session, org_id).current()
     if row is None:
         return BounceSettings(None, DEFAULT_SOFT_BOUNCE_LIMIT)
     return BounceSettings(row.bounce_address, row.soft_bounce_limit)
 
 
 def bounce_addresses(session: Session) -> dict[str, uuid.UUID]:
-    """Every org's bounce address (lower-cased) -> the org: what the receiver accepts.
-    Across orgs by design: the receiver serves them all, and one address has one org."""
-    rows = session.execute(
-        select(EmailConfig.bounce_address, EmailConfig.org_id).where(
-            EmailConfig.bounce_address.is_not(None)
-        )
-    )
-    return {address: org_id for address, org_id in rows if address}
+    """Every org's bounce address (lower-cased) -> the org: what the receiver accepts."""
+    return dict(bounce_address_owners(session))
+
+
+def return_path_org(addresses: Mapping[str, uuid.UUID], address: str | None) -> uuid.UUID | None:
+    """The org whose return path ``address`` is (its bounce address, with or without a
+    VERP tag), among ``addresses`` (``bounce_addresses``); None for any other address,
+    whose "+" part is no tag of ours."""
+    if not address:
+        return None
+    return addresses.get(split_return_path(address).bounce_address)

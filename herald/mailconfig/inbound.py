@@ -11,14 +11,18 @@ from dataclasses import dataclass
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ec
-from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from herald.audit import service as audit
+from herald.db import db_now
 from herald.errors import Conflict
 from herald.mail import egress
 from herald.mailconfig.models import BounceMailboxPoll, EmailConfig, new_webhook_key
-from herald.mailconfig.repository import EmailConfigRepository
+from herald.mailconfig.repository import (
+    EmailConfigRepository,
+    MailboxPollRepository,
+    configs_by_webhook_key,
+)
 from herald.mailconfig.schemas import (
     BounceMailboxIn,
     BounceMailboxOut,
@@ -37,6 +41,9 @@ PROVIDERS = ("ses", "sendgrid", "mailgun", "postmark")
 MAILBOX_FIELD = "bounceMailbox"
 # What a stored mailbox password is bound to, as for SMTP.
 _MAILBOX_DESTINATION = ("host", "port", "username", "security")
+# Which mailbox and folder are read: where a poll's progress (UIDs) means anything.
+_MAILBOX_IDENTITY = ("host", "username", "folder")
+_MAILBOX_FIELDS = (*_MAILBOX_DESTINATION, "folder")
 
 
 def webhook_box(settings: Settings) -> SecretBox:
@@ -77,7 +84,8 @@ def apply(session: Session, settings: Settings, row: EmailConfig, data: EmailCon
 def _apply_mailbox(
     session: Session, settings: Settings, row: EmailConfig, mailbox: BounceMailboxIn | None
 ) -> None:
-    before = {name: getattr(row, f"bounce_mailbox_{name}") for name in _MAILBOX_DESTINATION}
+    before = {name: getattr(row, f"bounce_mailbox_{name}") for name in _MAILBOX_FIELDS}
+    sealed_before = row.bounce_mailbox_password_sealed
     if mailbox is None:
         row.bounce_mailbox_host = ""
         row.bounce_mailbox_username = ""
@@ -88,14 +96,24 @@ def _apply_mailbox(
         row.bounce_mailbox_username = mailbox.username
         row.bounce_mailbox_security = mailbox.security
         row.bounce_mailbox_folder = mailbox.folder
-        moved = any(before[name] != getattr(row, f"bounce_mailbox_{name}") for name in before)
+        moved = any(
+            before[name] != getattr(row, f"bounce_mailbox_{name}") for name in _MAILBOX_DESTINATION
+        )
         if mailbox.password is None and moved:
             row.bounce_mailbox_password_sealed = None
         elif mailbox.password is not None:
             sealed = mailbox_box(settings).seal(mailbox.password) if mailbox.password else None
             row.bounce_mailbox_password_sealed = sealed
-    # A new mailbox is polled at once, and the last poll's outcome no longer describes it.
-    session.execute(delete(BounceMailboxPoll).where(BounceMailboxPoll.org_id == row.org_id))
+    after = {name: getattr(row, f"bounce_mailbox_{name}") for name in _MAILBOX_FIELDS}
+    polls = MailboxPollRepository(session)
+    if not row.bounce_mailbox_host or any(before[n] != after[n] for n in _MAILBOX_IDENTITY):
+        # another mailbox: read from its start, and the last poll's outcome no longer
+        # describes it (a poll still running loses its lease at its next message)
+        polls.forget(row.org_id)
+    elif before != after or sealed_before != row.bounce_mailbox_password_sealed:
+        # the same mailbox reached anew (a new password, say): polled at once, from where
+        # the last poll stopped
+        polls.due_at(row.org_id, db_now(session))
 
 
 def _new_postmark_password() -> str:
@@ -164,7 +182,7 @@ def view(session: Session, settings: Settings, row: EmailConfig) -> dict[str, An
 
 
 def poll_status(session: Session, org_id: uuid.UUID) -> BounceMailboxPoll | None:
-    return session.get(BounceMailboxPoll, org_id)
+    return MailboxPollRepository(session).of_org(org_id)
 
 
 def mailbox_view(row: EmailConfig, poll: BounceMailboxPoll | None) -> BounceMailboxOut | None:
@@ -208,15 +226,6 @@ def webhook_accounts(
     wanted = [key for key in keys if key and len(key) <= 64]
     if not wanted:
         return {}
-    rows = session.execute(
-        select(
-            EmailConfig.webhook_key,
-            EmailConfig.org_id,
-            EmailConfig.sendgrid_verification_key,
-            EmailConfig.mailgun_signing_key_sealed,
-            EmailConfig.postmark_password_sealed,
-        ).where(EmailConfig.webhook_key.in_(wanted))
-    ).all()
     box = webhook_box(settings)
     return {
         row.webhook_key: WebhookAccount(
@@ -225,7 +234,8 @@ def webhook_accounts(
             mailgun_signing_key=_open(box, row.mailgun_signing_key_sealed),
             postmark_password=_open(box, row.postmark_password_sealed),
         )
-        for row in rows
+        for row in configs_by_webhook_key(session, wanted)
+        if row.webhook_key
     }
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy.orm import Session
 
@@ -41,10 +42,12 @@ def save_config(
 ) -> EmailConfig:
     """Replace the org's configuration. The password belongs to its destination: ``None``
     keeps the stored one only while host, port, username and security stay the same, ``""``
-    clears it. 422 ``smtp_host_not_allowed`` for a host the egress rule refuses."""
+    clears it. The bounce settings left out of the body stay as they are. 422
+    ``smtp_host_not_allowed`` for a host the egress rule refuses."""
     egress.check_host(data.host, settings.smtp_networks)
     inbound.check_egress(data, settings)
-    values = {
+    current = get_config(session, org_id)
+    values: dict[str, Any] = {
         "host": data.host,
         "port": data.port,
         "username": data.username,
@@ -54,8 +57,11 @@ def save_config(
         "bounce_address": data.bounce_address,
         "soft_bounce_limit": data.soft_bounce_limit,
     }
-    _check_bounce_address_free(session, org_id, data.bounce_address)
-    before = audit.snapshot(get_config(session, org_id))
+    for name in _KEPT_WHEN_LEFT_OUT:
+        if current is not None and name not in data.model_fields_set:
+            values[name] = getattr(current, name)
+    _check_bounce_address_free(session, org_id, values["bounce_address"])
+    before = audit.snapshot(current)
     row = EmailConfigRepository(session, org_id).current_or_new(EmailConfig(**values))
     moved = any(getattr(row, name) != values[name] for name in _DESTINATION)
     for name, value in values.items():
@@ -93,6 +99,9 @@ def _check_bounce_address_free(
 
 # What a stored password is bound to: change any of them and it is no longer sent anywhere.
 _DESTINATION = ("host", "port", "username", "security")
+# As the mailbox and the webhook keys (herald.mailconfig.inbound): a client that knows
+# nothing of bounces does not unset them.
+_KEPT_WHEN_LEFT_OUT = ("bounce_address", "soft_bounce_limit")
 
 
 @dataclass(frozen=True)

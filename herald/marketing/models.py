@@ -9,7 +9,6 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
-    BigInteger,
     Index,
     Integer,
     String,
@@ -19,7 +18,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from herald.db import Base, IdMixin, OrgScoped, TimestampMixin, UTCDateTime, utcnow
+from herald.db import Base, IdMixin, OrgScoped, TimestampMixin, UTCDateTime, big_int_id, utcnow
 
 
 class CampaignStatus(enum.StrEnum):
@@ -80,10 +79,6 @@ class Campaign(IdMixin, OrgScoped, TimestampMixin, Base):
         return max(self.recipients - self.delivered - self.failed - self.unknown, 0)
 
 
-def _send_id_type() -> BigInteger:
-    return BigInteger().with_variant(Integer(), "sqlite")
-
-
 class MarketingSend(OrgScoped, Base):
     """One recipient of one campaign. The recipient's fields are copied at launch.
 
@@ -106,12 +101,14 @@ class MarketingSend(OrgScoped, Base):
             postgresql_where=text("status = 'QUEUED'"),
             sqlite_where=text("status = 'QUEUED'"),
         ),
-        # A contact's delivered sends, newest last: matching a bounce by its address and
-        # counting soft bounces over consecutive campaigns. Partial, so a launch (all
-        # QUEUED) writes nothing to it; a send enters it when delivered.
+        # The org's delivered sends to an address, newest last: matching a bounce by its
+        # address (whoever's contact it was) and counting soft bounces over consecutive
+        # campaigns. Partial, so a launch (all QUEUED) writes nothing to it; a send enters
+        # it when delivered.
         Index(
-            "ix_marketing_sends_contact_delivered",
-            "contact_id",
+            "ix_marketing_sends_address_delivered",
+            "org_id",
+            text("lower(email)"),
             "id",
             postgresql_where=text("status IN ('DELIVERED', 'BOUNCED')"),
             sqlite_where=text("status IN ('DELIVERED', 'BOUNCED')"),
@@ -124,7 +121,7 @@ class MarketingSend(OrgScoped, Base):
         ),
     )
 
-    id: Mapped[int] = mapped_column(_send_id_type(), primary_key=True, autoincrement=True)
+    id: Mapped[int] = mapped_column(big_int_id(), primary_key=True, autoincrement=True)
     # No foreign keys on sends: each one costs every one of a launch's million inserts (a
     # trigger looking up, and on PostgreSQL locking, the parent row), and on PostgreSQL every
     # status change too. What they did is done explicitly instead:

@@ -4,9 +4,12 @@ and the page's own form), group-committed."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import bindparam, select, true, tuple_, update
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.sql.elements import BindParameter
 
@@ -82,6 +85,44 @@ _DETAILS = (
 )
 
 
+# PostgreSQL has data-modifying WITH queries: there the batch is one statement, each token
+# looked up once (half the batch's cost on PostgreSQL's side and on Herald's).
+_FOUND = (
+    select(
+        MarketingSend.id,
+        MarketingSend.token,
+        MarketingSend.email,
+        MarketingSend.contact_id,
+        MarketingSend.org_id,
+    )
+    .where(MarketingSend.token.in_(_TOKENS))
+    .cte("found")
+)
+_MARKED = (
+    update(MarketingSend)
+    .where(MarketingSend.id == _FOUND.c.id, MarketingSend.unsubscribed_at.is_(None))
+    .values(unsubscribed_at=bindparam("now"))
+    .returning(MarketingSend.id, MarketingSend.campaign_id)
+    .cte("marked")
+)
+_OPTED_OUT = (
+    update(Contact)
+    .where(
+        Contact.id == _FOUND.c.contact_id,
+        Contact.org_id == _FOUND.c.org_id,
+        Contact.marketing_opt_out.is_(False),
+    )
+    .values(marketing_opt_out=true(), updated_at=bindparam("now"))
+    .cte("opted_out")
+)
+_IN_ONE_STATEMENT = (
+    select(_FOUND.c.token, _FOUND.c.email, Org.name, _MARKED.c.id, _MARKED.c.campaign_id)
+    .join(Org, Org.id == _FOUND.c.org_id)
+    .outerjoin(_MARKED, _MARKED.c.id == _FOUND.c.id)
+    .add_cte(_OPTED_OUT)
+)
+
+
 def unsubscribe_tokens(sessions: sessionmaker[Session], tokens: list[str]) -> Applied:
     """Opt the contacts of these sends out for good, in one transaction; repeating it
     changes nothing more.
@@ -93,13 +134,22 @@ def unsubscribe_tokens(sessions: sessionmaker[Session], tokens: list[str]) -> Ap
     params = {"tokens": tokens, "now": utcnow()}
     with unit_of_work(sessions) as session:
         connection = session.connection()
-        marked = connection.execute(_MARK_SENDS, params).all()
-        connection.execute(_OPT_OUT, params)
-        found = connection.execute(_DETAILS, params).all()
+        found, marked = _apply(connection, params)
     return Applied(
         {row.token: Unsubscribed(row.name, row.email) for row in found},
         [(row.id, row.campaign_id) for row in marked],
     )
+
+
+def _apply(connection: Connection, params: dict[str, Any]) -> tuple[Sequence[Any], Sequence[Any]]:
+    """The batch's writes: (each known token's page details, the sends marked now). One
+    statement on PostgreSQL; three on SQLite, which has no UPDATE inside WITH."""
+    if connection.dialect.name == "postgresql":
+        found = connection.execute(_IN_ONE_STATEMENT, params).all()
+        return found, [row for row in found if row.id is not None]
+    marked = connection.execute(_MARK_SENDS, params).all()
+    connection.execute(_OPT_OUT, params)
+    return connection.execute(_DETAILS, params).all(), marked
 
 
 class Unsubscriber:

@@ -34,6 +34,17 @@ class Org:
         assert r.status_code == 200, r.text
         return r.json()
 
+    def webhook_path(self, client: httpx.Client, provider: str) -> str:
+        """The path of the webhook URL Settings shows for ``provider``."""
+        url = self.settings(client)["webhookUrls"][provider]
+        return str(httpx.URL(url).raw_path.decode())
+
+    def call_webhook(
+        self, client: httpx.Client, provider: str, body: bytes, headers: dict[str, str]
+    ) -> httpx.Response:
+        """A service's call to the org's webhook URL for ``provider``."""
+        return client.post(self.webhook_path(client, provider), content=body, headers=headers)
+
     def save(self, client: httpx.Client, **fields: Any) -> dict[str, Any]:
         r = client.put("/api/settings/email", headers=self.headers, json=config_body(**fields))
         assert r.status_code == 200, r.text
@@ -93,6 +104,12 @@ def ingest_stored(runtime: Runtime) -> int:
         total += taken
         if taken == 0:
             return total
+
+
+def store_call(runtime: Runtime, org_id: uuid.UUID, source: str, body: bytes) -> None:
+    """A webhook call as the web app stores it once authenticated, for a worker to ingest."""
+    with unit_of_work(runtime.sessions) as session:
+        session.add(WebhookDelivery(org_id=org_id, source=source, body=body))
 
 
 def stored_calls(runtime: Runtime, org_id: uuid.UUID) -> int:

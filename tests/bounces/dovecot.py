@@ -68,10 +68,6 @@ service imap-login {{
 """
 
 
-def available() -> bool:
-    return os.path.exists(DOVECOT)
-
-
 @dataclass
 class Dovecot:
     root: Path

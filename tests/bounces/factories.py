@@ -3,6 +3,7 @@ whose sends were delivered (as the workers leave them), and reports about those 
 
 from __future__ import annotations
 
+import smtplib
 import uuid
 from dataclasses import dataclass
 
@@ -10,6 +11,7 @@ from sqlalchemy import select
 
 from herald.bounces.ingest import Incoming, Ingested, ingest
 from herald.bounces.models import BounceReport, Source
+from herald.bounces.receiver import InboundThread
 from herald.crm.models import Contact
 from herald.db import unit_of_work, utcnow
 from herald.dev.bouncer import HARD, SOFT, Failure, delivery_status_notification
@@ -119,6 +121,13 @@ def bounce(
 
 def tagged(runtime: Runtime, org: BounceOrg, send_id: int) -> str:
     return return_path(org.keys(runtime).tag, org.bounce_address, send_id)
+
+
+def smtp(receiver: InboundThread) -> smtplib.SMTP:
+    """A client of the bounce receiver, greeted as a mail server."""
+    client = smtplib.SMTP("127.0.0.1", receiver.port, timeout=30)
+    client.ehlo("mx.sender.example")
+    return client
 
 
 def reports_of(runtime: Runtime, org: BounceOrg) -> list[BounceReport]:

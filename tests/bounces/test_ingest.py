@@ -4,6 +4,7 @@ counters and the contact — on a real database."""
 
 from __future__ import annotations
 
+import uuid
 from collections import Counter
 from pathlib import Path
 
@@ -114,6 +115,41 @@ def test_else_the_address_finds_the_latest_delivered_send_to_it(runtime):
     assert get_send(runtime, older).status == "DELIVERED"
 
 
+def by_address(person_email: str) -> bytes:
+    """A bounce naming only the failed address (no tag, no Message-ID of Herald's)."""
+    raw = (SAMPLES / "postfix_user_unknown.eml").read_bytes()
+    return raw.replace(b"nobody@recipient.example", person_email.encode())
+
+
+def test_the_address_finds_a_send_to_a_contacts_former_address(runtime):
+    org = bounce_org(runtime)
+    person = contact(runtime, org, f"old-{uuid.uuid4().hex[:8]}@example.net")
+    _, (send_id,) = delivered_campaign(runtime, org, [person])
+    with unit_of_work(runtime.sessions) as session:
+        row = session.get(type(person), person.id)
+        row.email = row.email_key = f"new-{uuid.uuid4().hex[:8]}@example.net"
+
+    (report,) = receive(runtime, org, by_address(person.email)).reports
+
+    assert (report.type, report.send_id, report.matched_by) == ("hard", send_id, "address")
+    assert get_send(runtime, send_id).status == "BOUNCED"
+    assert contact_row(runtime, person.id).email_status == "OK"  # the new address is fine
+
+
+def test_the_address_finds_a_deleted_contacts_send(runtime):
+    org = bounce_org(runtime)
+    person = contact(runtime, org)
+    campaign_id, (send_id,) = delivered_campaign(runtime, org, [person])
+    with unit_of_work(runtime.sessions) as session:
+        session.delete(session.get(type(person), person.id))
+
+    (report,) = receive(runtime, org, by_address(person.email)).reports
+
+    assert (report.type, report.send_id) == ("hard", send_id)
+    assert get_send(runtime, send_id).status == "BOUNCED"
+    assert get_campaign_row(runtime, campaign_id).bounced == 1
+
+
 def test_a_bounce_about_nobody_known_is_recorded_unmatched(runtime):
     org = bounce_org(runtime)
     raw = (SAMPLES / "postfix_user_unknown.eml").read_bytes()
@@ -191,6 +227,22 @@ def test_a_delivery_that_did_not_bounce_starts_the_count_again(runtime):
     receive(runtime, org, dsn_for(runtime, org, third, person.email, SOFT))
 
     assert contact_row(runtime, person.id).email_status == "OK"
+
+
+def test_soft_bounces_arriving_out_of_order_still_suppress_at_the_limit(runtime):
+    org = bounce_org(runtime, soft_bounce_limit=2)
+    person = contact(runtime, org)
+    _, (first,) = delivered_campaign(runtime, org, [person])
+    _, (second,) = delivered_campaign(runtime, org, [person])
+
+    # the later campaign's bounce comes first (the earlier one's server retried for days)
+    receive(runtime, org, dsn_for(runtime, org, second, person.email, SOFT))
+    assert contact_row(runtime, person.id).email_status == "OK"
+    receive(runtime, org, dsn_for(runtime, org, first, person.email, SOFT))
+
+    suppressed = contact_row(runtime, person.id)
+    assert suppressed.email_status == "BOUNCED"
+    assert "2 campaigns in a row" in suppressed.email_status_reason
 
 
 def test_a_complaint_marks_the_send_counts_it_and_opts_the_contact_out(runtime):

@@ -4,165 +4,38 @@ Herald/Processed; a person's mail stays where it was, unread; one worker at a ti
 
 from __future__ import annotations
 
-import ssl
-from collections.abc import Iterator
-from email.message import EmailMessage
-from pathlib import Path
-from typing import Any
-
 import httpx
 import pytest
 from imapclient import IMAPClient
 
+from herald.bounces import mailbox as bounce_mailbox
 from herald.bounces.jobs import BounceJobs
 from herald.db import unit_of_work
-from herald.mailconfig import polls
+from herald.mail.imap import ImapFailed, Mailbox
+from herald.mail.reports import parse_report
+from herald.mailconfig import inbound, polls
 from herald.runtime import Runtime
-from tests.bounces import dovecot
 from tests.bounces.arrange import (
     COMPLAINT,
     HARD,
     UNTOUCHED,
-    Delivered,
     Org,
     delivered_send,
     org_with_settings,
     outcome,
     reports,
 )
-from tests.bounces.certs import Issued, make_ca, trust
+from tests.bounces.imap_mail import (
+    arf,
+    dsn,
+    folder,
+    mailbox_fields,
+    make_due,
+    personal,
+    poll,
+    subjects,
+)
 from tests.conftest import make_settings
-
-USER, PASSWORD = "bounces@acme.example.com", "mailbox-secret-1"
-
-
-@pytest.fixture(scope="module")
-def ca() -> Issued:
-    return make_ca()
-
-
-@pytest.fixture(scope="module")
-def imap_server(ca: Issued) -> Iterator[dovecot.Dovecot]:
-    if not dovecot.available():
-        print("SKIPPED: Dovecot is not installed (apt-get install dovecot-imapd)")
-        pytest.skip("Dovecot is not installed (apt-get install dovecot-imapd)")
-    server = dovecot.start(ca, {USER: PASSWORD})
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def ca_file(ca: Issued, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    return trust(ca, tmp_path, monkeypatch)
-
-
-@pytest.fixture
-def mailbox(imap_server: dovecot.Dovecot, ca_file: Path) -> Iterator[IMAPClient]:
-    """The test's own look into the mailbox (as its owner would), emptied for each test."""
-    context = ssl.create_default_context(cafile=str(ca_file))
-    with IMAPClient("127.0.0.1", imap_server.imaps_port, ssl_context=context) as client:
-        client.login(USER, PASSWORD)
-        for folder in ("INBOX", "Herald/Processed"):
-            if client.folder_exists(folder):
-                client.select_folder(folder)
-                client.delete_messages(client.search())
-                client.expunge()
-        yield client
-
-
-def mailbox_fields(
-    server: dovecot.Dovecot, security: str = "tls", **overrides: Any
-) -> dict[str, Any]:
-    port = server.imaps_port if security == "tls" else server.imap_port
-    return {
-        "host": "127.0.0.1",
-        "port": port,
-        "username": USER,
-        "password": PASSWORD,
-        "security": security,
-        **overrides,
-    }
-
-
-def dsn(send: Delivered, message_id: str) -> bytes:
-    """An RFC 3464 delivery status notification for the send: 5.1.1, user unknown."""
-    return (
-        "From: Mail Delivery System <MAILER-DAEMON@mx.example.net>\r\n"
-        "To: bounces@acme.example.com\r\n"
-        "Subject: Undelivered Mail Returned to Sender\r\n"
-        "Auto-Submitted: auto-replied\r\n"
-        "MIME-Version: 1.0\r\n"
-        'Content-Type: multipart/report; report-type=delivery-status; boundary="B1"\r\n'
-        "\r\n--B1\r\nContent-Type: text/plain\r\n\r\n"
-        "I'm sorry to have to inform you that your message could not be delivered.\r\n"
-        "\r\n--B1\r\nContent-Type: message/delivery-status\r\n\r\n"
-        "Reporting-MTA: dns; mx.example.net\r\n\r\n"
-        f"Final-Recipient: rfc822; {send.email}\r\n"
-        "Action: failed\r\nStatus: 5.1.1\r\n"
-        f"Diagnostic-Code: smtp; 550 5.1.1 <{send.email}>: Recipient address rejected: "
-        "User unknown\r\n"
-        "\r\n--B1\r\nContent-Type: text/rfc822-headers\r\n\r\n"
-        f"Message-ID: {message_id}\r\nFrom: news@acme.example.com\r\nTo: {send.email}\r\n"
-        "Subject: Hello\r\n\r\n--B1--\r\n"
-    ).encode()
-
-
-def arf(send: Delivered, message_id: str) -> bytes:
-    """An RFC 5965 abuse report for the send."""
-    return (
-        "From: feedback@fbl.example.net\r\nTo: bounces@acme.example.com\r\n"
-        "Subject: FW: Hello\r\nMIME-Version: 1.0\r\n"
-        'Content-Type: multipart/report; report-type=feedback-report; boundary="B2"\r\n'
-        "\r\n--B2\r\nContent-Type: text/plain\r\n\r\nThis is an email abuse report.\r\n"
-        "\r\n--B2\r\nContent-Type: message/feedback-report\r\n\r\n"
-        "Feedback-Type: abuse\r\nUser-Agent: SomeGenerator/1.0\r\nVersion: 1\r\n"
-        f"Original-Rcpt-To: {send.email}\r\n"
-        "\r\n--B2\r\nContent-Type: message/rfc822\r\n\r\n"
-        f"Message-ID: {message_id}\r\nFrom: news@acme.example.com\r\nTo: {send.email}\r\n"
-        "Subject: Hello\r\n\r\nHi\r\n--B2--\r\n"
-    ).encode()
-
-
-def personal(subject: str = "Lunch on Friday?") -> bytes:
-    message = EmailMessage()
-    message["From"] = "Ada <ada@partner.example>"
-    message["To"] = USER
-    message["Subject"] = subject
-    message.set_content("Are you free on Friday? Ada")
-    return bytes(message)
-
-
-def poll(runtime: Runtime) -> bool:
-    """What a worker does when the mailbox is due (the workers' own step)."""
-    return BounceJobs(runtime)._poll_once()
-
-
-def make_due(runtime: Runtime, org: Org) -> None:
-    from sqlalchemy import update
-
-    from herald.db import utcnow
-    from herald.mailconfig.models import BounceMailboxPoll
-
-    with unit_of_work(runtime.sessions) as session:
-        session.execute(
-            update(BounceMailboxPoll)
-            .where(BounceMailboxPoll.org_id == org.id)
-            .values(next_poll_at=utcnow())
-        )
-
-
-def folder(client: IMAPClient, name: str) -> dict[int, dict[bytes, Any]]:
-    client.select_folder(name, readonly=True)
-    uids = client.search()
-    return client.fetch(uids, ["FLAGS", "BODY.PEEK[HEADER.FIELDS (SUBJECT)]"]) if uids else {}
-
-
-def subjects(found: dict[int, dict[bytes, Any]]) -> set[str]:
-    out = set()
-    for data in found.values():
-        raw = data[b"BODY[HEADER.FIELDS (SUBJECT)]"].decode().strip()
-        out.add(raw.removeprefix("Subject: "))
-    return out
 
 
 @pytest.mark.parametrize("security", ["tls", "starttls"])
@@ -294,3 +167,97 @@ def test_connect_time_egress_check(client, runtime, imap_server, mailbox) -> Non
         strict.engine.dispose()
 
     assert "public address" in org.settings(client)["bounceMailbox"]["pollError"]
+
+
+def test_a_message_the_poll_fails_on_is_left_said_and_passed_over(
+    client, runtime, imap_server, mailbox, monkeypatch
+) -> None:
+    org = org_with_settings(client, runtime, bounceMailbox=mailbox_fields(imap_server))
+    odd, good = delivered_send(runtime, org.id), delivered_send(runtime, org.id)
+    mailbox.append("INBOX", dsn(odd, odd.message_id(runtime)).replace(b"Hello", b"Odd"))
+    mailbox.append("INBOX", dsn(good, good.message_id(runtime)))
+    read: list[bytes] = []
+
+    def parse(raw: bytes):  # a bug that only this one message meets
+        read.append(raw)
+        if b"Subject: Odd" in raw:
+            raise RuntimeError("a bug")
+        return parse_report(raw)
+
+    monkeypatch.setattr(bounce_mailbox, "parse_report", parse)
+
+    assert poll(runtime) is True
+
+    assert outcome(runtime, good).__dict__ == HARD
+    assert outcome(runtime, odd).__dict__ == UNTOUCHED
+    assert len(folder(mailbox, "INBOX")) == 1  # the odd one stays where it was
+    error = org.settings(client)["bounceMailbox"]["pollError"]
+    assert "1 message(s) could not be read and were left in the folder" in error
+    assert "RuntimeError" in error
+    make_due(runtime, org)
+    assert poll(runtime) is True
+    assert len(read) == 2, "the odd message is not read again and again"
+
+
+def test_each_message_records_the_poll_s_progress_and_renews_its_lease(
+    client, runtime, imap_server, mailbox, monkeypatch
+) -> None:
+    """A poll of many (or large) messages never outlives its lease unnoticed: its progress
+    and lease are written after each message."""
+    org = org_with_settings(client, runtime, bounceMailbox=mailbox_fields(imap_server))
+    for send in (delivered_send(runtime, org.id) for _ in range(3)):
+        mailbox.append("INBOX", dsn(send, send.message_id(runtime)))
+    mailbox.select_folder("INBOX", readonly=True)
+    uids = sorted(mailbox.search())
+    seen: list[tuple[int, object]] = []
+
+    def parse(raw: bytes):
+        seen.append(poll_row(runtime, org))
+        return parse_report(raw)
+
+    monkeypatch.setattr(bounce_mailbox, "parse_report", parse)
+
+    poll(runtime)
+
+    assert [last_uid for last_uid, _ in seen] == [0, *uids[:-1]]
+    leases = [lease for _, lease in seen]
+    assert leases == sorted(leases) and leases[-1] > leases[0]
+
+
+def poll_row(runtime: Runtime, org: Org) -> tuple[int, object]:
+    with unit_of_work(runtime.sessions, write=False) as session:
+        row = inbound.poll_status(session, org.id)
+        assert row is not None
+        return row.last_uid, row.lease_expires_at
+
+
+def test_saving_the_same_mailbox_again_keeps_where_its_polls_stopped(
+    client, runtime, imap_server, mailbox
+) -> None:
+    fields = mailbox_fields(imap_server)
+    org = org_with_settings(client, runtime, bounceMailbox=fields)
+    mailbox.append("INBOX", personal())
+    poll(runtime)
+    last = org.settings(client)["bounceMailbox"]
+    assert last["polledAt"] is not None
+    read_up_to = poll_row(runtime, org)[0]
+
+    # the same mailbox saved again, then with a new password: its last poll still shows,
+    # and the next poll goes on from where it stopped
+    org.save(client, bounceMailbox={k: v for k, v in fields.items() if k != "password"})
+    org.save(client, bounceMailbox=fields)
+    assert org.settings(client)["bounceMailbox"]["polledAt"] == last["polledAt"]
+    assert poll_row(runtime, org)[0] == read_up_to > 0
+
+    # another folder is another mailbox: read from its start
+    org.save(client, bounceMailbox={**fields, "folder": "Bounces"})
+    assert org.settings(client)["bounceMailbox"]["polledAt"] is None
+
+
+def test_a_server_that_gives_no_uidvalidity_is_a_poll_error() -> None:
+    class NoUidValidity:
+        def select_folder(self, folder: str) -> dict[bytes, object]:
+            return {b"EXISTS": 3}
+
+    with pytest.raises(ImapFailed, match="no UIDVALIDITY"):
+        Mailbox(NoUidValidity(), "INBOX")  # type: ignore[arg-type]

@@ -8,8 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from herald.mail import reports
 from herald.mail.classify import is_hard
 from herald.mail.reports import Kind, parse_report
+from tests.bounces.hostile import CHARSET_WITH_NUL, nested
 
 SAMPLES = Path(__file__).parent / "samples"
 
@@ -107,6 +109,46 @@ def test_a_real_dsn_marked_auto_replied_stays_a_bounce():
 def test_malformed_mail_is_ignored_never_an_error(raw):
     report = parse_report(raw)
     assert report.kind in (Kind.IGNORED, Kind.BOUNCE)
+
+
+def test_a_charset_whose_name_holds_a_nul_is_read_as_utf8():
+    report = parse_report(CHARSET_WITH_NUL)
+    assert (report.kind, report.reason) == (
+        Kind.IGNORED,
+        "Not recognised as a bounce or a complaint.",
+    )
+
+
+def test_whatever_fails_while_reading_a_message_makes_it_ignored_as_unreadable(monkeypatch):
+    def broken(raw: bytes):
+        raise RecursionError("maximum recursion depth exceeded")
+
+    monkeypatch.setattr(reports, "message_from_bytes", broken)
+    report = parse_report((SAMPLES / "postfix_user_unknown.eml").read_bytes())
+    assert (report.kind, report.reason) == (Kind.IGNORED, "Unreadable message (RecursionError).")
+
+
+def test_a_report_nested_within_the_limits_is_still_read():
+    dsn = (SAMPLES / "postfix_user_unknown.eml").read_bytes()
+    report = parse_report(nested(reports.MAX_CONTAINERS - 2, dsn.replace(b"\n", b"\r\n")))
+    assert report.kind is Kind.BOUNCE
+    assert [r.email for r in report.recipients] == ["nobody@recipient.example"]
+
+
+def test_only_the_first_256_kib_are_read():
+    dsn = (SAMPLES / "postfix_user_unknown.eml").read_bytes()
+    line = b"y" * 998 + b"\n"
+    # a 10 MB original quoted after the report's parts: the report is read
+    report = parse_report(dsn + line * 10_000)
+    assert [r.email for r in report.recipients] == ["nobody@recipient.example"]
+
+    def after_a_first_part_of(lines: int) -> bytes:
+        first = dsn.index(b"--4C2B31E2A5")
+        part = b"--4C2B31E2A5.1765098764/mx1.sender.example\n\n" + line * lines
+        return dsn[:first] + part + dsn[first:]
+
+    assert parse_report(after_a_first_part_of(100)).kind is Kind.BOUNCE
+    assert parse_report(after_a_first_part_of(300)).kind is Kind.IGNORED  # never reached
 
 
 @pytest.mark.parametrize(

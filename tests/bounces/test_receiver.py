@@ -3,12 +3,11 @@
 
 from __future__ import annotations
 
-import smtplib
 import time
 
 from sqlalchemy import update
 
-from herald.bounces.receiver import MAX_MESSAGE_BYTES, InboundThread
+from herald.bounces.receiver import MAX_MESSAGE_BYTES
 from herald.db import unit_of_work
 from herald.mailconfig.models import EmailConfig
 from tests.bounces.factories import (
@@ -17,15 +16,10 @@ from tests.bounces.factories import (
     delivered_campaign,
     dsn_for,
     reports_of,
+    smtp,
     tagged,
 )
 from tests.marketing.factories import get_send
-
-
-def smtp(receiver: InboundThread) -> smtplib.SMTP:
-    client = smtplib.SMTP("127.0.0.1", receiver.port, timeout=30)
-    client.ehlo("mx.sender.example")
-    return client
 
 
 def test_a_bounce_is_stored_before_the_250_and_bounces_its_send(runtime, inbound):

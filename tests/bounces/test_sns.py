@@ -23,7 +23,6 @@ from tests.bounces.arrange import (
     SOFT,
     UNTOUCHED,
     Delivered,
-    Org,
     delivered_send,
     ingest_stored,
     org_with_settings,
@@ -166,10 +165,6 @@ def _mail(send: Delivered, message_id: str) -> dict[str, Any]:
     }
 
 
-def _ses_url(org: Org, client: httpx.Client) -> str:
-    return org.settings(client)["webhookUrls"]["ses"].removeprefix("https://herald.test")
-
-
 def _post(app: httpx.Client, url: str, data: dict[str, Any]) -> httpx.Response:
     headers = {"Content-Type": "text/plain; charset=UTF-8", "x-amz-sns-message-type": data["Type"]}
     return app.post(url, content=json.dumps(data).encode(), headers=headers)
@@ -194,7 +189,7 @@ def test_ses_notifications_have_their_effects(
         signer, fake_sns, "Notification", notification(send, send.message_id(runtime)), version
     )
 
-    r = _post(sns_app, _ses_url(org, client), message)
+    r = _post(sns_app, org.webhook_path(client, "ses"), message)
 
     assert r.status_code == 200, r.text
     ingest_stored(runtime)
@@ -208,7 +203,7 @@ def test_subscription_is_confirmed_through_the_same_host_rule(
     client, runtime, sns_app, fake_sns, signer
 ) -> None:
     org = org_with_settings(client, runtime)
-    url = _ses_url(org, client)
+    url = org.webhook_path(client, "ses")
     message = sns_message(
         signer, fake_sns, "SubscriptionConfirmation", "You have chosen to subscribe"
     )
@@ -269,7 +264,7 @@ def test_ses_call_refused_records_nothing(
         message = sns_message(signer, fake_sns, "Notification", text)
         message["Message"] = text.replace("Permanent", "Transient")
 
-    r = _post(sns_app, _ses_url(org, client), message)
+    r = _post(sns_app, org.webhook_path(client, "ses"), message)
 
     assert r.status_code == 401, r.text
     assert stored_calls(runtime, org.id) == 0
@@ -277,6 +272,29 @@ def test_ses_call_refused_records_nothing(
         assert len(fake_sns.requests) == fetched_before  # nothing was fetched
     ingest_stored(runtime)
     assert outcome(runtime, send).__dict__ == UNTOUCHED
+
+
+@pytest.mark.usefixtures("trusted")
+def test_nothing_is_fetched_for_a_url_that_names_no_org(client, sns_app, fake_sns, signer):
+    url = "/webhooks/ses/" + "A" * 43
+    message = sns_message(signer, fake_sns, "Notification", "{}")
+
+    assert _post(sns_app, url, message).status_code == 401
+    assert fake_sns.requests == []
+
+
+@pytest.mark.usefixtures("trusted")
+def test_a_certificate_that_could_not_be_fetched_is_not_fetched_again_at_once(
+    client, runtime, sns_app, fake_sns, signer
+) -> None:
+    org = org_with_settings(client, runtime)
+    missing = fake_sns.base + "/missing.pem"
+    message = sns_message(signer, fake_sns, "Notification", "{}", SigningCertURL=missing)
+
+    for _ in range(3):
+        assert _post(sns_app, org.webhook_path(client, "ses"), message).status_code == 401
+
+    assert fake_sns.requests == ["/missing.pem"]
 
 
 def test_certificate_from_an_untrusted_server_is_refused(
@@ -288,7 +306,7 @@ def test_certificate_from_an_untrusted_server_is_refused(
     send = delivered_send(runtime, org.id)
     message = sns_message(signer, fake_sns, "Notification", ses_bounce(send, ""))
 
-    assert _post(sns_app, _ses_url(org, client), message).status_code == 401
+    assert _post(sns_app, org.webhook_path(client, "ses"), message).status_code == 401
     assert stored_calls(runtime, org.id) == 0
 
 
@@ -308,7 +326,12 @@ DEFAULT = (("sns.*.amazonaws.com", 443),)
         ("https://sns.a.b.amazonaws.com/cert.pem", False),
         ("https://xsns.us-east-1.amazonaws.com/cert.pem", False),
         ("https://user:pw@sns.us-east-1.amazonaws.com/cert.pem", False),
-        ("https://sns..amazonaws.com/cert.pem", True),
+        ("https://sns..amazonaws.com/cert.pem", False),
+        ("https://sns.us-gov-west-1.amazonaws.com/cert.pem", True),
+        # S3's virtual hosts: buckets named "sns", anyone's
+        ("https://sns.s3.amazonaws.com/cert.pem", False),
+        ("https://sns.s3-us-west-2.amazonaws.com/cert.pem", False),
+        ("https://sns.s3-website.amazonaws.com/cert.pem", False),
         ("", False),
     ],
 )

@@ -7,6 +7,7 @@ import dataclasses
 import re
 import uuid
 
+import pytest
 from playwright.sync_api import expect
 
 from herald.db import unit_of_work
@@ -21,6 +22,8 @@ SCRIPT_BODY = (
     "<script>window.parent.document.title='pwned';alert('pwned')</script>"
     "<p>Hi {{firstName|there}}</p>"
 )
+
+pytestmark = pytest.mark.slow  # a long file: the parallel run starts it first (conftest)
 
 
 def _org_with_contacts(runtime, server, emails, **fields):  # type: ignore[no-untyped-def]

@@ -28,6 +28,8 @@ from tests.marketing.factories import (
     retire_queue,
 )
 
+pytestmark = pytest.mark.slow  # a long file: the parallel run starts it first (conftest)
+
 API = "/api/marketing"
 FIELDS = {
     "id", "name", "fromName", "fromEmail", "subject", "htmlBody", "textBody", "audience",

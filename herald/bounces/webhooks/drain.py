@@ -9,18 +9,19 @@ import json
 import uuid
 from collections.abc import Callable, Mapping
 
-from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from herald.bounces.ingest import Incoming, ingest, ingest_all
 from herald.bounces.models import Source
 from herald.bounces.webhooks import mailgun, postmark, sendgrid, ses
+from herald.bounces.webhooks import repository as webhook_calls
 from herald.bounces.webhooks.events import Reading
-from herald.bounces.webhooks.models import MailgunToken, WebhookDelivery
-from herald.db import db_now, lock_skip_locked
+from herald.bounces.webhooks.models import WebhookDelivery
+from herald.db import db_now
 from herald.log import get_logger
-from herald.mail.sendref import SendRefKeys, split_return_path
-from herald.mailconfig.bounceaddress import bounce_addresses
+from herald.mail.sendref import SendRefKeys
+from herald.mailconfig.bounceaddress import bounce_addresses, return_path_org
+from herald.text import storable
 
 log = get_logger("herald.webhooks")
 
@@ -48,17 +49,7 @@ READERS: dict[str, Callable[[bytes], Reading]] = {
 
 def drain_batch(session: Session, keys: SendRefKeys, limit: int = BATCH) -> int:
     """Ingest up to ``limit`` stored calls, oldest first; how many were taken."""
-    rows = list(
-        session.scalars(
-            lock_skip_locked(
-                select(WebhookDelivery)
-                .where(WebhookDelivery.failed_at.is_(None))
-                .order_by(WebhookDelivery.id)
-                .limit(limit),
-                session,
-            )
-        )
-    )
+    rows = webhook_calls.take_waiting(session, limit)
     if not rows:
         return 0
     addresses = bounce_addresses(session)
@@ -68,8 +59,7 @@ def drain_batch(session: Session, keys: SendRefKeys, limit: int = BATCH) -> int:
         done = [row.id for row in rows]
     except Exception:  # one of them, at least, must fail alone: one at a time
         done = _one_by_one(session, keys, rows, addresses)
-    if done:
-        session.execute(delete(WebhookDelivery).where(WebhookDelivery.id.in_(done)))
+    webhook_calls.forget(session, done)
     return len(rows)
 
 
@@ -88,7 +78,7 @@ def _one_by_one(
         # One call the ingest cannot take must not hold up the others: kept, with why.
         except Exception as exc:
             row.failed_at = db_now(session)
-            row.error = f"{type(exc).__name__}: {exc}"[:2000]
+            row.error = storable(f"{type(exc).__name__}: {exc}")[:2000]
             log.error("webhooks.ingest_failed", delivery_id=row.id, error=type(exc).__name__)
     return done
 
@@ -98,7 +88,7 @@ def _incoming(row: WebhookDelivery, addresses: Mapping[str, uuid.UUID]) -> Incom
     # The Return-Path names the send only when it is this org's bounce address (with a
     # tag); any other sender address says nothing, and its "+" part is no tag of ours.
     envelope_to = reading.envelope_from
-    if envelope_to and addresses.get(split_return_path(envelope_to).bounce_address) != row.org_id:
+    if return_path_org(addresses, envelope_to) != row.org_id:
         envelope_to = None
     return Incoming(
         source=Source(row.source),
@@ -110,6 +100,4 @@ def _incoming(row: WebhookDelivery, addresses: Mapping[str, uuid.UUID]) -> Incom
 
 
 def forget_old_tokens(session: Session) -> None:
-    session.execute(
-        delete(MailgunToken).where(MailgunToken.signed_at < db_now(session) - TOKEN_KEPT)
-    )
+    webhook_calls.forget_tokens_before(session, db_now(session) - TOKEN_KEPT)

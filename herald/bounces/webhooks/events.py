@@ -4,8 +4,11 @@ of herald.bounces.ingest, as the service classified them."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
-from herald.bounces.ingest import Event
+from herald.bounces.ingest import Event, EventType
+from herald.bounces.models import ReportType
+from herald.mail.classify import is_hard, status_code
 
 
 class Unauthenticated(Exception):
@@ -39,3 +42,18 @@ def angle_id(value: object) -> str | None:
 
 def joined(*parts: str) -> str:
     return " ".join(part for part in parts if part)
+
+
+def bounce_type(status: str | None, reason: str) -> EventType:
+    """Hard or soft by the contract's rules (herald.mail.classify): the enhanced status code
+    when it is specific, else the server's words, as for a bounce by mail."""
+    code = status_code(status or "") or status_code(reason)
+    return ReportType.HARD if is_hard(code, reason) else ReportType.SOFT
+
+
+def as_dict(value: object) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def as_list(value: object) -> list[Any]:
+    return value if isinstance(value, list) else []

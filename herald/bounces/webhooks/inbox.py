@@ -8,14 +8,13 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from herald.bounces.models import Source
 from herald.bounces.webhooks import mailgun, postmark, sendgrid
+from herald.bounces.webhooks import repository as webhook_calls
 from herald.bounces.webhooks.events import Reading, Unauthenticated
-from herald.bounces.webhooks.models import MailgunToken, WebhookDelivery
 from herald.db import unit_of_work, utcnow
 from herald.groupcommit import GroupCommit
 from herald.mailconfig.inbound import WebhookAccount, webhook_accounts
@@ -57,7 +56,7 @@ class _Checked:
 
 class WebhookInbox:
     def __init__(self, runtime: Runtime) -> None:
-        self.runtime = runtime
+        self.runtime = runtime.durable()  # a 200 promises the call is stored
         self._group: GroupCommit[Call, Answer] = GroupCommit(self._write, BATCH)
 
     async def submit(self, call: Call) -> Answer:
@@ -79,11 +78,8 @@ class WebhookInbox:
                 for c in keep
                 if id(c) in fresh
             ]
-            if rows:
-                now = utcnow()
-                session.execute(
-                    insert(WebhookDelivery), [{**row, "received_at": now} for row in rows]
-                )
+            now = utcnow()
+            webhook_calls.store(session, [{**row, "received_at": now} for row in rows])
         return [_answer(a, fresh) for a in answers]
 
 
@@ -118,12 +114,7 @@ def _answer(result: Answer | _Checked, fresh: set[int]) -> Answer:
 def _unused_tokens(session: Session, checked: list[_Checked]) -> list[int]:
     """The ids of the calls to store: each Mailgun token recorded as used, a call whose
     token was used before (by an earlier call, or earlier in this batch) left out."""
-    tokens = [c.token for c in checked if c.token]
-    seen = (
-        set(session.scalars(select(MailgunToken.token).where(MailgunToken.token.in_(tokens))))
-        if tokens
-        else set()
-    )
+    seen = webhook_calls.used_tokens(session, [c.token for c in checked if c.token])
     kept: list[int] = []
     new: list[dict[str, object]] = []
     for c in checked:
@@ -136,7 +127,7 @@ def _unused_tokens(session: Session, checked: list[_Checked]) -> list[int]:
     if new:
         try:
             with session.begin_nested():
-                session.execute(insert(MailgunToken), new)
+                webhook_calls.record_tokens(session, new)
         except IntegrityError:  # another process took one of them just now: one at a time
             return _one_by_one(session, checked)
     return kept
@@ -148,8 +139,7 @@ def _one_by_one(session: Session, checked: list[_Checked]) -> list[int]:
         if c.token is not None:
             try:
                 with session.begin_nested():
-                    session.add(MailgunToken(token=c.token, signed_at=c.signed_at or utcnow()))
-                    session.flush()
+                    webhook_calls.record_token(session, c.token, c.signed_at or utcnow())
             except IntegrityError:
                 continue
         kept.append(id(c))

@@ -1,6 +1,7 @@
 """Mailgun's webhooks: an HMAC-SHA256 of timestamp + token with the org's signing key,
 a timestamp within 5 minutes, and a token never accepted twice (kept by the recorder);
-``failed`` (permanent: hard, temporary: soft) and ``complained`` have effects."""
+``complained`` and a permanent ``failed`` have effects (hard or soft by its reason, else by
+the server's answer); a temporary ``failed`` is Mailgun retrying: recorded, ignored."""
 
 from __future__ import annotations
 
@@ -13,9 +14,17 @@ from typing import Any
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, hmac
 
-from herald.bounces.ingest import Event
+from herald.bounces.ingest import Event, EventType
 from herald.bounces.models import ReportType
-from herald.bounces.webhooks.events import Reading, Unauthenticated, angle_id, joined, text
+from herald.bounces.webhooks.events import (
+    Reading,
+    Unauthenticated,
+    angle_id,
+    as_dict,
+    bounce_type,
+    joined,
+    text,
+)
 
 MAX_AGE_SECONDS = 300
 
@@ -56,24 +65,34 @@ def verify(signing_key: str | None, body: bytes, now: float | None = None) -> Si
     return Signed(token, signed_at, event if isinstance(event, dict) else {})
 
 
+# Why Mailgun gave up on a message for good, when not for what the server answered.
+_PERMANENT: dict[str, EventType] = {
+    "suppress-bounce": ReportType.HARD,  # the address bounced for good before (605)
+    "suppress-complaint": ReportType.COMPLAINT,  # its person complained before (606)
+    "suppress-unsubscribe": ReportType.IGNORED,  # its person unsubscribed (607)
+    "old": ReportType.SOFT,  # expired after Mailgun's retries
+    "espblock": ReportType.SOFT,  # the recipient's provider blocked Mailgun
+}
+
+
 def read(event: dict[str, Any]) -> Reading:
     name = event.get("event")
-    if name == "failed":
-        kind = ReportType.HARD if event.get("severity") == "permanent" else ReportType.SOFT
-    elif name == "complained":
-        kind = ReportType.COMPLAINT
-    else:
-        return Reading()
     email = text(event.get("recipient"), 320)
-    if not email:
+    if name not in ("failed", "complained") or not email:
         return Reading()
-    status = _dict(event.get("delivery-status"))
+    status = as_dict(event.get("delivery-status"))
     said = text(status.get("message")) or text(status.get("description"))
     reason = joined(text(status.get("code")), said) or text(event.get("reason")) or str(name)
-    message_id = angle_id(_dict(_dict(event.get("message")).get("headers")).get("message-id"))
-    sender = text(_dict(event.get("envelope")).get("sender"), 320) or None
+    if name == "complained":
+        kind: EventType = ReportType.COMPLAINT
+    elif event.get("severity") != "permanent":
+        # a temporary failure: Mailgun tries again (a delay notice, not a bounce)
+        kind, reason = ReportType.IGNORED, f"Mailgun will retry: {reason}"
+    else:
+        known = _PERMANENT.get(text(event.get("reason")))
+        enhanced = text(status.get("enhanced-code"), 16) or None
+        kind = known if known is not None else bounce_type(enhanced, reason)
+    headers = as_dict(as_dict(event.get("message")).get("headers"))
+    message_id = angle_id(headers.get("message-id"))
+    sender = text(as_dict(event.get("envelope")).get("sender"), 320) or None
     return Reading([Event(kind, email, reason, message_id)], sender)
-
-
-def _dict(value: object) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}

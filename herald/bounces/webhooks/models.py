@@ -6,14 +6,10 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 
-from sqlalchemy import BigInteger, ForeignKey, Integer, LargeBinary, String, Text, Uuid
+from sqlalchemy import ForeignKey, LargeBinary, String, Text, Uuid
 from sqlalchemy.orm import Mapped, mapped_column
 
-from herald.db import Base, UTCDateTime, utcnow
-
-
-def _int_id() -> BigInteger:
-    return BigInteger().with_variant(Integer(), "sqlite")
+from herald.db import Base, UTCDateTime, big_int_id, utcnow
 
 
 class WebhookDelivery(Base):
@@ -22,7 +18,7 @@ class WebhookDelivery(Base):
 
     __tablename__ = "webhook_deliveries"
 
-    id: Mapped[int] = mapped_column(_int_id(), primary_key=True, autoincrement=True)
+    id: Mapped[int] = mapped_column(big_int_id(), primary_key=True, autoincrement=True)
     org_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("orgs.id", ondelete="CASCADE"))
     source: Mapped[str] = mapped_column(String(16))
     received_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)

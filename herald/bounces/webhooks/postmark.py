@@ -13,11 +13,10 @@ from herald.bounces.models import ReportType
 from herald.bounces.webhooks.events import Reading, Unauthenticated, text
 from herald.mailconfig.inbound import POSTMARK_USERNAME
 
-# Postmark's bounce types (its "Bounce types" reference), by what they mean here.
+# Postmark's bounce types (its Bounce API reference), by what they mean here. Transient
+# is "Message delayed": Postmark still tries, so it is ignored like a delay notice.
 _HARD = frozenset({"HardBounce", "BadEmailAddress", "AddressChange"})
-_SOFT = frozenset(
-    {"SoftBounce", "Transient", "DnsError", "Blocked", "SpamNotification", "DMARCPolicy"}
-)
+_SOFT = frozenset({"SoftBounce", "DnsError", "Blocked", "SpamNotification", "DMARCPolicy"})
 _COMPLAINT = frozenset({"SpamComplaint"})
 
 
@@ -63,6 +62,6 @@ def _bounce_kind(bounce_type: str) -> ReportType:
         return ReportType.SOFT
     if bounce_type in _COMPLAINT:
         return ReportType.COMPLAINT
-    # auto-replies, subscribe/unsubscribe requests, challenge-response, Postmark's own
-    # errors: a report about the message, recorded as ignored
+    # delays, auto-replies, subscribe/unsubscribe requests, challenge-response, Postmark's
+    # own errors: a report about the message, recorded as ignored
     return ReportType.IGNORED

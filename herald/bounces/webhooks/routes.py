@@ -9,9 +9,10 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from herald.bounces.models import Source
-from herald.bounces.webhooks import sendgrid, ses, sns
+from herald.bounces.webhooks import postmark, sendgrid, ses, sns
 from herald.bounces.webhooks.events import Reading, Unauthenticated
 from herald.bounces.webhooks.inbox import Answer, Call, WebhookInbox
+from herald.bounces.webhooks.keys import WebhookKeys
 from herald.error_handlers import error_response
 from herald.log import get_logger
 from herald.mailconfig.inbound import PROVIDERS
@@ -27,15 +28,24 @@ _REFUSED = "The call is not authenticated for this webhook URL."
 
 async def receive(request: Request) -> JSONResponse:
     """A mail service's event call (`ses` through SNS, `sendgrid`, `mailgun`, `postmark`).
-    See docs/operations.md for what to enable in each service. A plain (Starlette) route:
-    it needs no FastAPI dependency, and a flood of calls skips their solving."""
+    See docs/operations.md for what to enable in each service. The body is read only once
+    the key names an org (and, for Postmark, the credentials match): anyone can call."""
     provider = request.path_params["provider"]
     webhook_key = request.path_params["webhook_key"]
     if provider not in PROVIDERS:
         return error_response(404, "not_found", "No such webhook provider.")
+    keys: WebhookKeys = request.app.state.webhook_keys
+    account = await keys.account(webhook_key)
+    headers = request.headers
+    try:
+        if account is None:
+            raise Unauthenticated("unknown webhook key")
+        if provider == Source.POSTMARK:
+            postmark.verify(account.postmark_password, headers.get("authorization", ""))
+    except Unauthenticated as exc:
+        return _refused(provider, str(exc))
     body = await request.body()
     inbox: WebhookInbox = request.app.state.webhook_inbox
-    headers = request.headers
     try:
         if provider == Source.SES:
             return await _sns(request, inbox, webhook_key, body)
@@ -53,6 +63,8 @@ async def receive(request: Request) -> JSONResponse:
         return _refused(provider, str(exc))
 
 
+# A plain (Starlette) route, as the pixel's: inside the app's router, behind every
+# middleware and error handler, without FastAPI's dependency solving (a burst of calls).
 router.add_route("/webhooks/{provider}/{webhook_key}", receive, methods=["POST"])
 
 

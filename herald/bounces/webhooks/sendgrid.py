@@ -12,14 +12,19 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from herald.bounces.ingest import Event
+from herald.bounces.ingest import Event, EventType
 from herald.bounces.models import ReportType
-from herald.bounces.webhooks.events import Reading, Unauthenticated, angle_id, joined, text
+from herald.bounces.webhooks.events import (
+    Reading,
+    Unauthenticated,
+    angle_id,
+    bounce_type,
+    joined,
+    text,
+)
 
 SIGNATURE_HEADER = "X-Twilio-Email-Event-Webhook-Signature"
 TIMESTAMP_HEADER = "X-Twilio-Email-Event-Webhook-Timestamp"
-# dropped because the address reported spam before: a complaint, not a bounce
-_SPAM_DROP = "spam reporting address"
 
 
 def verify(
@@ -57,15 +62,29 @@ def read(body: bytes) -> Reading:
     return Reading(events)
 
 
-def _kind(item: dict[str, object]) -> ReportType | None:
+# Why SendGrid dropped a message without sending it (its Event Webhook reference).
+_DROPPED: dict[str, EventType] = {
+    "bounced address": ReportType.HARD,  # it bounced for good before
+    "invalid": ReportType.HARD,  # not a valid address
+    "spam reporting address": ReportType.COMPLAINT,  # its person reported spam before
+    "spam content": ReportType.SOFT,  # the message was judged spam, not the address
+    # nothing about the address: the person unsubscribed, or the account or the call
+    "unsubscribed address": ReportType.IGNORED,
+    "recipient list over package quota": ReportType.IGNORED,
+    "invalid smtpapi header": ReportType.IGNORED,
+}
+
+
+def _kind(item: dict[str, object]) -> EventType | None:
     event = item.get("event")
     if event == "spamreport":
         return ReportType.COMPLAINT
+    reason = text(item.get("reason"))
     if event == "bounce":
-        # type "blocked" is SendGrid's soft bounce; "bounce" (or none) its hard one
-        return ReportType.SOFT if item.get("type") == "blocked" else ReportType.HARD
+        if item.get("type") == "blocked":  # SendGrid's soft bounce: refused for now
+            return ReportType.SOFT
+        return bounce_type(text(item.get("status")), reason)
     if event == "dropped":
-        if text(item.get("reason")).lower() == _SPAM_DROP:
-            return ReportType.COMPLAINT
-        return ReportType.HARD
+        known = _DROPPED.get(reason.strip().lower().partition(" (")[0])
+        return known if known is not None else bounce_type(None, reason)
     return None

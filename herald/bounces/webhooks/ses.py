@@ -11,7 +11,7 @@ from typing import Any
 
 from herald.bounces.ingest import Event
 from herald.bounces.models import ReportType
-from herald.bounces.webhooks.events import Reading, angle_id, joined, text
+from herald.bounces.webhooks.events import Reading, angle_id, as_dict, as_list, joined, text
 
 
 def read(message: str) -> Reading:
@@ -24,12 +24,12 @@ def read(message: str) -> Reading:
     if not isinstance(data, dict):
         return Reading()
     kind = data.get("notificationType") or data.get("eventType")
-    mail = _dict(data.get("mail"))
+    mail = as_dict(data.get("mail"))
     message_id = _message_id(mail)
     if kind == "Bounce":
-        events = _bounces(_dict(data.get("bounce")), message_id)
+        events = _bounces(as_dict(data.get("bounce")), message_id)
     elif kind == "Complaint":
-        events = _complaints(_dict(data.get("complaint")), message_id)
+        events = _complaints(as_dict(data.get("complaint")), message_id)
     else:
         return Reading()
     return Reading(events, text(mail.get("source"), 320) or None)
@@ -39,7 +39,7 @@ def _bounces(bounce: dict[str, Any], message_id: str | None) -> list[Event]:
     bounce_type = text(bounce.get("bounceType"))
     kind = ReportType.HARD if bounce_type == "Permanent" else ReportType.SOFT
     events = []
-    for recipient in map(_dict, _list(bounce.get("bouncedRecipients"))):
+    for recipient in map(as_dict, as_list(bounce.get("bouncedRecipients"))):
         email = text(recipient.get("emailAddress"), 320)
         status = text(recipient.get("status"), 16) or None
         reason = text(recipient.get("diagnosticCode")) or joined(
@@ -54,25 +54,17 @@ def _complaints(complaint: dict[str, Any], message_id: str | None) -> list[Event
     feedback = text(complaint.get("complaintFeedbackType")) or "complaint"
     return [
         Event(ReportType.COMPLAINT, email, f"Complaint ({feedback})", message_id)
-        for recipient in map(_dict, _list(complaint.get("complainedRecipients")))
+        for recipient in map(as_dict, as_list(complaint.get("complainedRecipients")))
         if (email := text(recipient.get("emailAddress"), 320))
     ]
 
 
 def _message_id(mail: dict[str, Any]) -> str | None:
     """Herald's own Message-ID: SES's ``messageId`` is SES's, the header is ours."""
-    common = _dict(mail.get("commonHeaders"))
+    common = as_dict(mail.get("commonHeaders"))
     if found := angle_id(common.get("messageId")):
         return found
-    for header in map(_dict, _list(mail.get("headers"))):
+    for header in map(as_dict, as_list(mail.get("headers"))):
         if text(header.get("name")).lower() == "message-id":
             return angle_id(header.get("value"))
     return None
-
-
-def _dict(value: object) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
-
-
-def _list(value: object) -> list[Any]:
-    return value if isinstance(value, list) else []

@@ -15,7 +15,9 @@ import binascii
 import datetime as dt
 import fnmatch
 import json
+import re
 import ssl
+import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
@@ -47,6 +49,7 @@ _OPTIONAL = frozenset({"Subject"})
 FETCH_TIMEOUT = 10.0
 MAX_CERTIFICATE_BYTES = 64 * 1024
 CACHED_CERTIFICATES = 64
+FAILED_FETCH_KEPT_SECONDS = 60.0  # a URL that failed is not fetched again meanwhile
 
 
 @dataclass(frozen=True)
@@ -86,9 +89,16 @@ def string_to_sign(data: dict[str, Any]) -> bytes:
     return "".join(parts).encode()
 
 
+# Under amazonaws.com a "*" stands for a region ("us-east-1", "us-gov-west-1"): any label
+# would let in S3's virtual hosts (sns.s3.amazonaws.com is a bucket named "sns").
+_AWS = ".amazonaws.com"
+_REGION = re.compile(r"[a-z]{2}(?:-[a-z]+)+-\d{1,2}")
+
+
 def host_allowed(url: str, patterns: tuple[tuple[str, int], ...]) -> bool:
     """An https URL whose host (and port, 443 unless a pattern names one) matches one of
-    ``patterns``; ``*`` stands for one DNS label (never a dot)."""
+    ``patterns``; ``*`` stands for one DNS label (never a dot), a region's name under
+    amazonaws.com."""
     try:
         parts = urlsplit(url)
         port = parts.port or 443
@@ -102,9 +112,16 @@ def host_allowed(url: str, patterns: tuple[tuple[str, int], ...]) -> bool:
         wanted = pattern.split(".")
         if port != pattern_port or len(wanted) != len(labels):
             continue
-        if all(fnmatch.fnmatchcase(got, want) for got, want in zip(labels, wanted, strict=True)):
+        wildcard = _REGION if pattern.endswith(_AWS) else _LABEL
+        if all(
+            wildcard.fullmatch(got) if want == "*" else fnmatch.fnmatchcase(got, want)
+            for got, want in zip(labels, wanted, strict=True)
+        ):
             return True
     return False
+
+
+_LABEL = re.compile(r"[a-z0-9-]+")
 
 
 class SnsVerifier:
@@ -118,6 +135,7 @@ class SnsVerifier:
         self.patterns = patterns
         self.fetch_timeout = fetch_timeout
         self._keys: OrderedDict[str, rsa.RSAPublicKey] = OrderedDict()
+        self._failed: OrderedDict[str, float] = OrderedDict()  # URL -> when its fetch failed
         self._fetching: dict[str, asyncio.Future[rsa.RSAPublicKey]] = {}
         self._client: httpx.AsyncClient | None = None
 
@@ -171,12 +189,22 @@ class SnsVerifier:
         if cached is not None:
             self._keys.move_to_end(url)
             return cached
+        failed_at = self._failed.get(url)
+        if failed_at is not None and time.monotonic() - failed_at < FAILED_FETCH_KEPT_SECONDS:
+            raise Unauthenticated("the signing certificate could not be fetched lately")
         pending = self._fetching.get(url)
         if pending is None:
             pending = asyncio.ensure_future(self._fetch_key(url))
             self._fetching[url] = pending
-            pending.add_done_callback(lambda _f: self._fetching.pop(url, None))
+            pending.add_done_callback(lambda done: self._fetched(url, done))
         return await asyncio.shield(pending)
+
+    def _fetched(self, url: str, done: asyncio.Future[rsa.RSAPublicKey]) -> None:
+        self._fetching.pop(url, None)
+        if done.cancelled() or done.exception() is not None:
+            self._failed[url] = time.monotonic()
+            while len(self._failed) > CACHED_CERTIFICATES:
+                self._failed.popitem(last=False)
 
     async def _fetch_key(self, url: str) -> rsa.RSAPublicKey:
         try:
