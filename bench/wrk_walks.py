@@ -15,6 +15,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from common import cpu_seconds
+
 # Each wrk thread walks the token file with a stride of the thread count, starting at its own
 # id, and reports how many requests it made: the distinct tokens hit follow from that.
 LUA = r"""
@@ -92,12 +94,6 @@ class Run:
     cpu_per_request: float  # the server's CPU time (all its threads), in seconds
     p99_ms: float  # wrk's 99th percentile of latency
     done: int = 0  # requests answered
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far (Linux)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def walked(runs: list[Run], size: int) -> set[int]:
