@@ -4,8 +4,10 @@
    whose sends are all DELIVERED; starts `herald inbound` on a free port; C concurrent SMTP
    clients each send their share of N Postfix-style hard-bounce DSNs, one per send, to its
    VERP return path (several transactions per connection, as an MTA's connection cache
-   does). Reports/s = N / the time from the first connection to the last 250, then checks
-   what was stored: N reports, N sends BOUNCED, the counters moved.
+   does). Reports/s = N / the time from the first connection to the last 250, and the
+   server's CPU time per report (steadier than a rate on a shared machine); then checks what
+   was stored: N reports, N sends BOUNCED, the counters moved. The ceiling, in the same
+   run: as many bare aiosmtpd processes answering 250 to everything, with the same clients.
 2. No scan: the statements a bounce runs, explained (EXPLAIN QUERY PLAN on SQLite, EXPLAIN
    on PostgreSQL), and the time of K bounces applied in process to a campaign of --big
    sends (default 1,000,000) against K applied to a campaign of 1,000.
@@ -13,6 +15,7 @@
     .venv/bin/python bench/inbound_throughput.py                      # throwaway SQLite file
     .venv/bin/python bench/inbound_throughput.py --reports 20000 --clients 50
     .venv/bin/python bench/inbound_throughput.py --big 0              # skip part 2
+    .venv/bin/python bench/inbound_throughput.py --processes 2        # 2 on one port
     .venv/bin/python bench/inbound_throughput.py --database-url postgresql+psycopg://...
 """
 
@@ -28,10 +31,11 @@ import sys
 import tempfile
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from common import analyze, bench_org, free_port
+from common import analyze, bench_org, cpu_seconds, free_port
 from launch_speed import add_contacts
 from sqlalchemy import func, select, text, update
 
@@ -174,7 +178,8 @@ def _wait_listening(port: int, process: subprocess.Popen[bytes]) -> None:
 
 
 # The ceiling: aiosmtpd alone, answering 250 to every message without reading it, in its
-# own process like `herald inbound`: what this machine's SMTP handling allows right now.
+# own process like `herald inbound` (as many copies on one port): what this machine's SMTP
+# handling allows right now.
 NULL_RECEIVER = """
 import asyncio, sys
 from aiosmtpd.smtp import SMTP
@@ -186,25 +191,38 @@ class Accept:
         return "250 OK"
 async def main():
     loop = asyncio.get_running_loop()
-    await loop.create_server(lambda: SMTP(Accept()), "127.0.0.1", int(sys.argv[1]))
+    await loop.create_server(
+        lambda: SMTP(Accept()), "127.0.0.1", int(sys.argv[1]), reuse_port=True
+    )
     await asyncio.Event().wait()
 asyncio.run(main())
 """
 
 
+@dataclass
+class Timed:
+    seconds: float
+    answered: int  # 250s
+    cpu: float  # the servers' CPU seconds (all their threads) meanwhile
+
+    def rate(self, count: int) -> float:
+        return count / self.seconds
+
+
 def timed_run(
     command: list[str], env: dict[str, str], port: int, args: Any, messages: Any, copies: int = 1
-) -> tuple[float, int]:
-    """(seconds, messages answered 250) for the clients against ``copies`` servers that
-    ``command`` starts on one port."""
+) -> Timed:
+    """The clients against ``copies`` servers that ``command`` starts on one port."""
     processes = [subprocess.Popen(command, env=env) for _ in range(copies)]
     try:
         for process in processes:
             _wait_listening(port, process)
         time.sleep(0.5 if copies > 1 else 0)  # every copy listening, not just the first
+        cpu = sum(cpu_seconds(p.pid) for p in processes)
         started = time.perf_counter()
         answered = asyncio.run(_send_all(port, messages, args.clients, args.per_connection))
-        return time.perf_counter() - started, answered
+        seconds = time.perf_counter() - started
+        return Timed(seconds, answered, sum(cpu_seconds(p.pid) for p in processes) - cpu)
     finally:
         for process in processes:
             process.terminate()
@@ -222,27 +240,30 @@ def throughput(args: argparse.Namespace, database_url: str) -> None:
         "HERALD_SECRET_KEY": SECRET,
         "HERALD_LOG_LEVEL": "WARNING",
     }
+    count = len(messages)
     port = free_port()
     command = [HERALD, "inbound", "--host", "127.0.0.1", "--port", str(port)]
-    elapsed, answered = timed_run(command, env, port, args, messages, args.processes)
+    herald = timed_run(command, env, port, args, messages, args.processes)
     stored, bounced, counters = stored_figures(database_url, org_id, campaign_id)
-    size = sum(len(m) for _, m in messages) // len(messages)
-    rate = len(messages) / elapsed
+    size = sum(len(m) for _, m in messages) // count
     print(
-        f"herald inbound x{args.processes}: {len(messages):,} DSNs (~{size:,} bytes each) "
-        f"from {args.clients} clients, {args.per_connection} per connection: {elapsed:.2f} s, "
-        f"{rate:,.0f} reports/s; answered 250: {answered:,}; stored: {stored:,} reports, "
+        f"herald inbound x{args.processes}: {count:,} DSNs (~{size:,} bytes each) from "
+        f"{args.clients} clients, {args.per_connection} per connection: {herald.seconds:.2f} s, "
+        f"{herald.rate(count):,.0f} reports/s, server CPU {herald.cpu / count * 1e6:,.0f} "
+        f"µs/report; answered 250: {herald.answered:,}; stored: {stored:,} reports, "
         f"{bounced:,} sends BOUNCED; campaign {counters}"
     )
     ceiling_port = free_port()
     null = [sys.executable, "-c", NULL_RECEIVER, str(ceiling_port)]
-    ceiling, _ = timed_run(null, env, ceiling_port, args, messages)
-    ceiling_rate = len(messages) / ceiling
+    bare = timed_run(null, env, ceiling_port, args, messages, args.processes)
     print(
-        f"ceiling (aiosmtpd answering 250 to everything, same clients): {ceiling:.2f} s, "
-        f"{ceiling_rate:,.0f} messages/s; herald inbound at {rate / ceiling_rate:.0%} of it"
+        f"ceiling (aiosmtpd x{args.processes} answering 250 to everything, same clients): "
+        f"{bare.seconds:.2f} s, {bare.rate(count):,.0f} messages/s, server CPU "
+        f"{bare.cpu / count * 1e6:,.0f} µs/message; herald inbound at "
+        f"{herald.rate(count) / bare.rate(count):.0%} of its rate, "
+        f"{herald.cpu / bare.cpu:.1f}x its CPU per message"
     )
-    if not (answered == stored == bounced == len(messages)):
+    if not (herald.answered == stored == bounced == count):
         raise SystemExit("not everything answered 250 was stored and applied")
 
 
@@ -301,16 +322,24 @@ def no_scan(args: argparse.Namespace, database_url: str) -> None:
 
 
 def explain(engine: Any, campaign_id: uuid.UUID, org_id: uuid.UUID) -> None:
-    """The plans of what a bounce runs on the sends and the campaign row."""
+    """The plans of what a batch of bounces runs (herald.bounces.ingest.ingest_all) on the
+    sends, the campaign row, the contacts and the reports: each goes through a key."""
     sqlite = engine.dialect.name == "sqlite"
     cid = campaign_id.hex if sqlite else str(campaign_id)
     org = org_id.hex if sqlite else str(org_id)
     statements = {
-        "the send, by id": "SELECT status FROM marketing_sends WHERE id = 42",
-        "the send BOUNCED": "UPDATE marketing_sends SET status = 'BOUNCED' WHERE id = 42 "
-        "AND status = 'DELIVERED'",
+        "the sends a batch names": "SELECT status FROM marketing_sends "  # noqa: S608
+        f"WHERE org_id IN ('{org}') AND id IN (41, 42, 43)",
+        "each send BOUNCED": "UPDATE marketing_sends SET status = 'BOUNCED' WHERE id = 42 "  # noqa: S608
+        f"AND org_id = '{org}' AND status = 'DELIVERED'",
         "the campaign's counters": "UPDATE campaigns SET delivered = delivered - 1, "  # noqa: S608
         f"failed = failed + 1, bounced = bounced + 1 WHERE id = '{cid}'",
+        "the batch's counted events": f"SELECT id FROM bounce_reports WHERE org_id IN ('{org}') "  # noqa: S608
+        "AND event_key IN ('a', 'b')",
+        "the batch's raw reports seen before": "SELECT id FROM bounce_raw_reports "  # noqa: S608
+        f"WHERE org_id IN ('{org}') AND sha256 IN ('a', 'b')",
+        "each contact BOUNCED": f"UPDATE contacts SET email_status = 'BOUNCED' WHERE id = '{org}' "  # noqa: S608
+        f"AND org_id = '{org}' AND email_key = 'a@example.com' AND email_status = 'OK'",
         "an address's delivered sends (matching, soft bounces in a row)": "SELECT id, status "  # noqa: S608
         f"FROM marketing_sends WHERE org_id = '{org}' AND lower(email) = 'x@example.com' "
         "AND status IN ('DELIVERED', 'BOUNCED') ORDER BY id DESC LIMIT 3",

@@ -2,8 +2,10 @@
 
 Every source — Herald's SMTP receiver (``herald inbound``), a bounce mailbox polled over
 IMAP, a mail service's webhook (SES, SendGrid, Mailgun, Postmark) and the API — builds an
-``Incoming`` and calls ``ingest`` in its own unit of work. ``ingest`` then, in the caller's
-transaction (it only flushes; the caller commits, and a receiver answers only after that):
+``Incoming`` and calls ``ingest`` (one report) or ``ingest_all`` (a batch: the receiver's
+group commit, the stored webhook calls) in its own unit of work. Then, in the caller's
+transaction (it only flushes; the caller commits, and a receiver answers only after that),
+each step below runs for the whole batch at once:
 
 1. records the report as received (``RawReport``: up to 256 KiB of its bytes) — the same
    bytes to the same address twice are one report: the second call records nothing and
@@ -43,8 +45,8 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from herald.bounces import repository
 from herald.bounces.models import RAW_KEPT_BYTES, BounceReport, ReportType, Source
-from herald.bounces.repository import BounceRepository
 from herald.crm import emailstatus
 from herald.db import utcnow
 from herald.errors import NotFound
@@ -137,11 +139,6 @@ class Ingested:
     repeat: bool = False  # the same bytes were recorded before: nothing new
 
 
-def find_org(session: Session, envelope_to: str) -> uuid.UUID | None:
-    """The org whose bounce address ``envelope_to`` is (with or without a tag)."""
-    return return_path_org(bounce_addresses(session), envelope_to)
-
-
 def ingest(
     session: Session,
     keys: SendRefKeys,
@@ -149,36 +146,128 @@ def ingest(
     org_id: uuid.UUID | None = None,
 ) -> Ingested:
     """Record, match and apply one report in the caller's transaction (see the module)."""
-    if org_id is None:
-        org_id = find_org(session, incoming.envelope_to or "")
-        if org_id is None:
-            raise UnknownBounceAddress("No organisation has this bounce address.")
-    incoming = _storable_addresses(incoming)
-    repo = BounceRepository(session, org_id)
-    digest = _digest(incoming)
-    at = incoming.received_at or utcnow()
-    source = Source(incoming.source).value
-    raw_id = repo.insert_raw(
-        {
-            "received_at": at,
-            "source": source,
-            "envelope_to": (incoming.envelope_to or None) and incoming.envelope_to[:320],
-            "sha256": digest,
-            "size": len(incoming.raw),
-            "content": incoming.raw[:RAW_KEPT_BYTES],
-        }
-    )
-    if raw_id is None:  # the same bytes to the same address: recorded before
-        earlier = repo.raw_by_digest(digest)
-        assert earlier is not None
-        reports = [Recorded.from_row(row) for row in repo.reports_of_raw(earlier.id)]
-        return Ingested(earlier.id, reports, repeat=True)
-    events, message_ids = _events(incoming)
+    return ingest_all(session, keys, [(incoming, org_id)])[0]
+
+
+def ingest_all(
+    session: Session,
+    keys: SendRefKeys,
+    batch: Sequence[tuple[Incoming, uuid.UUID | None]],
+) -> list[Ingested]:
+    """``ingest`` for each (report, org) of a batch, in one transaction, each step run for
+    the whole batch at once: a few statements per batch instead of a few per report, which
+    is what lets a receiver keep up with a flood. The outcome is that of ingesting them one
+    after another, in order: events about the same send, contact or event go in rounds
+    (see ``_round``), each round seeing what the one before did."""
+    reports = _arrivals(session, batch)
+    _record_raw(session, reports)
+    pending = [
+        _Pending(report, slot, tag, event)
+        for report in reports
+        for slot, (tag, event) in enumerate(report.events)
+    ]
+    while pending:
+        pending = _round(session, keys, pending)
+    return [report.result() for report in reports]
+
+
+@dataclass(eq=False)
+class _Report:
+    """One report of a batch, as it goes through the steps."""
+
+    incoming: Incoming
+    org_id: uuid.UUID
+    digest: str
+    at: dt.datetime
+    source: str
+    tags: tuple[str | None, ...]  # of each address it was delivered to (see Incoming)
+    raw_id: int = 0
+    same_as: _Report | None = None  # the same bytes earlier in this batch
+    earlier: list[Recorded] | None = None  # the same bytes, recorded before this batch
+    # each address's events (an address's tag, an event), in order
+    events: list[tuple[str | None, Event]] = field(default_factory=list)
+    message_ids: tuple[str, ...] = ()
+    recorded: list[Recorded | None] = field(default_factory=list)  # by event, once recorded
+
+    def result(self) -> Ingested:
+        if self.same_as is not None:
+            first = self.same_as.result()
+            return Ingested(first.raw_id, first.reports, repeat=True)
+        if self.earlier is not None:
+            return Ingested(self.raw_id, self.earlier, repeat=True)
+        reports = [r for r in self.recorded if r is not None]
+        assert len(reports) == len(self.events), "every event is recorded in some round"
+        return Ingested(self.raw_id, reports)
+
+
+@dataclass(eq=False)
+class _Pending:
+    """An event of a report, waiting for its round."""
+
+    report: _Report
+    slot: int
+    tag: str | None
+    event: Event
+
+    @property
+    def message_ids(self) -> tuple[str, ...]:
+        quoted = self.report.message_ids
+        return (self.event.message_id, *quoted) if self.event.message_id else quoted
+
+
+def _arrivals(
+    session: Session, batch: Sequence[tuple[Incoming, uuid.UUID | None]]
+) -> list[_Report]:
+    addresses: dict[str, uuid.UUID] | None = None
     reports = []
-    for address in incoming.addresses():
-        context = _Context(session, repo, keys, org_id, raw_id, source, at, _tag_of(address))
-        reports += [context.record(event, message_ids) for event in events]
-    return Ingested(raw_id, reports)
+    for incoming, org_id in batch:
+        if org_id is None:
+            if addresses is None:
+                addresses = bounce_addresses(session)
+            org_id = return_path_org(addresses, incoming.envelope_to or "")
+            if org_id is None:
+                raise UnknownBounceAddress("No organisation has this bounce address.")
+        incoming = _storable_addresses(incoming)
+        at = incoming.received_at or utcnow()
+        source = Source(incoming.source).value
+        tags = tuple(_tag_of(address) for address in incoming.addresses())
+        reports.append(_Report(incoming, org_id, _digest(incoming), at, source, tags))
+    return reports
+
+
+def _record_raw(session: Session, reports: list[_Report]) -> None:
+    """Step 1 (see the module) for the batch: one INSERT of the new bytes; the reports of
+    bytes seen before (earlier, or earlier in this batch) are the first one's."""
+    firsts: dict[repository.OrgKey, _Report] = {}
+    for report in reports:
+        first = firsts.setdefault((report.org_id, report.digest), report)
+        if first is not report:
+            report.same_as = first
+    rows = [
+        {
+            "org_id": r.org_id,
+            "received_at": r.at,
+            "source": r.source,
+            "envelope_to": (r.incoming.envelope_to or None) and r.incoming.envelope_to[:320],
+            "sha256": r.digest,
+            "size": len(r.incoming.raw),
+            "content": r.incoming.raw[:RAW_KEPT_BYTES],
+        }
+        for r in firsts.values()
+    ]
+    new = repository.insert_raws(session, rows)
+    known = repository.raws_by_digest(session, firsts.keys() - new.keys())
+    earlier = repository.reports_of_raws(session, {(org, i) for (org, _), i in known.items()})
+    for key, report in firsts.items():
+        if key in new:
+            report.raw_id = new[key]
+            events, report.message_ids = _events(report.incoming)
+            # one message to several of the org's return paths: each address's events
+            report.events = [(tag, event) for tag in report.tags for event in events]
+            report.recorded = [None] * len(report.events)
+        else:  # the same bytes to the same address: recorded before
+            report.raw_id = known[key]
+            report.earlier = [Recorded.from_row(row) for row in earlier[report.raw_id]]
 
 
 def _digest(incoming: Incoming) -> str:
@@ -243,129 +332,233 @@ def _read(incoming: Incoming) -> tuple[list[Event], tuple[str, ...]]:
     return events, parsed.message_ids
 
 
-@dataclass
-class _Context:
-    session: Session
-    repo: BounceRepository
-    keys: SendRefKeys
-    org_id: uuid.UUID
-    raw_id: int
-    source: str
-    at: dt.datetime
-    tag: str | None
+def _round(session: Session, keys: SendRefKeys, pending: list[_Pending]) -> list[_Pending]:
+    """Steps 3 to 5 (see the module) for the pending events that share no send, contact or
+    event key with an earlier one of them; those that do wait for the next round, in order,
+    and are matched again then, seeing what this round did. A flood of bounces about
+    distinct sends is one round."""
+    now: list[tuple[_Pending, Match, dict[str, Any]]] = []
+    later: list[_Pending] = []
+    taken: set[object] = set()
+    for p, match in zip(pending, match_all(session, keys, pending), strict=True):
+        values = _values(p, match)
+        touched = match.touches(values)
+        if touched & taken:
+            later.append(p)
+        else:
+            now.append((p, match, values))
+        taken |= touched
+    rows = [values for _, _, values in now]
+    repeats = _count_once(session, rows)
+    ids = repository.insert_reports(session, rows)
+    lost = [i for i, report_id in enumerate(ids) if report_id is None]
+    if lost:  # another process counted one of these events just now: repeats after all
+        again = [rows[i] for i in lost]
+        repeats |= _count_once(session, again)
+        for i, report_id in zip(lost, repository.insert_reports(session, again), strict=True):
+            ids[i] = report_id
+    recorded = [Recorded.of(i or 0, values) for i, values in zip(ids, rows, strict=True)]
+    _apply_all(
+        session,
+        [(p, m, r) for (p, m, v), r in zip(now, recorded, strict=True) if id(v) not in repeats],
+    )
+    for (p, _, values), report in zip(now, recorded, strict=True):
+        p.report.recorded[p.slot] = report
+        if id(values) not in repeats:
+            log.info(
+                "bounce.recorded",
+                report_id=report.id,
+                type=report.type,
+                source=report.source,
+                send_id=report.send_id,
+                matched_by=report.matched_by,
+            )
+    return later
 
-    def record(self, event: Event, message_ids: tuple[str, ...]) -> Recorded:
-        ids = (event.message_id, *message_ids) if event.message_id else message_ids
-        send, matched_by, problem = self._match(event, ids)
-        kind = ReportType(event.type)
-        reason = one_line(event.reason)
-        if kind is not ReportType.IGNORED and send is None:
-            # why nothing matched, then what the report said
-            kind, reason = ReportType.UNMATCHED, " ".join(filter(None, (problem, reason)))
-        values: dict[str, Any] = {
-            "raw_id": self.raw_id,
-            "received_at": self.at,
-            "source": self.source,
-            "type": kind.value,
-            "email": (event.email or (send.email if send else ""))[:320],
-            "send_id": send.id if send else None,
-            "campaign_id": send.campaign_id if send else None,
-            "contact_id": send.contact_id if send else None,
-            "matched_by": matched_by,
-            "reason": reason[:MAX_REASON],
-            "status_code": (event.status_code or None) and event.status_code[:16],
-            "original_message_id": ids[0][:998] if ids else None,
-        }
-        values["event_key"] = key = _event_key(self.org_id, values, ids)
-        new_id = self.repo.insert_report(values)
-        if new_id is None:  # this event was counted already: recorded as a repeat
-            assert key is not None
-            counted = self.repo.counted_id(key)
-            values.update(
+
+@dataclass(frozen=True)
+class Match:
+    """What a report's event is about: the send, how it was found, or why none was."""
+
+    send: SendFacts | None = None
+    by: str | None = None  # "tag", "message_id" or "address"
+    problem: str | None = None
+
+    def touches(self, values: dict[str, Any]) -> set[object]:
+        """What recording it reads and changes besides its own rows."""
+        found: set[object] = set()
+        if self.send is not None:
+            found.add(("send", self.send.id))
+            if self.send.contact_id is not None:
+                found.add(("contact", self.send.contact_id))
+        if values["event_key"] is not None:
+            found.add(("event", values["org_id"], values["event_key"]))
+        return found
+
+
+_FORGED = Match(problem="The return path's tag failed its check (forged or damaged).")
+_NO_SUCH_SEND = Match(problem="The return path's tag names no send of this organisation.")
+_NOTHING = Match(problem="No delivered send of this organisation matches it.")
+
+
+def match_all(session: Session, keys: SendRefKeys, pending: list[_Pending]) -> list[Match]:
+    """Step 3 for a round: the sends that tags and Message-IDs name, in one query; for the
+    events they leave unmatched, the addresses' contacts in one query and each such
+    contact's latest delivered send."""
+    named: list[tuple[str, list[int]] | Match] = []
+    tags: dict[str, int | None] = {}
+    for p in pending:
+        tag = p.tag
+        if tag is None:
+            found = (read_message_id(keys.message_id, m) for m in p.message_ids)
+            named.append(("message_id", [i for i in found if i is not None]))
+            continue
+        if tag not in tags:
+            tags[tag] = read_tag(keys.tag, tag)
+        send_id = tags[tag]
+        named.append(_FORGED if send_id is None else ("tag", [send_id]))
+    wanted = {
+        (p.report.org_id, send_id)
+        for p, n in zip(pending, named, strict=True)
+        if not isinstance(n, Match)
+        for send_id in n[1]
+    }
+    facts = feedback.sends_facts(session, wanted)
+    matches: list[Match | None] = []
+    for p, n in zip(pending, named, strict=True):
+        if isinstance(n, Match):
+            matches.append(n)
+            continue
+        by, send_ids = n
+        org_id = p.report.org_id
+        send = next((facts[org_id, i] for i in send_ids if (org_id, i) in facts), None)
+        if send is not None:
+            matches.append(Match(send, by))
+        else:  # a tag names its send or nothing; without one, the address is tried next
+            matches.append(_NO_SUCH_SEND if by == "tag" else None)
+    return _by_address(session, pending, matches)
+
+
+def _by_address(
+    session: Session, pending: list[_Pending], matches: list[Match | None]
+) -> list[Match]:
+    """The events left unmatched: the org's latest delivered send to the address, whoever's
+    contact it was (one query per address: rare beside tags and Message-IDs)."""
+    latest: dict[tuple[uuid.UUID, str], SendFacts | None] = {}
+    found: list[Match] = []
+    for p, match in zip(pending, matches, strict=True):
+        if match is None:
+            org_id, email = p.report.org_id, p.event.email
+            key = (org_id, email.lower())
+            if email and key not in latest:
+                latest[key] = feedback.latest_delivered_send(session, org_id, email)
+            send = latest.get(key)
+            match = _NOTHING if send is None else Match(send, "address")
+        found.append(match)
+    return found
+
+
+def _values(p: _Pending, match: Match) -> dict[str, Any]:
+    """The report's row for this event."""
+    event, report, send = p.event, p.report, match.send
+    ids = p.message_ids
+    kind = ReportType(event.type)
+    reason = one_line(event.reason)
+    if kind is not ReportType.IGNORED and send is None:
+        # why nothing matched, then what the report said
+        kind, reason = ReportType.UNMATCHED, " ".join(filter(None, (match.problem, reason)))
+    values: dict[str, Any] = {
+        "org_id": report.org_id,
+        "raw_id": report.raw_id,
+        "received_at": report.at,
+        "source": report.source,
+        "type": kind.value,
+        "email": (event.email or (send.email if send else ""))[:320],
+        "send_id": send.id if send else None,
+        "campaign_id": send.campaign_id if send else None,
+        "contact_id": send.contact_id if send else None,
+        "matched_by": match.by,
+        "reason": reason[:MAX_REASON],
+        "status_code": (event.status_code or None) and event.status_code[:16],
+        "original_message_id": ids[0][:998] if ids else None,
+    }
+    values["event_key"] = _event_key(report.org_id, values, ids)
+    return values
+
+
+def _count_once(session: Session, rows: list[dict[str, Any]]) -> set[int]:
+    """Step 4: the rows whose event was counted already become repeats (recorded as
+    ignored, changing nothing); the ``id()`` of each of them."""
+    keys = {(row["org_id"], row["event_key"]) for row in rows if row["event_key"] is not None}
+    counted = repository.counted_ids(session, keys)
+    repeats = set()
+    for row in rows:
+        first = counted.get((row["org_id"], row["event_key"]))
+        if first is not None:
+            row.update(
                 type=ReportType.IGNORED.value,
                 event_key=None,
-                reason=f"A repeat of report {counted} (same message, recipient and type): "
+                reason=f"A repeat of report {first} (same message, recipient and type): "
                 "counted once.",
             )
-            return Recorded.of(self.repo.insert_report(values) or 0, values)
-        if send is not None and kind in _EFFECTIVE:
-            self._apply(kind, send, new_id, values["reason"])
-        log.info(
-            "bounce.recorded",
-            report_id=new_id,
-            type=kind.value,
-            source=self.source,
-            send_id=values["send_id"],
-            matched_by=matched_by,
-        )
-        return Recorded.of(new_id, values)
-
-    def _match(
-        self, event: Event, message_ids: tuple[str, ...]
-    ) -> tuple[SendFacts | None, str | None, str | None]:
-        """(the send, how it was found, why none was) — see the module, step 3."""
-        if self.tag is not None:
-            send_id = read_tag(self.keys.tag, self.tag)
-            if send_id is None:
-                return None, None, "The return path's tag failed its check (forged or damaged)."
-            send = feedback.send_facts(self.session, self.org_id, send_id)
-            if send is None:
-                return None, None, "The return path's tag names no send of this organisation."
-            return send, "tag", None
-        for message_id in message_ids:
-            send_id = read_message_id(self.keys.message_id, message_id)
-            if send_id is not None:
-                send = feedback.send_facts(self.session, self.org_id, send_id)
-                if send is not None:
-                    return send, "message_id", None
-        if event.email:
-            send = feedback.latest_delivered_send(self.session, self.org_id, event.email)
-            if send is not None:
-                return send, "address", None
-        return None, None, "No delivered send of this organisation matches it."
-
-    def _apply(self, kind: ReportType, send: SendFacts, report_id: int, diagnostic: str) -> None:
-        if kind is ReportType.COMPLAINT:
-            feedback.record_complaint(self.session, send, self.at)
-            if send.contact_id is not None:
-                emailstatus.mark_complained(
-                    self.session,
-                    self.org_id,
-                    send.contact_id,
-                    reason=f"Marked a campaign as spam ({self.source} report {report_id}).",
-                    at=self.at,
-                )
-            return
-        hard = kind is ReportType.HARD
-        feedback.record_bounce(self.session, send, hard=hard, reason=diagnostic, at=self.at)
-        if send.contact_id is None:
-            return
-        # Only while the bounced address is still the contact's (mark_bounced checks it): a
-        # bounce of an old address says nothing of the new one.
-        if hard:
-            reason = f"Hard bounce: {diagnostic}"
-        else:
-            contact = emailstatus.contact_address(self.session, self.org_id, send.contact_id)
-            if contact is None or contact.email_key != send.email.lower():
-                return
-            limit = bounce_settings(self.session, self.org_id).soft_bounce_limit
-            run = feedback.bounced_campaigns_in_a_row(
-                self.session, send, since=contact.email_status_at, limit=limit
-            )
-            if run < limit:
-                return
-            reason = f"Soft bounces on {run} campaigns in a row; the last: {diagnostic}"
-        emailstatus.mark_bounced(
-            self.session,
-            self.org_id,
-            send.contact_id,
-            address=send.email,
-            reason=reason,
-            at=self.at,
-        )
+            repeats.add(id(row))
+    return repeats
 
 
 _EFFECTIVE = (ReportType.HARD, ReportType.SOFT, ReportType.COMPLAINT)
+
+
+def _apply_all(session: Session, counted: list[tuple[_Pending, Match, Recorded]]) -> None:
+    """Step 5 for a round's counted events: the sends' bounces together, the contacts'
+    email statuses together; complaints, and soft bounces' runs, one by one."""
+    bounces: list[feedback.Bounce] = []
+    soft: list[tuple[_Report, SendFacts, str]] = []
+    marks: list[emailstatus.BounceMark] = []
+    for p, match, report in counted:
+        kind, send = ReportType(report.type), match.send
+        if send is None or kind not in _EFFECTIVE:
+            continue
+        org_id, at = p.report.org_id, p.report.at
+        if kind is ReportType.COMPLAINT:
+            feedback.record_complaint(session, send, at)
+            if send.contact_id is not None:
+                emailstatus.mark_complained(
+                    session,
+                    org_id,
+                    send.contact_id,
+                    reason=f"Marked a campaign as spam ({report.source} report {report.id}).",
+                    at=at,
+                )
+            continue
+        bounces.append(feedback.Bounce(send, kind is ReportType.HARD, report.reason, at))
+        if send.contact_id is None:
+            continue
+        # Only while the bounced address is still the contact's (mark_bounced checks it): a
+        # bounce of an old address says nothing of the new one.
+        if kind is ReportType.HARD:
+            reason = f"Hard bounce: {report.reason}"
+            marks.append(emailstatus.BounceMark(org_id, send.contact_id, send.email, reason, at))
+        else:
+            soft.append((p.report, send, report.reason))
+    feedback.record_bounces(session, bounces)
+    limits: dict[uuid.UUID, int] = {}
+    for arrival, send, diagnostic in soft:
+        org_id = arrival.org_id
+        assert send.contact_id is not None
+        contact = emailstatus.contact_address(session, org_id, send.contact_id)
+        if contact is None or contact.email_key != send.email.lower():
+            continue
+        if org_id not in limits:
+            limits[org_id] = bounce_settings(session, org_id).soft_bounce_limit
+        run = feedback.bounced_campaigns_in_a_row(
+            session, send, since=contact.email_status_at, limit=limits[org_id]
+        )
+        if run >= limits[org_id]:
+            reason = f"Soft bounces on {run} campaigns in a row; the last: {diagnostic}"
+            marks.append(
+                emailstatus.BounceMark(org_id, send.contact_id, send.email, reason, arrival.at)
+            )
+    emailstatus.mark_bounced(session, marks)
 
 
 def _event_key(org_id: uuid.UUID, row: dict[str, Any], message_ids: tuple[str, ...]) -> str | None:

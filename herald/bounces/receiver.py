@@ -20,9 +20,8 @@ from typing import Any
 
 from aiosmtpd.smtp import SMTP, Envelope
 from aiosmtpd.smtp import Session as SmtpSession
-from sqlalchemy.orm import Session
 
-from herald.bounces.ingest import Incoming, ingest
+from herald.bounces.ingest import Incoming, ingest, ingest_all
 from herald.bounces.models import Source
 from herald.db import unit_of_work
 from herald.groupcommit import GroupCommit
@@ -81,6 +80,17 @@ class _Delivery:
     also_to: tuple[str, ...] = ()  # the message's other recipients of this org
 
 
+def _incoming(delivery: _Delivery) -> tuple[Incoming, uuid.UUID]:
+    incoming = Incoming(
+        source=Source.SMTP,
+        raw=delivery.raw,
+        envelope_to=delivery.envelope_to,
+        parsed=delivery.parsed,
+        also_to=delivery.also_to,
+    )
+    return incoming, delivery.org_id
+
+
 class BounceHandler:
     """aiosmtpd's hooks: RCPT checks the address book, DATA stores and then answers."""
 
@@ -129,19 +139,23 @@ class BounceHandler:
             for org_id, (first, *others) in rcpts.items()
         ]
         try:
-            await asyncio.gather(*(self.batches.submit(d) for d in deliveries))
+            if len(deliveries) == 1:  # nearly always: one return path per bounce
+                await self.batches.submit(deliveries[0])
+            else:
+                await asyncio.gather(*(self.batches.submit(d) for d in deliveries))
         except Exception as exc:  # not stored: the sender keeps it and tries again
             log.error("inbound.store_failed", error=str(exc)[:300], size=len(raw))
             return "451 4.3.0 The report could not be stored; try again later"
         return "250 2.0.0 Stored"
 
     def _write(self, deliveries: list[_Delivery]) -> Sequence[int | BaseException]:
-        """One transaction for the batch. Should one report fail (a bug, odd data), the
-        batch is rolled back and its reports written again one transaction each, so only
-        that one is answered 451 and the others still commit."""
+        """One transaction for the batch, ingested together. Should one report fail (a bug,
+        odd data), the batch is rolled back and its reports written again one transaction
+        each, so only that one is answered 451 and the others still commit."""
         try:
             with unit_of_work(self.runtime.sessions) as session:
-                return [self._ingest(session, delivery) for delivery in deliveries]
+                ingested = ingest_all(session, self.keys, [_incoming(d) for d in deliveries])
+                return [i.raw_id for i in ingested]
         except Exception:
             if len(deliveries) == 1:
                 raise
@@ -149,21 +163,12 @@ class BounceHandler:
         for delivery in deliveries:
             try:
                 with unit_of_work(self.runtime.sessions) as session:
-                    results.append(self._ingest(session, delivery))
+                    incoming, org_id = _incoming(delivery)
+                    results.append(ingest(session, self.keys, incoming, org_id).raw_id)
             except Exception as exc:  # this report alone is refused (451), logged here
                 log.error("inbound.report_failed", error=repr(exc)[:300], size=len(delivery.raw))
                 results.append(exc)
         return results
-
-    def _ingest(self, session: Session, delivery: _Delivery) -> int:
-        incoming = Incoming(
-            source=Source.SMTP,
-            raw=delivery.raw,
-            envelope_to=delivery.envelope_to,
-            parsed=delivery.parsed,
-            also_to=delivery.also_to,
-        )
-        return ingest(session, self.keys, incoming, delivery.org_id).raw_id
 
     async def handle_exception(self, error: Exception) -> str:
         """An unforeseen error in a session: logged here; the sender is only told to try

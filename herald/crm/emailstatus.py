@@ -8,11 +8,18 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections.abc import Sequence
+from dataclasses import replace
 
 from sqlalchemy.orm import Session
 
 from herald.crm.models import Contact, EmailStatus
-from herald.crm.repository import ContactAddress, ContactRepository
+from herald.crm.repository import (
+    BounceMark,
+    ContactAddress,
+    ContactRepository,
+    mark_contacts_bounced,
+)
 from herald.text import MAX_REASON
 
 
@@ -22,19 +29,10 @@ def contact_address(
     return ContactRepository(session, org_id).address(contact_id)
 
 
-def mark_bounced(
-    session: Session,
-    org_id: uuid.UUID,
-    contact_id: uuid.UUID,
-    *,
-    address: str,
-    reason: str,
-    at: dt.datetime,
-) -> bool:
-    """OK -> BOUNCED, only while ``address`` is still the contact's (a bounce of an old
-    address says nothing of the new one). False when nothing changed."""
-    contacts = ContactRepository(session, org_id)
-    return contacts.mark_bounced(contact_id, address, reason[:MAX_REASON], at)
+def mark_bounced(session: Session, marks: Sequence[BounceMark]) -> None:
+    """OK -> BOUNCED for each, only while the address is still the contact's (a bounce of
+    an old address says nothing of the new one): one statement for them all."""
+    mark_contacts_bounced(session, [replace(m, reason=m.reason[:MAX_REASON]) for m in marks])
 
 
 def mark_complained(

@@ -25,6 +25,7 @@ from sqlalchemy import (
 from sqlalchemy import cast as cast_
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.orm import Session
 
 from herald.crm.models import Contact, ContactStatus, EmailStatus
 from herald.tenancy import OrgRepository, contains_text
@@ -58,6 +59,36 @@ _BOUNCED = (
         updated_at=bindparam("at", type_=Contact.email_status_at.type),
     )
 )
+
+
+@dataclass(frozen=True)
+class BounceMark:
+    """A contact whose address bounced for good: BOUNCED, with why."""
+
+    org_id: uuid.UUID
+    contact_id: uuid.UUID
+    address: str
+    reason: str
+    at: dt.datetime
+
+
+def mark_contacts_bounced(session: Session, marks: Sequence[BounceMark]) -> None:
+    """OK -> BOUNCED for each, while its address (lower-cased) is still the contact's, in
+    one statement: a batch of bounces' (herald.bounces ingests every org's reports
+    together), each naming its org."""
+    if not marks:
+        return
+    rows = [
+        {
+            "contact": mark.contact_id,
+            "org": mark.org_id,
+            "address": mark.address.lower(),
+            "reason": mark.reason,
+            "at": mark.at,
+        }
+        for mark in marks
+    ]
+    session.connection().execute(_BOUNCED, rows)
 
 
 class StatusRepository(OrgRepository[ContactStatus]):
@@ -100,14 +131,6 @@ class ContactRepository(OrgRepository[Contact]):
         values = {"contact_id": contact_id, "org_id": self.org_id}
         row = self.session.connection().execute(_ADDRESS, values).one_or_none()
         return ContactAddress(*row) if row else None
-
-    def mark_bounced(
-        self, contact_id: uuid.UUID, address: str, reason: str, at: dt.datetime
-    ) -> bool:
-        """OK -> BOUNCED while ``address`` (lower-cased) is still the contact's."""
-        values = {"contact": contact_id, "org": self.org_id, "address": address.lower()}
-        values.update(reason=reason, at=at)
-        return bool(self.session.connection().execute(_BOUNCED, values).rowcount)
 
     def mark_complained(self, contact_id: uuid.UUID, reason: str, at: dt.datetime) -> bool:
         """Opted out and COMPLAINED, unless it already was COMPLAINED."""

@@ -20,6 +20,7 @@ import logging
 import re
 from dataclasses import dataclass
 from email import message_from_bytes
+from email.header import decode_header, make_header
 from email.message import Message
 from email.parser import HeaderParser
 
@@ -472,12 +473,13 @@ def _header(message: Message, name: str) -> str:
     value = message.get(name)
     if value is None:
         return ""
+    text = str(value)
+    if "=?" not in text:  # no encoded words (RFC 2047): as it is, and decoding costs
+        return text
     try:
-        from email.header import decode_header, make_header
-
-        return str(make_header(decode_header(str(value))))
+        return str(make_header(decode_header(text)))
     except (ValueError, LookupError, UnicodeError):
-        return str(value)
+        return text
 
 
 def _address_field(value: str | None) -> str:

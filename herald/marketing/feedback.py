@@ -2,8 +2,10 @@
 the send a bounce or complaint is about, marking it BOUNCED or complained, and the
 campaign's counters moved with it (one UPDATE of the campaign row, never a count of sends).
 
-Used by herald.bounces; every function runs in the caller's unit of work. The queries are
-herald.marketing.repository's (DeliveredSendRepository); the rules are here.
+Used by herald.bounces, a batch of reports at a time (a flood of bounces costs a few
+statements per batch, not a few per bounce); every function runs in the caller's unit of
+work. The queries are herald.marketing.repository's (DeliveredSendRepository and the
+batch's); the rules are here.
 """
 
 from __future__ import annotations
@@ -11,10 +13,13 @@ from __future__ import annotations
 import datetime as dt
 import enum
 import uuid
-from collections import Counter
+from collections import Counter, defaultdict
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
 
+from herald.marketing import repository
 from herald.marketing.models import SendStatus
 from herald.marketing.queue import add_to_counters
 from herald.marketing.repository import DeliveredSendRepository, SendFacts
@@ -24,9 +29,11 @@ _IN_FLIGHT = (SendStatus.QUEUED.value, SendStatus.SENDING.value)
 _SETTLED = (SendStatus.DELIVERED.value, SendStatus.UNKNOWN.value)
 
 
-def send_facts(session: Session, org_id: uuid.UUID, send_id: int) -> SendFacts | None:
-    """The org's send with this id (another org's is None)."""
-    return DeliveredSendRepository(session, org_id).facts(send_id)
+def sends_facts(
+    session: Session, wanted: Collection[tuple[uuid.UUID, int]]
+) -> dict[tuple[uuid.UUID, int], SendFacts]:
+    """The sends named by (org, send id), in one query; another org's send is left out."""
+    return repository.sends_facts(session, wanted)
 
 
 def latest_delivered_send(session: Session, org_id: uuid.UUID, email: str) -> SendFacts | None:
@@ -44,29 +51,72 @@ class Bounced(enum.Enum):
     UNCHANGED = "unchanged"  # already BOUNCED, or FAILED / never delivered
 
 
-def record_bounce(
-    session: Session, send: SendFacts, *, hard: bool, reason: str, at: dt.datetime
-) -> Bounced:
+@dataclass(frozen=True)
+class Bounce:
+    send: SendFacts
+    hard: bool
+    reason: str  # the diagnostic, kept as the send's error
+    at: dt.datetime
+
+    @property
+    def kind(self) -> str:
+        return "hard" if self.hard else "soft"
+
+    @property
+    def error(self) -> str:
+        return self.reason[:MAX_REASON] or f"Bounced ({self.kind})."
+
+    def change(self, seen: str, status: str) -> repository.SendBounce:
+        """The send from ``seen`` to ``status``, with this bounce."""
+        send = self.send
+        return repository.SendBounce(
+            send.id, send.org_id, seen, status, self.kind, self.at, self.error
+        )
+
+
+def record_bounces(session: Session, bounces: Sequence[Bounce]) -> None:
+    """``record_bounce`` for each (distinct sends): the DELIVERED and UNKNOWN ones, nearly
+    all of them, in one UPDATE of many rows and one UPDATE of each campaign's counters; the
+    others one by one, and all of them so should one have changed since it was read."""
+    settled = [b for b in bounces if b.send.status in _SETTLED]
+    if len(settled) > 1:
+        savepoint = session.begin_nested()
+        changes = [b.change(b.send.status, SendStatus.BOUNCED.value) for b in settled]
+        if repository.mark_sends_bounced(session, changes) == len(changes):
+            savepoint.commit()
+            counts: defaultdict[uuid.UUID, Counter[str]] = defaultdict(Counter)
+            for b in settled:
+                counts[b.send.campaign_id].update(
+                    {b.send.status.lower(): -1, "failed": 1, "bounced": 1}
+                )
+            for campaign_id, moved in counts.items():
+                add_to_counters(session, campaign_id, moved)
+            bounces = [b for b in bounces if b.send.status not in _SETTLED]
+        else:  # another process wrote one of them meanwhile (PostgreSQL): one at a time
+            savepoint.rollback()
+    for b in bounces:
+        record_bounce(session, b)
+
+
+def record_bounce(session: Session, bounce: Bounce) -> Bounced:
     """The send becomes BOUNCED (bounce type, time, the diagnostic as its error) and its
     campaign's delivered (or unknown) goes down while failed and bounced go up, in one
     UPDATE of the campaign row. Conditional on the status read, so a worker recording the
     same send meanwhile (PostgreSQL) makes this read again rather than count twice."""
-    kind = "hard" if hard else "soft"
-    error = reason[:MAX_REASON] or f"Bounced ({kind})."
+    send = bounce.send
     sends = DeliveredSendRepository(session, send.org_id)
     status = send.status
     for _attempt in range(3):
-        bounce = {"bounce_type": kind, "at": at, "error": error}
         if status in _SETTLED:
-            if sends.mark_bounced(send.id, seen=status, status=SendStatus.BOUNCED.value, **bounce):
+            if sends.mark_bounced(bounce.change(status, SendStatus.BOUNCED.value)):
                 counts = Counter({status.lower(): -1, "failed": 1, "bounced": 1})
                 add_to_counters(session, send.campaign_id, counts)
                 return Bounced.BOUNCED
         elif status in _IN_FLIGHT:  # it keeps its status
-            if sends.mark_bounced(send.id, seen=status, status=status, **bounce):
+            if sends.mark_bounced(bounce.change(status, status)):
                 return Bounced.PENDING
         elif status == SendStatus.BOUNCED.value:
-            if hard and sends.harden(send.id, error):
+            if bounce.hard and sends.harden(send.id, bounce.error):
                 return Bounced.HARDENED
             return Bounced.UNCHANGED
         else:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -262,8 +263,9 @@ _FACTS += (S.bounce_type, S.delivered_at)
 # Inlined, the partial index's own condition: SQLite uses ix_marketing_sends_address_delivered
 # only for a query naming it with the same constants.
 _DELIVERED_OR_BOUNCED = S.status.in_([literal_column("'DELIVERED'"), literal_column("'BOUNCED'")])
-_SEND = select(*_FACTS).where(
-    S.id == bindparam("send_id", type_=S.id.type), S.org_id == bindparam("org_id")
+_SENDS = select(*_FACTS).where(
+    S.org_id.in_(bindparam("orgs", expanding=True)),
+    S.id.in_(bindparam("ids", expanding=True)),
 )
 _BOUNCE = (
     update(S)
@@ -281,19 +283,65 @@ _BOUNCE = (
 )
 
 
+@dataclass(frozen=True)
+class SendBounce:
+    """A bounce to record on a send: ``status`` set, with the bounce, while its status is
+    still ``seen``."""
+
+    send_id: int
+    org_id: uuid.UUID
+    seen: str
+    status: str
+    bounce_type: str
+    at: dt.datetime
+    error: str
+
+    def parameters(self) -> dict[str, object]:
+        return {
+            "send_id": self.send_id,
+            "org": self.org_id,
+            "seen": self.seen,
+            "status": self.status,
+            "bounce_type": self.bounce_type,
+            "at": self.at,
+            "error": self.error,
+        }
+
+
+# A batch of bounces' queries, across orgs (herald.bounces ingests every org's reports
+# together): each pair or row names its org, and every query filters by org.
+
+
+def sends_facts(
+    session: Session, wanted: Collection[tuple[uuid.UUID, int]]
+) -> dict[tuple[uuid.UUID, int], SendFacts]:
+    """The sends named by (org, send id), in one query; another org's send is left out."""
+    ids = sorted({send_id for _, send_id in wanted if 0 < send_id < 2**63})
+    if not ids:
+        return {}
+    parameters = {"orgs": sorted({org_id for org_id, _ in wanted}), "ids": ids}
+    found = {}
+    for row in session.connection().execute(_SENDS, parameters):
+        facts = SendFacts(*row)
+        if (facts.org_id, facts.id) in wanted:
+            found[facts.org_id, facts.id] = facts
+    return found
+
+
+def mark_sends_bounced(session: Session, bounces: Sequence[SendBounce]) -> int:
+    """Each bounce recorded (see SendBounce), in one statement; how many sends changed."""
+    if not bounces:
+        return 0
+    rows = [bounce.parameters() for bounce in bounces]
+    return int(session.connection().execute(_BOUNCE, rows).rowcount)
+
+
 class DeliveredSendRepository:
     """The org's sends as bounces and complaints find and change them after delivery."""
 
     def __init__(self, session: Session, org_id: uuid.UUID) -> None:
         self.session = session
         self.org_id = org_id
-
-    def facts(self, send_id: int) -> SendFacts | None:
-        if not 0 < send_id < 2**63:
-            return None
-        values = {"send_id": send_id, "org_id": self.org_id}
-        row = self.session.connection().execute(_SEND, values).one_or_none()
-        return SendFacts(*row) if row else None
 
     def _to(self, email: str) -> tuple[ColumnElement[bool], ...]:
         """DELIVERED or BOUNCED to ``email`` (case-insensitively), through the partial
@@ -318,11 +366,9 @@ class DeliveredSendRepository:
     def status(self, send_id: int) -> str | None:
         return self.session.scalar(select(S.status).where(*self._this(send_id)))
 
-    def mark_bounced(self, send_id: int, *, seen: str, status: str, **values: object) -> bool:
-        """The bounce (bounce_type, at, error) recorded, and ``status`` set, only while the
-        send's status is still ``seen``."""
-        parameters = {**values, "send_id": send_id, "org": self.org_id}
-        parameters.update(seen=seen, status=status)
+    def mark_bounced(self, bounce: SendBounce) -> bool:
+        """The bounce recorded (see SendBounce) on the org's send; False when it was not."""
+        parameters = {**bounce.parameters(), "org": self.org_id}
         return bool(self.session.connection().execute(_BOUNCE, parameters).rowcount)
 
     def harden(self, send_id: int, error: str) -> bool:

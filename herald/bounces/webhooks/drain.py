@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping
 
 from sqlalchemy.orm import Session
 
-from herald.bounces.ingest import Incoming, ingest
+from herald.bounces.ingest import Incoming, ingest, ingest_all
 from herald.bounces.models import Source
 from herald.bounces.webhooks import mailgun, postmark, sendgrid, ses
 from herald.bounces.webhooks import repository as webhook_calls
@@ -53,6 +53,22 @@ def drain_batch(session: Session, keys: SendRefKeys, limit: int = BATCH) -> int:
     if not rows:
         return 0
     addresses = bounce_addresses(session)
+    try:  # the batch ingested together (herald.bounces.ingest.ingest_all), usually
+        with session.begin_nested():
+            ingest_all(session, keys, [(_incoming(row, addresses), row.org_id) for row in rows])
+        done = [row.id for row in rows]
+    except Exception:  # one of them, at least, must fail alone: one at a time
+        done = _one_by_one(session, keys, rows, addresses)
+    webhook_calls.forget(session, done)
+    return len(rows)
+
+
+def _one_by_one(
+    session: Session,
+    keys: SendRefKeys,
+    rows: list[WebhookDelivery],
+    addresses: Mapping[str, uuid.UUID],
+) -> list[int]:
     done: list[int] = []
     for row in rows:
         try:
@@ -64,8 +80,7 @@ def drain_batch(session: Session, keys: SendRefKeys, limit: int = BATCH) -> int:
             row.failed_at = db_now(session)
             row.error = storable(f"{type(exc).__name__}: {exc}")[:2000]
             log.error("webhooks.ingest_failed", delivery_id=row.id, error=type(exc).__name__)
-    webhook_calls.forget(session, done)
-    return len(rows)
+    return done
 
 
 def _incoming(row: WebhookDelivery, addresses: Mapping[str, uuid.UUID]) -> Incoming:
