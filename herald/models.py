@@ -5,7 +5,7 @@ from herald.auth.models import LoginFailure, RefreshToken
 from herald.crm.models import Contact, ContactStatus
 from herald.db import Base
 from herald.mailconfig.models import EmailConfig
-from herald.marketing.models import Campaign, MarketingSend
+from herald.marketing.models import Campaign, MarketingSend, RelayBudget, RelayConnection
 from herald.orgs.models import Org, User
 
 metadata = Base.metadata
@@ -20,6 +20,8 @@ __all__ = [
     "MarketingSend",
     "Org",
     "RefreshToken",
+    "RelayBudget",
+    "RelayConnection",
     "User",
     "metadata",
 ]

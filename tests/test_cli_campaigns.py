@@ -227,6 +227,7 @@ def test_stats_json_gives_the_api_figures(runtime, database_url, tmp_path):
         "failed": 1,
         "unknown": 1,
         "pending": 4,
+        "cancelled": 0,
         "opens": 3,
         "openRate": 0.75,
     }

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import enum
+import re
 import ssl
 from dataclasses import dataclass, field
 
@@ -19,6 +20,15 @@ from herald.mail import egress
 
 DEFAULT_TIMEOUT = 60.0
 _MAX_LINE = 8192
+# 530 authentication required, 534 mechanism too weak, 535 credentials invalid
+CREDENTIALS_REFUSED = frozenset({530, 534, 535})
+# What 451 and 452 say when the relay (not the recipient's mailbox) wants fewer messages;
+# 421 and 454 always mean it. Greylisting ("try again later") is about one recipient.
+_THROTTLING_TEXT = re.compile(
+    r"\b(rate|throttl\w*|too many|slow(ing)? down|busy|limit(s|ed)?|exceeded|congest\w*"
+    r"|insufficient system (resources|storage))\b",
+    re.IGNORECASE,
+)
 
 
 class Phase(enum.Enum):
@@ -41,6 +51,17 @@ class Reply:
     @property
     def transient(self) -> bool:
         return 400 <= self.code < 500
+
+    @property
+    def throttling(self) -> bool:
+        """The relay asks for fewer messages: 421, 454, or a 451/452 saying so."""
+        if self.code in (421, 454):
+            return True
+        return self.code in (451, 452) and bool(_THROTTLING_TEXT.search(self.text))
+
+    @property
+    def credentials_refused(self) -> bool:
+        return self.code in CREDENTIALS_REFUSED
 
     def __str__(self) -> str:
         return f"{self.code} {self.text}".strip()

@@ -6,6 +6,7 @@ from sqlalchemy import Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from herald.db import Base, IdMixin, OrgScoped, TimestampMixin
+from herald.mailconfig.account import DEFAULT_MAX_CONNECTIONS
 
 
 class EmailConfig(IdMixin, OrgScoped, TimestampMixin, Base):
@@ -19,3 +20,10 @@ class EmailConfig(IdMixin, OrgScoped, TimestampMixin, Base):
     security: Mapped[str] = mapped_column(String(16), default="starttls")
     default_from_name: Mapped[str] = mapped_column(String(200), default="")
     default_from_email: Mapped[str] = mapped_column(String(320), default="")
+
+    # The relay's limits (issue #16), held by all workers together; None: no limit
+    max_per_second: Mapped[int | None] = mapped_column(Integer, default=None)
+    max_per_hour: Mapped[int | None] = mapped_column(Integer, default=None)
+    max_connections: Mapped[int] = mapped_column(
+        Integer, default=DEFAULT_MAX_CONNECTIONS, server_default=str(DEFAULT_MAX_CONNECTIONS)
+    )

@@ -11,7 +11,7 @@ from starlette.concurrency import run_in_threadpool
 from herald.audit import service as audit
 from herald.auth.deps import ADMIN_ONLY, Principal
 from herald.mailconfig import service, testmail
-from herald.mailconfig.account import MailAccount
+from herald.mailconfig.account import DEFAULT_MAX_CONNECTIONS, MailAccount
 from herald.mailconfig.models import EmailConfig
 from herald.mailconfig.schemas import (
     DEFAULT_PORT,
@@ -47,6 +47,9 @@ def _view(row: EmailConfig | None) -> EmailConfigOut:
             default_from_name="",
             default_from_email="",
             password_set=False,
+            max_per_second=None,
+            max_per_hour=None,
+            max_connections=DEFAULT_MAX_CONNECTIONS,
             updated_at=None,
         )
     return EmailConfigOut(
@@ -58,6 +61,9 @@ def _view(row: EmailConfig | None) -> EmailConfigOut:
         default_from_name=row.default_from_name,
         default_from_email=row.default_from_email,
         password_set=row.password_sealed is not None,
+        max_per_second=row.max_per_second,
+        max_per_hour=row.max_per_hour,
+        max_connections=row.max_connections,
         updated_at=row.updated_at,
     )
 
@@ -93,7 +99,9 @@ def put_email_config(
     """Saves the SMTP settings. `password` is write-only: left out, the stored one stays
     while host, port, username and security stay the same (a change clears it); an empty string
     clears it. A host that is or resolves to a non-public address is a 422
-    `smtp_host_not_allowed`, unless HERALD_SMTP_ALLOWED_NETWORKS allows it."""
+    `smtp_host_not_allowed`, unless HERALD_SMTP_ALLOWED_NETWORKS allows it.
+    `maxPerSecond` and `maxPerHour` (null or left out: no limit) and `maxConnections`
+    (1-100, default 10) are the relay's limits, held by all of Herald's workers together."""
     return _view(
         service.save_config(session, settings, principal.org_id, body, actor=audit.actor(principal))
     )

@@ -11,7 +11,7 @@ from herald.audit import service as audit
 from herald.errors import Conflict
 from herald.mail import egress
 from herald.mail.smtp import SmtpSettings
-from herald.mailconfig.account import MailAccount
+from herald.mailconfig.account import MailAccount, RelayLimits
 from herald.mailconfig.models import EmailConfig
 from herald.mailconfig.repository import EmailConfigRepository
 from herald.mailconfig.schemas import SECURITY_MODES, EmailConfigIn, Security
@@ -48,6 +48,9 @@ def save_config(
         "security": data.security,
         "default_from_name": data.default_from_name,
         "default_from_email": data.default_from_email,
+        "max_per_second": data.max_per_second,
+        "max_per_hour": data.max_per_hour,
+        "max_connections": data.max_connections,
     }
     before = audit.snapshot(get_config(session, org_id))
     row = EmailConfigRepository(session, org_id).current_or_new(EmailConfig(**values))
@@ -108,6 +111,7 @@ def load_mail_account(session: Session, settings: Settings, org_id: uuid.UUID) -
         ),
         from_name=row.default_from_name,
         from_email=row.default_from_email,
+        limits=RelayLimits(row.max_per_second, row.max_per_hour, row.max_connections),
     )
 
 

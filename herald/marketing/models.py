@@ -10,6 +10,8 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Float,
+    ForeignKey,
     Index,
     Integer,
     String,
@@ -24,9 +26,16 @@ from herald.db import Base, IdMixin, OrgScoped, TimestampMixin, UTCDateTime, utc
 
 class CampaignStatus(enum.StrEnum):
     DRAFT = "DRAFT"
+    SCHEDULED = "SCHEDULED"
     SENDING = "SENDING"
+    PAUSED = "PAUSED"
     SENT = "SENT"
+    CANCELLED = "CANCELLED"
     FAILED = "FAILED"
+
+
+# Campaigns whose queued sends workers take: SENT ones too, for the sends resent by hand.
+CLAIMABLE = (CampaignStatus.SENDING.value, CampaignStatus.SENT.value)
 
 
 class SendStatus(enum.StrEnum):
@@ -35,13 +44,18 @@ class SendStatus(enum.StrEnum):
     DELIVERED = "DELIVERED"
     FAILED = "FAILED"
     UNKNOWN = "UNKNOWN"
+    CANCELLED = "CANCELLED"  # its campaign was cancelled before it was sent: never sent
 
 
 class Campaign(IdMixin, OrgScoped, TimestampMixin, Base):
     """A one-off email to an audience. Counters are kept with the sends, never counted."""
 
     __tablename__ = "campaigns"
-    __table_args__ = (Index("ix_campaigns_org_created", "org_id", "created_at", "id"),)
+    __table_args__ = (
+        Index("ix_campaigns_org_created", "org_id", "created_at", "id"),
+        # the workers' look for scheduled campaigns that are due
+        Index("ix_campaigns_status_scheduled", "status", "scheduled_at"),
+    )
 
     name: Mapped[str] = mapped_column(String(200))
     from_name: Mapped[str] = mapped_column(String(200), default="")
@@ -57,14 +71,26 @@ class Campaign(IdMixin, OrgScoped, TimestampMixin, Base):
     failed: Mapped[int] = mapped_column(Integer, default=0)
     unknown: Mapped[int] = mapped_column(Integer, default=0)
     opens: Mapped[int] = mapped_column(Integer, default=0)
+    cancelled: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
     launched_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, default=None)
     completed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, default=None)
     failure_reason: Mapped[str | None] = mapped_column(Text, default=None)
-    # Set by a worker that cannot reach or log in to the org's SMTP server: sending pauses
-    # (nobody is failed) until held_until, and the reason is shown to the operator.
+    # Set by a worker that cannot reach the org's SMTP server: sending waits (nobody is
+    # failed) until held_until and then tries again by itself, the reason shown meanwhile.
+    # (A refused login, or a run of such failures, pauses the campaign instead.)
     hold_reason: Mapped[str | None] = mapped_column(Text, default=None)
     held_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, default=None)
+
+    # Sending control (issue #16): when a SCHEDULED campaign is launched; when and why it
+    # was PAUSED (by a person, or by itself: refused credentials, a run of failures)
+    scheduled_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, default=None)
+    paused_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, default=None)
+    pause_reason: Mapped[str | None] = mapped_column(Text, default=None)
+    # Sends in a row that failed for a reason not their recipient's (the relay's): at
+    # HERALD_AUTOPAUSE_FAILURES the campaign pauses itself. Any answer about a recipient
+    # starts the count again.
+    failure_streak: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
     @property
     def open_rate(self) -> float:
@@ -72,7 +98,8 @@ class Campaign(IdMixin, OrgScoped, TimestampMixin, Base):
 
     @property
     def pending(self) -> int:
-        return max(self.recipients - self.delivered - self.failed - self.unknown, 0)
+        done = self.delivered + self.failed + self.unknown + self.cancelled
+        return max(self.recipients - done, 0)
 
 
 def _send_id_type() -> BigInteger:
@@ -140,3 +167,39 @@ class MarketingSend(OrgScoped, Base):
     delivered_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, default=None)
     opened_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, default=None)
     unsubscribed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, default=None)
+
+
+# --- the relay's shared budget (issue #16): one row per org, kept by herald.marketing.relay
+
+
+class RelayBudget(Base):
+    """An org's relay: the permits its limits allow (see herald.marketing.budget), the
+    backoff a throttling answer started, and when a claim next gets anything."""
+
+    __tablename__ = "relay_budgets"
+
+    org_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("orgs.id", ondelete="CASCADE"), primary_key=True
+    )
+    next_slot_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, default=None)
+    # {minute index (epoch minutes): permits granted in it}, the minutes of the rolling hour
+    minute_counts: Mapped[dict[str, int]] = mapped_column(JSON, default=dict)
+    backoff_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, default=None)
+    backoff_seconds: Mapped[float] = mapped_column(Float, default=0.0)
+    backoff_reason: Mapped[str | None] = mapped_column(Text, default=None)
+    # Claims skip the org's campaigns until then (None: nothing to wait for)
+    available_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, default=None)
+
+
+class RelayConnection(Base):
+    """Connection slots a worker holds to its org's relay, leased like sends: a worker that
+    dies gives them back when the lease runs out."""
+
+    __tablename__ = "relay_connections"
+
+    org_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("orgs.id", ondelete="CASCADE"), primary_key=True
+    )
+    owner: Mapped[str] = mapped_column(String(64), primary_key=True)
+    slots: Mapped[int] = mapped_column(Integer)
+    expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)

@@ -17,8 +17,10 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import (
     BindParameter,
+    Boolean,
     ColumnElement,
     Integer,
+    Text,
     Update,
     and_,
     bindparam,
@@ -35,7 +37,14 @@ from sqlalchemy.orm import Session
 from herald.crm.models import Contact
 from herald.db import UTCDateTime, utcnow
 from herald.marketing.audience import MAILABLE, NOT_MAILABLE_REASON
-from herald.marketing.models import Campaign, CampaignStatus, MarketingSend, SendStatus
+from herald.marketing.models import (
+    CLAIMABLE,
+    Campaign,
+    CampaignStatus,
+    MarketingSend,
+    RelayBudget,
+    SendStatus,
+)
 
 S = MarketingSend
 # Inlined, not bound: SQLite uses a partial index only when the query names its condition
@@ -50,6 +59,8 @@ UNKNOWN_REASON = (
     "been delivered. It is not re-sent automatically; use Resend if it did not arrive."
 )
 
+
+NEVER = 2**31 - 1  # an autopause limit no run reaches
 
 # Built once, run with parameters: the sending path runs these once per chunk, and building
 # a statement and computing its cache key cost more than SQLite takes to run it.
@@ -86,15 +97,32 @@ _DELIVERED = (
 
 
 def _counters_statement() -> Update:
-    """Move a campaign's counters, and mark it SENT once no send is pending."""
+    """Move a campaign's counters and its run of relay failures; mark it SENT once no send
+    is pending, or PAUSED when the relay refused our login or the run reached the limit.
+
+    It is also the lock a chunk takes on its campaign before marking sends in flight: it
+    answers the campaign's status, so a pause or a cancel and the next chunk never both win."""
     delivered = Campaign.delivered + bindparam("delivered", type_=Integer())
     failed = Campaign.failed + bindparam("failed", type_=Integer())
     unknown = Campaign.unknown + bindparam("unknown", type_=Integer())
+    cancelled = Campaign.cancelled + bindparam("cancelled", type_=Integer())
+    added = bindparam("streak_add", type_=Integer())
+    streak = case(
+        (bindparam("streak_reset", type_=Boolean()), added),
+        else_=Campaign.failure_streak + added,
+    )
+    pause_reason = bindparam("pause_reason", type_=Text())
     # SET expressions read the row as it was, so "done" is computed from the new counts.
     done = and_(
-        Campaign.status == CampaignStatus.SENDING.value,
-        delivered + failed + unknown >= Campaign.recipients,
+        Campaign.status.in_((CampaignStatus.SENDING.value, CampaignStatus.PAUSED.value)),
+        delivered + failed + unknown + cancelled >= Campaign.recipients,
     )
+    pause = and_(
+        Campaign.status == CampaignStatus.SENDING.value,
+        ~done,
+        or_(pause_reason.is_not(None), streak >= bindparam("autopause", type_=Integer())),
+    )
+    reason = func.coalesce(pause_reason, bindparam("streak_reason", type_=Text()))
     return (
         update(Campaign)
         .where(Campaign.id == bindparam("campaign_id", type_=Campaign.id.type))
@@ -102,11 +130,20 @@ def _counters_statement() -> Update:
             delivered=delivered,
             failed=failed,
             unknown=unknown,
+            cancelled=cancelled,
+            failure_streak=streak,
             updated_at=NOW,
-            status=case((done, CampaignStatus.SENT.value), else_=Campaign.status),
+            status=case(
+                (done, CampaignStatus.SENT.value),
+                (pause, CampaignStatus.PAUSED.value),
+                else_=Campaign.status,
+            ),
             completed_at=case((done, NOW), else_=Campaign.completed_at),
             hold_reason=case((done, None), else_=Campaign.hold_reason),
+            paused_at=case((pause, NOW), else_=Campaign.paused_at),
+            pause_reason=case((pause, reason), else_=Campaign.pause_reason),
         )
+        .returning(Campaign.status, Campaign.paused_at, Campaign.pause_reason)
     )
 
 
@@ -140,6 +177,32 @@ class Outcome(enum.Enum):
     RETRY = "retry"  # a transient answer or no connection: back to the queue, later
     FAILED = "failed"
     UNKNOWN = "unknown"  # may have been delivered: never re-sent automatically
+    THROTTLED = "throttled"  # the relay wants fewer messages: back once its backoff ends
+    UNSENT = "unsent"  # never started (its permit ran out, or the login was refused)
+
+
+class Cause(enum.Enum):
+    """Whose the answer was, for the run of failures that pauses a campaign."""
+
+    RECIPIENT = "recipient"  # an answer about the recipient: the relay works, the run ends
+    RELAY = "relay"  # no answer about the recipient (connection refused or lost, timeout...)
+    NONE = "none"
+
+
+@dataclass
+class Streak:
+    """How one dispatch moves its campaign's run of relay failures, in completion order."""
+
+    reset: bool = False  # a recipient's answer came: the run restarts from ``add``
+    add: int = 0
+    reason: str | None = None  # the last relay failure, for the pause reason
+
+    def note(self, cause: Cause, detail: str) -> None:
+        if cause is Cause.RECIPIENT:
+            self.reset, self.add = True, 0
+        elif cause is Cause.RELAY:
+            self.add += 1
+            self.reason = detail
 
 
 @dataclass
@@ -150,16 +213,50 @@ class Outcomes:
     failed: list[tuple[int, str]] = field(default_factory=list)
     retry: list[tuple[ClaimedSend, str]] = field(default_factory=list)
     unknown: list[tuple[int, str]] = field(default_factory=list)
+    throttled: list[tuple[ClaimedSend, str]] = field(default_factory=list)
+    unsent: list[ClaimedSend] = field(default_factory=list)
+    streak: Streak = field(default_factory=Streak)
+    refused_login: str | None = None  # the relay refused our credentials: pause
+    late: int = 0  # of the unsent, those whose permit ran out (given back to the hour)
 
-    def add(self, send: ClaimedSend, outcome: Outcome, detail: str) -> None:
+    def add(
+        self, send: ClaimedSend, outcome: Outcome, detail: str, cause: Cause = Cause.NONE
+    ) -> None:
+        self.streak.note(cause, detail)
         if outcome is Outcome.DELIVERED:
             self.delivered.append(send.id)
         elif outcome is Outcome.RETRY:
             self.retry.append((send, detail))
         elif outcome is Outcome.UNKNOWN:
             self.unknown.append((send.id, detail))
+        elif outcome is Outcome.THROTTLED:
+            self.throttled.append((send, detail))
+        elif outcome is Outcome.UNSENT:
+            self.unsent.append(send)
         else:
             self.failed.append((send.id, detail))
+
+    @property
+    def throttle_reply(self) -> str | None:
+        return self.throttled[-1][1] if self.throttled else None
+
+    @property
+    def requeued(self) -> list[int]:
+        """Sends this dispatch put back in the queue (still leased to its worker)."""
+        return [s.id for s, _ in self.retry + self.throttled] + [s.id for s in self.unsent]
+
+
+@dataclass(frozen=True)
+class CampaignState:
+    """A campaign's status as a chunk's transaction left it (its row locked till commit)."""
+
+    status: str
+    paused_now: bool = False  # this transaction paused it (refused login, run of failures)
+    pause_reason: str | None = None
+
+    @property
+    def claimable(self) -> bool:
+        return self.status in CLAIMABLE
 
 
 def db_now(session: Session) -> dt.datetime:
@@ -200,26 +297,33 @@ def _lock_skip_locked(stmt, session: Session):  # type: ignore[no-untyped-def]
     return stmt
 
 
-def _pending_campaigns(session: Session, now: dt.datetime) -> list[Row[uuid.UUID, uuid.UUID]]:
-    """Campaigns with sends still to go and not held, first launched first (their counters
-    move in the same transactions as their sends)."""
-    return list(
-        session.execute(
-            select(Campaign.id, Campaign.org_id)
-            .where(
-                Campaign.delivered + Campaign.failed + Campaign.unknown < Campaign.recipients,
-                or_(Campaign.held_until.is_(None), Campaign.held_until <= now),
-            )
-            .order_by(Campaign.launched_at, Campaign.id)
-        ).all()
-    )
+def _pending_campaigns(
+    session: Session, now: dt.datetime, skip_orgs: frozenset[uuid.UUID] = frozenset()
+) -> list[Row[uuid.UUID, uuid.UUID]]:
+    """Campaigns being sent (or SENT, with sends resent by hand) with sends still to go,
+    not held, whose org's relay has something to give now (see relay.py), first launched
+    first. Their counters move in the same transactions as their sends. ``skip_orgs``: orgs
+    the caller cannot serve now (it holds no connection slot to their relay)."""
+    rows = session.execute(
+        select(Campaign.id, Campaign.org_id)
+        .outerjoin(RelayBudget, RelayBudget.org_id == Campaign.org_id)
+        .where(
+            Campaign.status.in_(CLAIMABLE),
+            Campaign.delivered + Campaign.failed + Campaign.unknown + Campaign.cancelled
+            < Campaign.recipients,
+            or_(Campaign.held_until.is_(None), Campaign.held_until <= now),
+            or_(RelayBudget.available_at.is_(None), RelayBudget.available_at <= now),
+        )
+        .order_by(Campaign.launched_at, Campaign.id)
+    ).all()
+    return [row for row in rows if row.org_id not in skip_orgs]
 
 
-def has_due_sends(session: Session) -> bool:
+def has_due_sends(session: Session, skip_orgs: frozenset[uuid.UUID] = frozenset()) -> bool:
     """Whether a claim would find a send now. Read-only, so an idle worker can ask often
     without taking SQLite's writer lock."""
     now = db_now(session)
-    for campaign in _pending_campaigns(session, now):
+    for campaign in _pending_campaigns(session, now, skip_orgs):
         due = select(S.id).where(S.campaign_id == campaign.id, *_claimable(now)).limit(1)
         if session.scalar(due) is not None:
             return True
@@ -227,7 +331,11 @@ def has_due_sends(session: Session) -> bool:
 
 
 def claim_batch(
-    session: Session, owner: str, lease_seconds: float, size: int = 100
+    session: Session,
+    owner: str,
+    lease_seconds: float,
+    size: int = 100,
+    skip_orgs: frozenset[uuid.UUID] = frozenset(),
 ) -> Batch | None:
     """Lease up to ``size`` due sends of the first-launched campaign that has some.
 
@@ -238,7 +346,7 @@ def claim_batch(
     stale planner statistics to misjudge into a sort of the whole queue.
     """
     now = db_now(session)
-    for campaign in _pending_campaigns(session, now):
+    for campaign in _pending_campaigns(session, now, skip_orgs):
         rows = session.execute(
             _lock_skip_locked(
                 select(
@@ -309,6 +417,21 @@ def retry_delay(attempts: int, base_seconds: float) -> float:
     return base_seconds * (2 ** max(attempts - 1, 0)) * (0.5 + random.random())  # noqa: S311
 
 
+def _requeue(
+    session: Session, owner: str, send: ClaimedSend, error: str | None, next_at: dt.datetime
+) -> None:
+    """Back to the queue, due at ``next_at``, still leased to ``owner`` until it lets go."""
+    values: dict[str, object] = {"status": SendStatus.QUEUED.value, "next_attempt_at": next_at}
+    if error is not None:  # an attempt was made: it counts, and its answer is kept
+        values.update(attempts=S.attempts + 1, error=error, lease_owner=None, lease_expires_at=None)
+    session.execute(
+        update(S)
+        .where(S.id == send.id, S.lease_owner == owner)
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+
+
 def record_outcomes(
     session: Session,
     owner: str,
@@ -316,11 +439,15 @@ def record_outcomes(
     outcomes: Outcomes,
     retry_base_seconds: float,
     retry_window_seconds: float,
-) -> None:
-    """Write every outcome of a dispatch and move the campaign's counters with them.
+    autopause_failures: int = NEVER,
+) -> CampaignState:
+    """Write every outcome of a dispatch and move the campaign's counters with them; answer
+    the campaign's status, its row now locked until the transaction ends.
 
     Only sends still leased to ``owner`` are touched: if this worker lost its lease (and a
     recovery marked the send UNKNOWN), the other record stands and nothing is counted twice.
+    Sends never started (UNSENT) go back to the queue still leased, for the batch to try
+    again; those put back in a campaign cancelled meanwhile become CANCELLED.
     """
     now = db_now(session)
     counts: Counter[str] = Counter()
@@ -334,25 +461,18 @@ def record_outcomes(
         )
 
     failed = list(outcomes.failed)
-    for send, error in outcomes.retry:
+    retries = [(s, e, retry_delay(s.attempts + 1, retry_base_seconds)) for s, e in outcomes.retry]
+    # Throttled: due again once the relay's backoff ends (set by the caller, see defer_until).
+    retries += [(s, e, 0.0) for s, e in outcomes.throttled]
+    for send, error, delay in retries:
         started = send.first_attempt_at or now
-        delay = retry_delay(send.attempts + 1, retry_base_seconds)
         next_at = now + dt.timedelta(seconds=delay)
         if (next_at - started).total_seconds() > retry_window_seconds:
             failed.append((send.id, f"Deferred past the retry window; last answer: {error}"))
             continue
-        session.execute(
-            update(S)
-            .where(S.id == send.id, mine)
-            .values(
-                status=SendStatus.QUEUED.value,
-                attempts=S.attempts + 1,
-                error=error,
-                next_attempt_at=next_at,
-                **done,
-            )
-            .execution_options(synchronize_session=False)
-        )
+        _requeue(session, owner, send, error, next_at)
+    for send in outcomes.unsent:
+        _requeue(session, owner, send, None, now)
 
     for outcome, rows in ((Outcome.FAILED, failed), (Outcome.UNKNOWN, outcomes.unknown)):
         for send_id, error in rows:
@@ -370,24 +490,112 @@ def record_outcomes(
             )
             counts[outcome.value] += len(result.all())
 
-    add_to_counters(session, campaign_id, counts)
+    streak = outcomes.streak
+    state = _move_counters(
+        session,
+        campaign_id,
+        counts,
+        streak_reset=streak.reset,
+        streak_add=streak.add,
+        streak_reason=_relay_failure_reason(streak, autopause_failures),
+        pause_reason=refused_login_reason(outcomes.refused_login)
+        if outcomes.refused_login
+        else None,
+        autopause=autopause_failures,
+    )
+    if state.status == CampaignStatus.CANCELLED.value and outcomes.requeued:
+        cancelled = cancel_queued(session, campaign_id, ids=outcomes.requeued)
+        state = _move_counters(session, campaign_id, Counter(cancelled=cancelled))
+    return state
+
+
+def _relay_failure_reason(streak: Streak, limit: int) -> str:
+    return (
+        f"{limit} messages in a row could not be sent for a reason that is not their "
+        f"recipient's; the last one: {streak.reason or 'no answer'}. Resume once the relay "
+        "works again."
+    )[:2000]
+
+
+def refused_login_reason(reply: str) -> str:
+    return (
+        f"The SMTP relay refused Herald's login ({reply}). Correct the username or password "
+        "under Settings → Email configuration, then resume."
+    )[:2000]
 
 
 def add_to_counters(session: Session, campaign_id: uuid.UUID, counts: Counter[str]) -> None:
-    """Move a campaign's counters, and mark it SENT once no send is pending: one UPDATE, as
-    it runs once per chunk on the sending path."""
-    if not any(counts.values()):
-        return
-    session.connection().execute(
-        _COUNTERS,
-        {
-            "campaign_id": campaign_id,
-            "delivered": counts["delivered"],
-            "failed": counts["failed"],
-            "unknown": counts["unknown"],
-            "now": utcnow(),
-        },
+    """Move a campaign's counters, and mark it SENT once no send is pending."""
+    if any(counts.values()):
+        _move_counters(session, campaign_id, counts)
+
+
+def _move_counters(
+    session: Session,
+    campaign_id: uuid.UUID,
+    counts: Counter[str],
+    *,
+    streak_reset: bool = False,
+    streak_add: int = 0,
+    streak_reason: str | None = None,
+    pause_reason: str | None = None,
+    autopause: int = NEVER,
+) -> CampaignState:
+    """One UPDATE (it runs once per chunk on the sending path); see _counters_statement."""
+    now = utcnow()
+    row = (
+        session.connection()
+        .execute(
+            _COUNTERS,
+            {
+                "campaign_id": campaign_id,
+                "delivered": counts["delivered"],
+                "failed": counts["failed"],
+                "unknown": counts["unknown"],
+                "cancelled": counts["cancelled"],
+                "streak_reset": streak_reset,
+                "streak_add": streak_add,
+                "streak_reason": streak_reason,
+                "pause_reason": pause_reason,
+                "autopause": autopause,
+                "now": now,
+            },
+        )
+        .one_or_none()
     )
+    if row is None:  # deleted: only a DRAFT can be, and a DRAFT has no sends
+        return CampaignState(CampaignStatus.DRAFT.value)
+    status, paused_at, reason = row
+    return CampaignState(status, paused_now=paused_at == now, pause_reason=reason)
+
+
+def defer_until(session: Session, send_ids: list[int], until: dt.datetime) -> None:
+    """Sends this worker just put back in the queue wait until ``until`` (the relay's
+    backoff) before anyone claims them again."""
+    if send_ids:
+        session.execute(
+            update(S)
+            .where(S.id.in_(send_ids), IS_QUEUED_UNINDEXED, S.next_attempt_at < until)
+            .values(next_attempt_at=until)
+            .execution_options(synchronize_session=False)
+        )
+
+
+def cancel_queued(session: Session, campaign_id: uuid.UUID, ids: list[int] | None = None) -> int:
+    """The campaign's QUEUED sends (claimed or not; only ``ids`` when given) become
+    CANCELLED, never to be sent; how many. Sends in flight are left to complete."""
+    stmt = update(S).where(S.campaign_id == campaign_id)
+    if ids is not None:
+        stmt = stmt.where(S.id.in_(ids), IS_QUEUED_UNINDEXED)
+    else:
+        stmt = stmt.where(IS_QUEUED)
+    result = session.execute(
+        stmt.values(
+            status=SendStatus.CANCELLED.value, lease_owner=None, lease_expires_at=None
+        ).execution_options(synchronize_session=False),
+        execution_options={"preserve_rowcount": True},
+    )
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 
 def release(session: Session, owner: str, send_ids: list[int]) -> None:
@@ -402,7 +610,26 @@ def release(session: Session, owner: str, send_ids: list[int]) -> None:
     )
 
 
-def hold_campaign(session: Session, campaign_id: uuid.UUID, reason: str, seconds: float) -> None:
+def hold_campaign(
+    session: Session,
+    campaign_id: uuid.UUID,
+    reason: str,
+    seconds: float,
+    failures: int,
+    autopause_failures: int,
+) -> CampaignState:
+    """The relay could not be reached for ``failures`` sends: they wait ``seconds`` (the
+    campaign is held, nobody is failed), and they count towards the run that pauses it."""
+    state = _move_counters(
+        session,
+        campaign_id,
+        Counter(),
+        streak_add=failures,
+        streak_reason=_relay_failure_reason(
+            Streak(add=failures, reason=reason), autopause_failures
+        ),
+        autopause=autopause_failures,
+    )
     session.execute(
         update(Campaign)
         .where(Campaign.id == campaign_id)
@@ -411,6 +638,7 @@ def hold_campaign(session: Session, campaign_id: uuid.UUID, reason: str, seconds
         )
         .execution_options(synchronize_session=False)
     )
+    return state
 
 
 def clear_hold(session: Session, campaign_id: uuid.UUID) -> None:

@@ -73,6 +73,17 @@ class CampaignOut(ApiModel):
     completed_at: dt.datetime | None
     failure_reason: str | None
     hold_reason: str | None
+    # sending control (issue #16)
+    cancelled: int
+    scheduled_at: dt.datetime | None
+    paused_at: dt.datetime | None
+    pause_reason: str | None
+
+
+class ScheduleIn(ApiModel):
+    """``at``: when to launch, ISO 8601 (UTC when it carries no offset)."""
+
+    at: dt.datetime
 
 
 class LaunchOut(ApiModel):
@@ -87,6 +98,7 @@ class StatsOut(ApiModel):
     failed: int
     unknown: int
     pending: int
+    cancelled: int
     opens: int
     open_rate: float
 

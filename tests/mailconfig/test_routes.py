@@ -27,6 +27,9 @@ GET_FIELDS = {
     "defaultFromName",
     "defaultFromEmail",
     "passwordSet",
+    "maxPerSecond",
+    "maxPerHour",
+    "maxConnections",
     "updatedAt",
 }
 
@@ -51,6 +54,9 @@ def test_get_before_anything_is_configured(client: httpx.Client, admin: Admin) -
         "defaultFromName": "",
         "defaultFromEmail": "",
         "passwordSet": False,
+        "maxPerSecond": None,
+        "maxPerHour": None,
+        "maxConnections": 10,
         "updatedAt": None,
     }
 
