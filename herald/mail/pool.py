@@ -92,9 +92,10 @@ class ConnectionPool:
         await self._take(not_after)
         conn = None
         try:
+            conn = self._idle.pop() if self._idle else await self._open()
+            # checked once the connection is there: opening one may take a while
             if not_after is not None and asyncio.get_running_loop().time() > not_after:
                 raise TooLate("the message's permit ran out before a connection was free")
-            conn = self._idle.pop() if self._idle else await self._open()
             yield conn
         finally:
             await self._give(conn)

@@ -40,7 +40,7 @@ from herald.mail.smtp import ConnectionLost, Phase, SmtpError, SmtpSettings
 from herald.mailconfig.account import RelayLimits
 from herald.mailconfig.service import load_mail_account
 from herald.marketing import control, launch, queue, relay
-from herald.marketing.budget import Grant
+from herald.marketing.budget import FIRST_BACKOFF, Grant
 from herald.marketing.connections import RelayPools
 from herald.marketing.models import Campaign
 from herald.marketing.queue import Cause, ClaimedSend, Outcome, Outcomes
@@ -112,6 +112,10 @@ class Worker:
         self._stopping = asyncio.Event()
         self._jobs: dict[uuid.UUID, CampaignJob] = {}
         self._held: set[int] = set()  # sends leased to this worker right now
+        # org -> until when (event loop clock) this worker starts nothing on its relay: a
+        # throttling answer stops the rest of its chunks at once, before the shared backoff
+        # is even recorded
+        self._resting: dict[uuid.UUID, float] = {}
         self._pools = RelayPools(
             self._db, self.owner, self.concurrency, self.settings.lease_seconds, mailer_factory
         )
@@ -486,7 +490,10 @@ class Worker:
                     await asyncio.sleep(wait)
                 not_after = before + grant.slot(i) + grant.lateness
             try:
-                attempt = await self._deliver(job, pool, send, not_after)
+                if loop.time() < self._resting.get(job.org_id, 0.0):
+                    attempt = Attempt(Outcome.UNSENT, late=True)
+                else:
+                    attempt = await self._deliver(job, pool, send, not_after)
             except Exception as exc:
                 # A failure we did not foresee: the message may have gone out, so it is
                 # never retried automatically.
@@ -498,6 +505,8 @@ class Worker:
                 outcomes.refused_login = attempt.detail
             if attempt.late:
                 outcomes.late += 1
+            if attempt.outcome is Outcome.THROTTLED:
+                self._resting[job.org_id] = loop.time() + FIRST_BACKOFF
 
         await asyncio.gather(*(one(i, send) for i, send in enumerate(plan.go)))
         return outcomes
