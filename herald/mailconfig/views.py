@@ -16,6 +16,7 @@ from herald.auth.deps import Principal
 from herald.errors import HeraldError
 from herald.mail.testsend import SmtpFailed
 from herald.mailconfig import service, testmail
+from herald.mailconfig.account import DEFAULT_MAX_CONNECTIONS
 from herald.mailconfig.schemas import (
     DEFAULT_PORT,
     DEFAULT_SECURITY,
@@ -48,6 +49,15 @@ def pydantic_errors(exc: ValidationError) -> dict[str, str]:
     return errors
 
 
+def _number(text: str, empty: int | str | None = "") -> int | str | None:
+    """A form field as the API model takes it: digits as an int, blank as ``empty``,
+    anything else as typed (the model then names the field in its error)."""
+    text = text.strip()
+    if not text:
+        return empty
+    return int(text) if is_number(text) else text
+
+
 def _stored_values(session: Session, principal: Principal) -> dict[str, Any]:
     row = service.get_config(session, principal.org_id)
     if row is None:
@@ -60,6 +70,9 @@ def _stored_values(session: Session, principal: Principal) -> dict[str, Any]:
             "passwordSet": False,
             "defaultFromName": "",
             "defaultFromEmail": "",
+            "maxPerSecond": "",
+            "maxPerHour": "",
+            "maxConnections": DEFAULT_MAX_CONNECTIONS,
         }
     return {
         "configured": True,
@@ -70,6 +83,9 @@ def _stored_values(session: Session, principal: Principal) -> dict[str, Any]:
         "passwordSet": row.password_sealed is not None,
         "defaultFromName": row.default_from_name,
         "defaultFromEmail": row.default_from_email,
+        "maxPerSecond": row.max_per_second or "",
+        "maxPerHour": row.max_per_hour or "",
+        "maxConnections": row.max_connections,
     }
 
 
@@ -120,21 +136,35 @@ def save_email_settings(
     password: Text = "",
     default_from_name: Text = "",
     default_from_email: Text = "",
+    max_per_second: Text = "",
+    max_per_hour: Text = "",
+    max_connections: Text = "",
 ) -> HTMLResponse | RedirectResponse:
     entered: dict[str, Any] = {
         "host": host,
-        "port": int(port) if is_number(port.strip()) else port,
+        "port": _number(port),
         "security": security,
         "username": username,
         # Write-only: an empty field keeps the stored password (for the same destination).
         "password": password or None,
         "defaultFromName": default_from_name,
         "defaultFromEmail": default_from_email,
+        # the relay's limits: an empty field is no limit (connections: the default)
+        "maxPerSecond": _number(max_per_second, None),
+        "maxPerHour": _number(max_per_hour, None),
+        "maxConnections": _number(max_connections, DEFAULT_MAX_CONNECTIONS),
     }
     try:
         data = EmailConfigIn.model_validate(entered)
     except ValidationError as exc:
-        shown = {**entered, "password": None, "port": port}
+        shown = {
+            **entered,
+            "password": None,
+            "port": port,
+            "maxPerSecond": max_per_second,
+            "maxPerHour": max_per_hour,
+            "maxConnections": max_connections,
+        }
         return _render(
             request,
             principal,

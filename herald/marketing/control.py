@@ -20,9 +20,10 @@ from sqlalchemy.orm import Session
 from herald.audit import service as audit
 from herald.db import utcnow
 from herald.errors import Conflict, ValidationFailed
+from herald.marketing import relay
 from herald.marketing.launch import launch_problem, target
 from herald.marketing.models import Campaign, CampaignStatus, SendStatus
-from herald.marketing.queue import add_to_counters, cancel_queued
+from herald.marketing.queue import add_to_counters, cancel_queued, db_now
 from herald.marketing.repository import CampaignRepository, SendRepository
 
 MAX_SCHEDULE_AHEAD = dt.timedelta(days=365)
@@ -197,3 +198,10 @@ def not_sent_if_cancelled(session: Session, org_id: uuid.UUID, campaign: Campaig
         campaign.id, SendStatus.SENDING.value
     )
     return max(campaign.pending - in_flight, 0)
+
+
+def relay_wait(session: Session, campaign: Campaign) -> relay.RelayWait | None:
+    """Why the campaign's relay is resting now (a throttling answer), while it is sending."""
+    if campaign.status != S.SENDING.value:
+        return None
+    return relay.current_wait(session, campaign.org_id, db_now(session))

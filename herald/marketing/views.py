@@ -7,6 +7,7 @@ live in herald.marketing.service / launch / preview / charts.
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 from typing import Annotated, Any
 
@@ -21,7 +22,7 @@ from herald.auth.deps import Principal
 from herald.crm.service import list_statuses
 from herald.errors import Conflict, HeraldError, ValidationFailed
 from herald.mail.testsend import SmtpFailed
-from herald.marketing import charts, export, preview, service
+from herald.marketing import charts, control, export, preview, service
 from herald.marketing.audience import count_eligible
 from herald.marketing.launch import launch_campaign
 from herald.marketing.models import Campaign, CampaignStatus, SendStatus
@@ -53,8 +54,14 @@ NOTICES = {
     "duplicated": ("ok", "This is a new draft copied from the campaign."),
     "deleted": ("ok", "Campaign deleted."),
     "resent": ("ok", "The send is queued again."),
+    "scheduled": ("ok", "Campaign scheduled: it will be sent at the time shown."),
+    "unscheduled": ("ok", "The schedule is removed: the campaign is a draft again."),
+    "paused": ("ok", "Sending is paused: no new message starts until you resume."),
+    "resumed": ("ok", "Sending resumed."),
+    "cancelled": ("ok", "Campaign cancelled: the messages not yet sent will never be sent."),
     "not_draft": ("error", "Only a DRAFT campaign can be edited, launched or deleted."),
     "not_resendable": ("error", "Only a FAILED or UNKNOWN send can be resent."),
+    "status_moved": ("error", "The campaign's status changed meanwhile; see it as it is now."),
 }
 
 # Service field names (camelCase, as the API names them) -> this form's field names.
@@ -256,7 +263,7 @@ def audience_count(
 # --- the detail page ---
 
 
-def _stats(campaign: Campaign) -> dict[str, Any]:
+def _stats(campaign: Campaign, not_sent: int = 0) -> dict[str, Any]:
     done = campaign.delivered + campaign.failed + campaign.unknown
     progress = round(100 * done / campaign.recipients) if campaign.recipients else 0
     return {
@@ -270,6 +277,9 @@ def _stats(campaign: Campaign) -> dict[str, Any]:
         "openRate": f"{campaign.open_rate * 100:.1f}%",
         "progress": progress,
         "holdReason": campaign.hold_reason or "",
+        "cancelled": campaign.cancelled,
+        "pauseReason": campaign.pause_reason or "",
+        "notSent": not_sent,
     }
 
 
@@ -281,16 +291,21 @@ def _render_detail(
     *,
     notice: tuple[str, str] | None = None,
     test_to: str = "",
+    schedule_value: str = "",
     status: int = 200,
 ) -> HTMLResponse:
     draft = campaign.status == CampaignStatus.DRAFT.value
+    not_sent = control.not_sent_if_cancelled(session, principal.org_id, campaign)
     return render(
         request,
         "marketing/detail.html",
         principal,
         status=status,
         campaign=campaign,
-        stats=_stats(campaign),
+        stats=_stats(campaign, not_sent),
+        not_sent=not_sent,
+        relay_wait=control.relay_wait(session, campaign),
+        schedule_value=schedule_value,
         can_write=_can_write(principal),
         read_only_reason=READ_ONLY_REASON,
         draft=draft,
@@ -314,7 +329,8 @@ def campaign_detail(
 @router.get("/marketing/campaigns/{campaign_id}/stats.json")
 def campaign_stats(campaign_id: str, principal: Reader, session: Db) -> JSONResponse:
     campaign = service.get_campaign(session, principal.org_id, campaign_id)
-    return JSONResponse(_stats(campaign), headers={"Cache-Control": "no-store"})
+    not_sent = control.not_sent_if_cancelled(session, principal.org_id, campaign)
+    return JSONResponse(_stats(campaign, not_sent), headers={"Cache-Control": "no-store"})
 
 
 @router.get("/marketing/campaigns/{campaign_id}/preview")
@@ -402,6 +418,77 @@ def send_test(
     return _render_detail(
         request, principal, session, campaign, notice=("ok", notice), test_to=address
     )
+
+
+# --- sending control: schedule, unschedule, pause, resume, cancel
+
+
+def _schedule_time(at: str, local_at: str) -> dt.datetime | None:
+    """The form's time: ``at`` as the page's script converted it (ISO with an offset), or,
+    with scripts off, ``local_at`` read as UTC (the form says so then)."""
+    for text in (at.strip(), local_at.strip()):
+        if text:
+            try:
+                return dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+            except ValueError:
+                return None
+    return None
+
+
+@router.post("/marketing/campaigns/{campaign_id}/schedule", response_model=None, dependencies=Csrf)
+def schedule(
+    request: Request,
+    campaign_id: str,
+    principal: Writer,
+    session: Db,
+    at: Annotated[str, Form(max_length=64)] = "",
+    local_at: Annotated[str, Form(max_length=64)] = "",
+) -> HTMLResponse | RedirectResponse:
+    when = _schedule_time(at, local_at)
+    try:
+        if when is None:
+            raise ValidationFailed("Choose a date and time to send it at.", field="at")
+        control.schedule_campaign(
+            session, principal.org_id, campaign_id, when, actor=audit.actor(principal)
+        )
+    except ValidationFailed as exc:
+        campaign = service.get_campaign(session, principal.org_id, campaign_id)
+        return _render_detail(
+            request,
+            principal,
+            session,
+            campaign,
+            notice=("error", f"Not scheduled: {exc.message}"),
+            schedule_value=local_at,
+            status=exc.status,
+        )
+    except Conflict:
+        return redirect(f"/marketing/campaigns/{campaign_id}?notice=status_moved")
+    return redirect(f"/marketing/campaigns/{campaign_id}?notice=scheduled")
+
+
+def _control(action: str, done: str) -> None:
+    """A page route POSTing one sending-control action, then back to the detail page."""
+    change = getattr(control, f"{action}_campaign")
+
+    def handler(campaign_id: str, principal: Writer, session: Db) -> RedirectResponse:
+        try:
+            change(session, principal.org_id, campaign_id, actor=audit.actor(principal))
+        except Conflict:
+            return redirect(f"/marketing/campaigns/{campaign_id}?notice=status_moved")
+        return redirect(f"/marketing/campaigns/{campaign_id}?notice={done}")
+
+    handler.__name__ = action
+    router.post(f"/marketing/campaigns/{{campaign_id}}/{action}", dependencies=Csrf)(handler)
+
+
+for _action, _done in (
+    ("unschedule", "unscheduled"),
+    ("pause", "paused"),
+    ("resume", "resumed"),
+    ("cancel", "cancelled"),
+):
+    _control(_action, _done)
 
 
 # --- the email log ---
