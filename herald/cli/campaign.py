@@ -8,10 +8,12 @@ from __future__ import annotations
 import datetime as dt
 import sys
 import time
+import uuid
 from collections.abc import Callable
 from typing import Any
 
 import typer
+from sqlalchemy.orm import Session
 
 from herald.audit import service as audit
 from herald.cli.output import JSON_OPTION, emit, operator_runtime, parse_status
@@ -381,10 +383,16 @@ def schedule(
     HERALD_SCHEDULE_GRACE_SECONDS late (no worker was running) goes back to DRAFT.
     --json prints the campaign, as `herald campaign show --json`.
     """
+
+    def at_that_time(
+        session: Session, org_id: uuid.UUID, campaign_id: str, *, actor: audit.Actor
+    ) -> Campaign:
+        return control.schedule_campaign(session, org_id, campaign_id, _at(at), actor=actor)
+
     _control(
         campaign_id,
         as_json,
-        lambda *args, actor: control.schedule_campaign(*args, _at(at), actor=actor),
+        at_that_time,
         lambda c: f"Scheduled: {c.name!r} will be sent at {_utc(c.scheduled_at)}.",
     )
 
