@@ -9,6 +9,7 @@ carries the first org's ids and must get 404.
 
 from __future__ import annotations
 
+import datetime as dt
 import enum
 import re
 import uuid
@@ -111,6 +112,11 @@ RULES: dict[tuple[str, str], Rule] = {
     ("POST", "/api/marketing/campaigns/{campaign_id}/test"): Rule.MARKETING_WRITE,
     ("POST", "/api/marketing/audience/count"): Rule.MARKETING_WRITE,
     ("POST", "/api/marketing/sends/{send_id}/resend"): Rule.MARKETING_WRITE,
+    ("POST", "/api/marketing/campaigns/{campaign_id}/schedule"): Rule.MARKETING_WRITE,
+    ("POST", "/api/marketing/campaigns/{campaign_id}/unschedule"): Rule.MARKETING_WRITE,
+    ("POST", "/api/marketing/campaigns/{campaign_id}/pause"): Rule.MARKETING_WRITE,
+    ("POST", "/api/marketing/campaigns/{campaign_id}/resume"): Rule.MARKETING_WRITE,
+    ("POST", "/api/marketing/campaigns/{campaign_id}/cancel"): Rule.MARKETING_WRITE,
     # pages: the front door, logout, the caller's own account
     ("GET", "/"): Rule.LOGGED_IN,
     ("POST", "/logout"): Rule.ANYONE,
@@ -155,6 +161,11 @@ RULES: dict[tuple[str, str], Rule] = {
     ("POST", "/marketing/campaigns/{campaign_id}/delete"): Rule.MARKETING_WRITE,
     ("POST", "/marketing/campaigns/{campaign_id}/test"): Rule.MARKETING_WRITE,
     ("POST", "/marketing/sends/{send_id}/resend"): Rule.MARKETING_WRITE,
+    ("POST", "/marketing/campaigns/{campaign_id}/schedule"): Rule.MARKETING_WRITE,
+    ("POST", "/marketing/campaigns/{campaign_id}/unschedule"): Rule.MARKETING_WRITE,
+    ("POST", "/marketing/campaigns/{campaign_id}/pause"): Rule.MARKETING_WRITE,
+    ("POST", "/marketing/campaigns/{campaign_id}/resume"): Rule.MARKETING_WRITE,
+    ("POST", "/marketing/campaigns/{campaign_id}/cancel"): Rule.MARKETING_WRITE,
 }
 
 # What an allowed caller gets when it is not simply a success (2xx, or a page's 303 to
@@ -165,9 +176,18 @@ ALLOWED_OTHERWISE: dict[tuple[str, str], set[int] | str] = {
     ("POST", "/api/auth/mfa/enable"): {422},
     ("POST", "/settings/account/mfa/enable"): {422},
     ("POST", "/logout"): LOGIN,
+    # the matrix's campaigns are fresh DRAFTs: these change only a campaign in another status
+    ("POST", "/api/marketing/campaigns/{campaign_id}/unschedule"): {409},
+    ("POST", "/api/marketing/campaigns/{campaign_id}/pause"): {409},
+    ("POST", "/api/marketing/campaigns/{campaign_id}/resume"): {409},
+    ("POST", "/api/marketing/campaigns/{campaign_id}/cancel"): {409},
 }
 
 PROBE_ADDRESS = "probe@security.example.com"
+
+
+def tomorrow() -> str:
+    return (dt.datetime.now(dt.UTC) + dt.timedelta(days=1)).isoformat()
 
 
 def unique_email() -> str:
@@ -193,6 +213,7 @@ def api_body(method: str, path: str, smtp_port: int) -> dict[str, Any]:
             "audience": {"type": "STATUS", "statuses": ["INACTIVE"]},
         },
         ("POST", "/api/marketing/audience/count"): lambda: {"audience": {"type": "ALL"}},
+        ("POST", "/api/marketing/campaigns/{campaign_id}/schedule"): lambda: {"at": tomorrow()},
     }
     if (method, path) == ("POST", "/api/crm/contacts/import"):
         csv = f"email,firstName\n{unique_email()},Imported\n".encode()
@@ -218,6 +239,7 @@ def page_form(method: str, path: str, smtp_port: int) -> dict[str, Any]:
         "/marketing/campaigns/{campaign_id}/edit": campaign,
         "/marketing/audience-count.json": {"audience_type": "ALL"},
         "/marketing/campaigns/{campaign_id}/test": {"to": PROBE_ADDRESS},
+        "/marketing/campaigns/{campaign_id}/schedule": {"at": tomorrow()},
         "/crm/contacts/new": {"email": unique_email(), "first_name": "New", "status": "LEAD"},
         "/crm/contacts/{contact_id}": {
             "email": unique_email(),
