@@ -330,7 +330,8 @@ class Worker:
                 due, grant = await self._send_chunk(job, pool, plan, before, after), plan.grant
                 remaining = due.unsent + remaining  # their permits ran out: next chunk
         except CredentialsRefused as exc:
-            await self._pause(batch.campaign_id, queue.refused_login_reason(str(exc)))
+            reply = str(exc.reply) if exc.reply else str(exc)
+            await self._pause(batch.campaign_id, queue.refused_login_reason(reply))
         except ServerUnavailable as exc:
             await self._relay_unavailable(batch, job, exc, len(remaining[:DISPATCH_CHUNK]))
         except TooLate:
@@ -549,7 +550,8 @@ class Worker:
                 )
             return Attempt(Outcome.RETRY, str(exc), Cause.RELAY)
         except CredentialsRefused as exc:
-            return Attempt(Outcome.UNSENT, str(exc), refused_login=True)
+            reply = str(exc.reply) if exc.reply else str(exc)
+            return Attempt(Outcome.UNSENT, reply, refused_login=True)
         except ServerUnavailable as exc:
             if exc.throttling:
                 return Attempt(Outcome.THROTTLED, str(exc.reply))
