@@ -550,8 +550,8 @@ class Worker:
                 )
             return Attempt(Outcome.RETRY, str(exc), Cause.RELAY)
         except CredentialsRefused as exc:
-            reply = str(exc.reply) if exc.reply else str(exc)
-            return Attempt(Outcome.UNSENT, reply, refused_login=True)
+            answer = str(exc.reply) if exc.reply else str(exc)
+            return Attempt(Outcome.UNSENT, answer, refused_login=True)
         except ServerUnavailable as exc:
             if exc.throttling:
                 return Attempt(Outcome.THROTTLED, str(exc.reply))
