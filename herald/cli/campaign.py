@@ -39,6 +39,7 @@ EXIT_INTERRUPTED = 130  # the shell's code for a command stopped by Ctrl-C (128 
 NAME_WIDTH = 40
 
 CAMPAIGN_ID = typer.Argument(..., help="The campaign's id (a UUID, as `herald campaign list`).")
+YES_OPTION = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation (for scripts).")
 
 
 def _campaign_json(campaign: Campaign, org_name: str) -> dict[str, Any]:
@@ -195,6 +196,14 @@ def _yes(question: str) -> bool:
     return answer.strip().lower() in ("y", "yes")
 
 
+def _confirm(question: str, done: str) -> None:
+    """Ask; anything but yes stops the command (exit 1) with ``Not <done>``."""
+    if not _yes(question):
+        raise HeraldError(
+            f"Not {done} (answer y at the prompt, or pass --yes).", code="not_confirmed"
+        )
+
+
 def _confirm_launch(runtime: Runtime, campaign_id: str) -> None:
     """Ask before launching, naming how many contacts would be mailed now."""
     with unit_of_work(runtime.sessions, write=False) as session:
@@ -210,18 +219,13 @@ def _confirm_launch(runtime: Runtime, campaign_id: str) -> None:
         f"Launch {campaign.name!r} (org {org_name!r}) to {eligible} eligible "
         f"recipient{'' if eligible == 1 else 's'} now?"
     )
-    if not _yes(question):
-        raise HeraldError(
-            "Not launched (answer y at the prompt, or pass --yes).", code="not_confirmed"
-        )
+    _confirm(question, "launched")
 
 
 @app.command("launch")
 def launch(
     campaign_id: str = CAMPAIGN_ID,
-    yes: bool = typer.Option(
-        False, "--yes", "-y", help="Do not ask for confirmation (for scripts)."
-    ),
+    yes: bool = YES_OPTION,
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Launch a DRAFT campaign, as the API's launch does.
@@ -451,18 +455,13 @@ def _confirm_cancel(runtime: Runtime, campaign_id: str) -> None:
         if campaign.status == CampaignStatus.SCHEDULED.value
         else f"{not_sent} message(s) not yet sent will never be sent"
     )
-    if not _yes(f"Cancel {campaign.name!r} ({campaign.status})? {what}."):
-        raise HeraldError(
-            "Not cancelled (answer y at the prompt, or pass --yes).", code="not_confirmed"
-        )
+    _confirm(f"Cancel {campaign.name!r} ({campaign.status})? {what}.", "cancelled")
 
 
 @app.command("cancel")
 def cancel(
     campaign_id: str = CAMPAIGN_ID,
-    yes: bool = typer.Option(
-        False, "--yes", "-y", help="Do not ask for confirmation (for scripts)."
-    ),
+    yes: bool = YES_OPTION,
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Cancel a SCHEDULED, SENDING or PAUSED campaign, for good: its queued messages

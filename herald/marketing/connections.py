@@ -97,9 +97,10 @@ class RelayPools:
         return pool if held else None
 
     async def renew(self) -> None:
-        """Extend this worker's slots (the upkeep calls it with its other leases). Slots that
-        could not be renewed for most of a lease are dropped: once the lease runs out another
-        worker may take them, so this one must not be holding connections by then."""
+        """Extend this worker's slots (the upkeep calls it every third of a lease, with its
+        other leases). Slots that could not be renewed for half a lease are dropped, their
+        connections closed (those in use once their message is done): once the lease runs
+        out another worker may take them."""
         if not any(self._slots.values()):
             return
         try:
@@ -107,13 +108,13 @@ class RelayPools:
                 lambda s: relay.renew_connections(s, self.owner, self.lease_seconds, db_now(s))
             )
             self._renewed = time.monotonic()
-        except SQLAlchemyError:
-            if time.monotonic() - self._renewed > self.lease_seconds * 2 / 3:
+        except SQLAlchemyError as exc:  # the database is away: the slots may lapse
+            log.error("relay.connections_not_renewed", owner=self.owner, error=str(exc)[:300])
+            if time.monotonic() - self._renewed >= self.lease_seconds / 2:
                 log.error("relay.connections_dropped", owner=self.owner)
                 for org_id, (_smtp, pool) in self._pools.items():
                     self._slots[org_id] = 0
                     pool.resize(0)
-            raise
 
     async def reap_idle(self) -> None:
         """Close the pools no batch has used for IDLE_SECONDS and give their slots back."""

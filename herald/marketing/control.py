@@ -62,6 +62,25 @@ def _move(
     return campaign
 
 
+def _change(
+    session: Session,
+    org_id: uuid.UUID,
+    campaign_id: str,
+    expected: tuple[CampaignStatus, ...],
+    values: dict[str, Any],
+    *,
+    actor: audit.Actor,
+    event: str,
+    details: dict[str, Any] | None = None,
+) -> Campaign:
+    """One transition as a person makes it: the campaign (404), its move (409), the audit
+    event ``campaign.<event>``."""
+    campaign = CampaignRepository(session, org_id).get(campaign_id)
+    _move(session, campaign, expected, event, values)
+    audit.record(session, actor, f"campaign.{event}", target=target(campaign), details=details)
+    return campaign
+
+
 def _as_utc(at: dt.datetime) -> dt.datetime:
     """A time without an offset is UTC (the API's timestamps are)."""
     return at.replace(tzinfo=dt.UTC) if at.tzinfo is None else at.astimezone(dt.UTC)
@@ -101,13 +120,10 @@ def unschedule_campaign(
     session: Session, org_id: uuid.UUID, campaign_id: str, *, actor: audit.Actor
 ) -> Campaign:
     """SCHEDULED -> DRAFT (editable again); 409 unless SCHEDULED."""
-    campaign = CampaignRepository(session, org_id).get(campaign_id)
-    was = campaign.scheduled_at
     values = {"status": S.DRAFT.value, "scheduled_at": None}
-    _move(session, campaign, (S.SCHEDULED,), "unscheduled", values)
-    details = {"at": was.isoformat() if was else None}
-    audit.record(session, actor, "campaign.unscheduled", target=target(campaign), details=details)
-    return campaign
+    return _change(
+        session, org_id, campaign_id, (S.SCHEDULED,), values, actor=actor, event="unscheduled"
+    )
 
 
 def pause_campaign(
@@ -115,15 +131,12 @@ def pause_campaign(
 ) -> Campaign:
     """SENDING -> PAUSED; 409 unless SENDING. Once this has committed no new message of the
     campaign starts; those already in flight complete."""
-    campaign = CampaignRepository(session, org_id).get(campaign_id)
     values = {
         "status": S.PAUSED.value,
         "paused_at": utcnow(),
         "pause_reason": f"Paused by {actor.name}.",
     }
-    _move(session, campaign, (S.SENDING,), "paused", values)
-    audit.record(session, actor, "campaign.paused", target=target(campaign))
-    return campaign
+    return _change(session, org_id, campaign_id, (S.SENDING,), values, actor=actor, event="paused")
 
 
 def resume_campaign(
@@ -131,7 +144,6 @@ def resume_campaign(
 ) -> Campaign:
     """PAUSED -> SENDING: the sends still QUEUED go out (each contact gets one message);
     SENT at once if nothing is left. 409 unless PAUSED."""
-    campaign = CampaignRepository(session, org_id).get(campaign_id)
     finished = (
         Campaign.delivered + Campaign.failed + Campaign.unknown + Campaign.cancelled
         >= Campaign.recipients
@@ -146,9 +158,7 @@ def resume_campaign(
         "hold_reason": None,
         "held_until": None,
     }
-    _move(session, campaign, (S.PAUSED,), "resumed", values)
-    audit.record(session, actor, "campaign.resumed", target=target(campaign))
-    return campaign
+    return _change(session, org_id, campaign_id, (S.PAUSED,), values, actor=actor, event="resumed")
 
 
 def cancel_campaign(

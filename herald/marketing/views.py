@@ -318,6 +318,28 @@ def _render_detail(
     )
 
 
+def _refused(
+    request: Request,
+    principal: Principal,
+    session: Session,
+    campaign_id: str,
+    message: str,
+    exc: HeraldError,
+    **entered: str,
+) -> HTMLResponse:
+    """The detail page again with the refusal, its status, and what the form had."""
+    campaign = service.get_campaign(session, principal.org_id, campaign_id)
+    return _render_detail(
+        request,
+        principal,
+        session,
+        campaign,
+        notice=("error", message),
+        status=exc.status,
+        **entered,
+    )
+
+
 @router.get("/marketing/campaigns/{campaign_id}", response_class=HTMLResponse)
 def campaign_detail(
     request: Request, campaign_id: str, principal: Reader, session: Db, notice: str = ""
@@ -402,16 +424,8 @@ def send_test(
         if not answer.ok:
             raise SmtpFailed(answer.message, smtp_code=answer.code, smtp_message="")
     except HeraldError as exc:
-        campaign = service.get_campaign(session, principal.org_id, campaign_id)
-        return _render_detail(
-            request,
-            principal,
-            session,
-            campaign,
-            notice=("error", f"The test was not sent: {exc.message}"),
-            test_to=address,
-            status=exc.status,
-        )
+        refused = f"The test was not sent: {exc.message}"
+        return _refused(request, principal, session, campaign_id, refused, exc, test_to=address)
     campaign = service.get_campaign(session, principal.org_id, campaign_id)
     reply = f"{answer.code} {answer.message}".strip()
     notice = f"Test sent to {address}. The SMTP server answered: {reply}"
@@ -452,15 +466,9 @@ def schedule(
             session, principal.org_id, campaign_id, when, actor=audit.actor(principal)
         )
     except ValidationFailed as exc:
-        campaign = service.get_campaign(session, principal.org_id, campaign_id)
-        return _render_detail(
-            request,
-            principal,
-            session,
-            campaign,
-            notice=("error", f"Not scheduled: {exc.message}"),
-            schedule_value=local_at,
-            status=exc.status,
+        refused = f"Not scheduled: {exc.message}"
+        return _refused(
+            request, principal, session, campaign_id, refused, exc, schedule_value=local_at
         )
     except Conflict:
         return redirect(f"/marketing/campaigns/{campaign_id}?notice=status_moved")

@@ -207,6 +207,7 @@ class Worker:
         interval = max(self.settings.lease_seconds / 3, 0.2)
         while True:
             await asyncio.sleep(interval)
+            await self._pools.renew()  # first: it must run even while the database is away
             try:
                 held = sorted(self._held)
                 if held:
@@ -217,7 +218,6 @@ class Worker:
                         lease_seconds=self.settings.lease_seconds,
                     )
                     await self._db(renew)
-                await self._pools.renew()
                 recovered = await self._db(queue.recover_expired)
                 if recovered:
                     log.warning("sends.recovered_unknown", count=recovered)

@@ -73,6 +73,14 @@ def slow_campaign(engine: Runtime, workers: WorkerFleet, smtp_server: SmtpServer
     return arranged
 
 
+@pytest.fixture
+def midway(client, engine, slow_campaign, smtp_server) -> tuple[Arranged, Caller]:  # type: ignore[no-untyped-def]
+    """The slow campaign once 30 messages have gone, and an ADMIN of its org."""
+    admin = caller(client, engine, org_id=slow_campaign.org_id)
+    wait_until(lambda: len(smtp_server.messages) >= 30, timeout=60)
+    return slow_campaign, admin
+
+
 def post(client: httpx.Client, who: Caller, campaign_id: uuid.UUID, action: str) -> dict:  # type: ignore[type-arg]
     response = client.post(f"{API}/{campaign_id}/{action}", headers=who.headers)
     assert response.status_code == 200, response.text
@@ -80,11 +88,9 @@ def post(client: httpx.Client, who: Caller, campaign_id: uuid.UUID, action: str)
 
 
 def test_no_new_message_after_pause_answered_and_resume_sends_the_rest_once(
-    client, engine, slow_campaign, smtp_server
+    client, engine, midway, smtp_server
 ):
-    arranged = slow_campaign
-    admin = caller(client, engine, org_id=arranged.org_id)
-    wait_until(lambda: len(smtp_server.messages) >= 30, timeout=60)
+    arranged, admin = midway
     paused = post(client, admin, arranged.campaign_id, "pause")
     answered = time.monotonic()
     waiting = emails_in(engine, arranged.campaign_id, "QUEUED")
@@ -111,11 +117,9 @@ def test_no_new_message_after_pause_answered_and_resume_sends_the_rest_once(
 
 
 def test_cancelled_sends_are_never_sent_and_in_flight_ones_complete(
-    client, engine, slow_campaign, smtp_server
+    client, engine, midway, smtp_server
 ):
-    arranged = slow_campaign
-    admin = caller(client, engine, org_id=arranged.org_id)
-    wait_until(lambda: len(smtp_server.messages) >= 30, timeout=60)
+    arranged, admin = midway
     cancelled = post(client, admin, arranged.campaign_id, "cancel")
     answered = time.monotonic()
     assert cancelled["status"] == "CANCELLED" and cancelled["cancelled"] > 0
@@ -145,11 +149,9 @@ def test_cancelled_sends_are_never_sent_and_in_flight_ones_complete(
 
 
 def test_workers_killed_while_paused_lose_nothing_and_resume_sends_each_once(
-    client, engine, workers, slow_campaign, smtp_server
+    client, engine, workers, midway, smtp_server
 ):
-    arranged = slow_campaign
-    admin = caller(client, engine, org_id=arranged.org_id)
-    wait_until(lambda: len(smtp_server.messages) >= 30, timeout=60)
+    arranged, admin = midway
     post(client, admin, arranged.campaign_id, "pause")
     answered = time.monotonic()
     waiting = emails_in(engine, arranged.campaign_id, "QUEUED")
