@@ -26,7 +26,7 @@ LATENESS = 0.5  # a permit unused this long after its slot is given up (must sta
 HOUR_LATENESS = 30.0
 HOUR = 3600.0
 MINUTE = 60
-FIRST_BACKOFF = 1.0  # seconds the relay rests after a throttling answer; doubles while it repeats
+FIRST_BACKOFF = 2.0  # seconds the relay rests after a throttling answer; doubles while it repeats
 MAX_BACKOFF = 64.0
 
 

@@ -5,7 +5,9 @@ ends FAILED with it. (Three worker processes and SIGKILLs: tests/reliability/.)"
 from __future__ import annotations
 
 import datetime as dt
+import threading
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 from sqlalchemy import delete, select, update
 
@@ -15,6 +17,7 @@ from herald.crm.models import Contact
 from herald.db import unit_of_work, utcnow
 from herald.mailconfig.models import EmailConfig
 from herald.marketing.control import schedule_campaign
+from herald.marketing.launch import launch_due
 from herald.marketing.models import Campaign
 from herald.runtime import Runtime
 from tests.marketing.engine import (
@@ -113,3 +116,25 @@ def test_a_launch_that_fails_at_its_time_leaves_it_failed_with_the_reason(runtim
         wait_for_status(engine, arranged.campaign_id, "FAILED", timeout=30)
     assert "SMTP is not configured" in (campaign(engine, arranged.campaign_id).failure_reason or "")
     assert smtp_server.messages == []
+
+
+def test_workers_finding_it_due_at_the_same_moment_launch_it_once(runtime, smtp_server):
+    """Four workers' launches of the same due campaign at once: exactly one launches it,
+    the others find it no longer SCHEDULED."""
+    engine = fast_runtime(runtime)
+    arranged = arrange(engine, smtp_server, 30, launch=False)
+    set_scheduled_at(engine, arranged.campaign_id, utcnow() - dt.timedelta(seconds=1))
+    start = threading.Barrier(4)
+
+    def launch_it() -> str | None:
+        start.wait()
+        with unit_of_work(engine.sessions) as session:
+            launched = launch_due(session, arranged.campaign_id, grace_seconds=3600)
+            return launched.status if launched is not None else None
+
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda _: launch_it(), range(4)))
+    assert (results.count("SENDING"), results.count(None)) == (1, 3)
+    assert len(sends(engine, arranged.campaign_id)) == 30
+    assert campaign(engine, arranged.campaign_id).recipients == 30
+    assert actions_for(engine, arranged.campaign_id) == ["campaign.launched"]
