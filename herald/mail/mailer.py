@@ -35,8 +35,8 @@ class Mailer(Protocol):
     """Sends messages to one server over at most ``size`` connections (``resize`` changes
     it). ``send`` answers the final 2xx reply, or raises ``smtp.SmtpError`` (refused),
     ``smtp.ConnectionLost`` (its ``phase`` says whether a retry is safe),
-    ``ServerUnavailable``, or ``TooLate`` when no connection was free by ``not_after`` (the
-    event loop's clock; the message was not started)."""
+    ``ServerUnavailable``, or ``TooLate`` when no connection was free by ``not_after``
+    (``time.monotonic()``; the message was not started)."""
 
     @property
     def size(self) -> int: ...

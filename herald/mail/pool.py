@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -67,7 +68,7 @@ class ConnectionPool:
                 if not_after is None:
                     await self._changed.wait()
                     continue
-                left = not_after - asyncio.get_running_loop().time()
+                left = not_after - time.monotonic()
                 if left <= 0:
                     raise TooLate("no connection was free before the message's permit ran out")
                 try:
@@ -94,7 +95,7 @@ class ConnectionPool:
         try:
             conn = self._idle.pop() if self._idle else await self._open()
             # checked once the connection is there: opening one may take a while
-            if not_after is not None and asyncio.get_running_loop().time() > not_after:
+            if not_after is not None and time.monotonic() > not_after:
                 raise TooLate("the message's permit ran out before a connection was free")
             yield conn
         finally:

@@ -16,6 +16,7 @@ import dataclasses
 import functools
 import os
 import socket
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -88,6 +89,9 @@ class ChunkStart:
     skipped: Outcomes  # failed without sending (the contact may not be mailed any more)
     taken: int  # sends of the chunk dealt with; 0: stop the batch
     grant: Grant
+    # time.monotonic() just before and just after the database's clock was read for the
+    # grant: the grant's moment lies between them
+    granted_between: tuple[float, float] = (0.0, 0.0)
 
 
 class Worker:
@@ -112,7 +116,7 @@ class Worker:
         self._stopping = asyncio.Event()
         self._jobs: dict[uuid.UUID, CampaignJob] = {}
         self._held: set[int] = set()  # sends leased to this worker right now
-        # org -> until when (event loop clock) this worker starts nothing on its relay: a
+        # org -> until when (time.monotonic()) this worker starts nothing on its relay: a
         # throttling answer stops the rest of its chunks at once, before the shared backoff
         # is even recorded
         self._resting: dict[uuid.UUID, float] = {}
@@ -310,7 +314,6 @@ class Worker:
             pool = await self._pools.pool_for(job.org_id, job.smtp, job.limits)
             if pool is None:  # other workers hold every connection slot to this relay
                 return
-            loop = asyncio.get_running_loop()
             while remaining and not self._stopping.is_set():
                 await pool.ensure_ready()
                 start = functools.partial(
@@ -320,14 +323,12 @@ class Worker:
                     recorded_grant=grant,
                     chunk=remaining[:DISPATCH_CHUNK],
                 )
-                before = loop.time()
                 plan = await self._db(start)
-                after = loop.time()
                 due, grant = None, None
                 if plan.taken == 0:
                     break
                 remaining = remaining[plan.taken :]
-                due, grant = await self._send_chunk(job, pool, plan, before, after), plan.grant
+                due, grant = await self._send_chunk(job, pool, plan), plan.grant
                 remaining = due.unsent + remaining  # their permits ran out: next chunk
         except CredentialsRefused as exc:
             reply = str(exc.reply) if exc.reply else str(exc)
@@ -368,7 +369,9 @@ class Worker:
         """Record the last chunk; then, if the campaign is still being sent (its row locked
         by the record, so a pause or cancel waits for this commit or wins before it), take
         the relay's permits for the next chunk and mark that many sends in flight."""
+        early = time.monotonic()  # the first read of the transaction: on PostgreSQL, its start
         now = queue.db_now(session)
+        read = (early, time.monotonic())
         state = self._record(session, job, recorded or Outcomes(), recorded_grant)
         nothing = ChunkStart(state, [], Outcomes(), 0, Grant(count=0))
         if not state.claimable:
@@ -379,7 +382,7 @@ class Worker:
         taken = chunk if grant.count < 0 else chunk[: grant.count]
         go, skipped = queue.start_dispatch(session, self.owner, job.campaign_id, taken)
         relay.give_back(session, job.org_id, job.limits, grant, len(taken) - len(go), now)
-        return ChunkStart(state, go, skipped, len(taken), grant)
+        return ChunkStart(state, go, skipped, len(taken), grant, read)
 
     def _record(
         self, session: Session, job: CampaignJob, outcomes: Outcomes, grant: Grant | None
@@ -467,31 +470,24 @@ class Worker:
 
         await self._db(hold_and_note)
 
-    async def _send_chunk(
-        self,
-        job: CampaignJob,
-        pool: Mailer,
-        plan: ChunkStart,
-        before: float,
-        after: float,
-    ) -> Outcomes:
+    async def _send_chunk(self, job: CampaignJob, pool: Mailer, plan: ChunkStart) -> Outcomes:
         """Send the chunk's messages at once, or each at its slot when the relay's permits
-        are paced: never before the slot (measured from after the transaction that granted
-        it), never later than its lateness after it (measured from before)."""
+        are paced: never before the slot (counted from the latest the grant can have been
+        made), never later than its lateness after it (counted from the earliest)."""
         outcomes = plan.skipped
         grant = plan.grant
         paced = grant.count > 0
-        loop = asyncio.get_running_loop()
+        earliest_grant, latest_grant = plan.granted_between
 
         async def one(i: int, send: ClaimedSend) -> None:
             not_after = None
             if paced:
-                wait = after + grant.slot(i) - loop.time()
+                wait = latest_grant + grant.slot(i) - time.monotonic()
                 if wait > 0:
                     await asyncio.sleep(wait)
-                not_after = before + grant.slot(i) + grant.lateness
+                not_after = earliest_grant + grant.slot(i) + grant.lateness
             try:
-                if loop.time() < self._resting.get(job.org_id, 0.0):
+                if time.monotonic() < self._resting.get(job.org_id, 0.0):
                     attempt = Attempt(Outcome.UNSENT, late=True)
                 else:
                     attempt = await self._deliver(job, pool, send, not_after)
@@ -507,7 +503,7 @@ class Worker:
             if attempt.late:
                 outcomes.late += 1
             if attempt.outcome is Outcome.THROTTLED:
-                self._resting[job.org_id] = loop.time() + FIRST_BACKOFF
+                self._resting[job.org_id] = time.monotonic() + FIRST_BACKOFF
 
         await asyncio.gather(*(one(i, send) for i, send in enumerate(plan.go)))
         return outcomes

@@ -5,6 +5,7 @@ waiting for a connection is not started; a refused login is told apart from the 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 
 import pytest
@@ -47,11 +48,10 @@ def test_a_message_whose_permit_runs_out_waiting_is_not_started(smtp_server: Smt
 
     async def run() -> None:
         pool = ConnectionPool(settings_for(smtp_server, "none"), 1)
-        loop = asyncio.get_running_loop()
         busy = asyncio.create_task(pool.send("a@example.com", "slow@example.com", MESSAGE))
         await asyncio.sleep(0.05)
         with pytest.raises(TooLate):
-            await pool.send("a@example.com", "late@example.com", MESSAGE, loop.time() + 0.1)
+            await pool.send("a@example.com", "late@example.com", MESSAGE, time.monotonic() + 0.1)
         await busy
         pool.resize(0)
         with pytest.raises(TooLate):  # holding no slot, it opens nothing
