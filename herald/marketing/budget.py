@@ -88,7 +88,11 @@ def take(state: BudgetState, limits: RelayLimits, now: float, wanted: int) -> Gr
     if limits.per_second:
         spacing = 1.0 / limits.per_second
         start = max(state.next_slot or now, now)
+        # the first slot at most half a horizon ahead: a batch never waits long for a few
+        # permits (it gives its sends back instead, and claims skip the org till then)
         room = math.ceil((now + HORIZON - start) / spacing - 1e-9)
+        if start > now + HORIZON / 2:
+            room = 0
         count = min(count, max(room, 0))
         first = start - now
     if limits.per_hour:

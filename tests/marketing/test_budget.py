@@ -101,6 +101,7 @@ def test_slots_are_never_granted_further_ahead_than_the_horizon():
     assert first.count == 10 and first.first == 0 and first.spacing == pytest.approx(0.1)
     assert budget.take(state, limits, T0, 50).count == 0
     assert budget.available_at(state, limits, T0) == pytest.approx(T0 + 0.5)
+    assert budget.take(state, limits, T0 + 0.4, 50).count == 0  # its first slot 0.6 s ahead
     later = budget.take(state, limits, T0 + 0.5, 50)
     assert later.count == 5 and later.first == pytest.approx(0.5)
     assert first.lateness == LATENESS < 1.0
