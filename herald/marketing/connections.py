@@ -23,7 +23,7 @@ from herald.mail.mailer import Mailer, MailerFactory
 from herald.mail.smtp import SmtpSettings
 from herald.mailconfig.account import RelayLimits
 from herald.marketing import relay
-from herald.marketing.queue import db_now
+from herald.marketing.clock import db_now
 
 log = get_logger("herald.worker")
 Db = Callable[[Callable[[Session], Any]], Awaitable[Any]]

@@ -20,12 +20,16 @@ from sqlalchemy.orm import Session
 from herald.audit import service as audit
 from herald.db import utcnow
 from herald.errors import Conflict, ValidationFailed
+from herald.log import get_logger
 from herald.marketing import relay
+from herald.marketing.clock import db_now
+from herald.marketing.counters import CampaignState, add_to_counters
 from herald.marketing.launch import launch_problem, target
 from herald.marketing.models import Campaign, CampaignStatus, SendStatus
-from herald.marketing.queue import add_to_counters, cancel_queued, db_now
+from herald.marketing.queue import cancel_queued
 from herald.marketing.repository import CampaignRepository, SendRepository
 
+log = get_logger("herald.worker")
 MAX_SCHEDULE_AHEAD = dt.timedelta(days=365)
 CANCELLABLE = (CampaignStatus.SCHEDULED, CampaignStatus.SENDING, CampaignStatus.PAUSED)
 
@@ -197,6 +201,15 @@ def record_pause_by_worker(session: Session, campaign: Campaign, reason: str | N
     actor = audit.system_actor(campaign.org_id, audit.WORKER)
     details = {"reason": reason, "automatic": True}
     audit.record(session, actor, "campaign.paused", target=target(campaign), details=details)
+    log.warning("campaign.paused_itself", campaign_id=str(campaign.id), reason=reason)
+
+
+def note_self_pause(session: Session, campaign_id: uuid.UUID, state: CampaignState) -> None:
+    """Into the audit log, a pause the counters' UPDATE just made (see counters.py)."""
+    if state.paused_now:
+        campaign = session.get(Campaign, campaign_id)
+        if campaign is not None:
+            record_pause_by_worker(session, campaign, state.pause_reason)
 
 
 def not_sent_if_cancelled(session: Session, org_id: uuid.UUID, campaign: Campaign) -> int:

@@ -22,8 +22,8 @@ from herald.db import UTCDateTime, utcnow
 from herald.errors import Conflict
 from herald.mailconfig.service import sending_defaults
 from herald.marketing.audience import eligible_contacts
+from herald.marketing.clock import db_now
 from herald.marketing.models import Campaign, CampaignStatus, MarketingSend, SendStatus
-from herald.marketing.queue import db_now
 from herald.marketing.repository import CampaignRepository, campaign_in_any_org
 
 

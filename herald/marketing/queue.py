@@ -17,14 +17,9 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import (
     BindParameter,
-    Boolean,
     ColumnElement,
-    Integer,
-    Text,
-    Update,
     and_,
     bindparam,
-    case,
     func,
     literal_column,
     or_,
@@ -35,8 +30,17 @@ from sqlalchemy.engine import Row
 from sqlalchemy.orm import Session
 
 from herald.crm.models import Contact
-from herald.db import UTCDateTime, utcnow
+from herald.db import UTCDateTime
 from herald.marketing.audience import MAILABLE, NOT_MAILABLE_REASON
+from herald.marketing.clock import db_now
+from herald.marketing.counters import (
+    NEVER,
+    CampaignState,
+    add_to_counters,
+    move_counters,
+    refused_login_reason,
+    relay_failure_reason,
+)
 from herald.marketing.models import (
     CLAIMABLE,
     Campaign,
@@ -59,8 +63,6 @@ UNKNOWN_REASON = (
     "been delivered. It is not re-sent automatically; use Resend if it did not arrive."
 )
 
-
-NEVER = 2**31 - 1  # an autopause limit no run reaches
 
 # Built once, run with parameters: the sending path runs these once per chunk, and building
 # a statement and computing its cache key cost more than SQLite takes to run it.
@@ -94,60 +96,6 @@ _DELIVERED = (
     )
     .returning(S.id)
 )
-
-
-def _counters_statement() -> Update:
-    """Move a campaign's counters and its run of relay failures; mark it SENT once no send
-    is pending, or PAUSED when the relay refused our login or the run reached the limit.
-
-    It is also the lock a chunk takes on its campaign before marking sends in flight: it
-    answers the campaign's status, so a pause or a cancel and the next chunk never both win."""
-    delivered = Campaign.delivered + bindparam("delivered", type_=Integer())
-    failed = Campaign.failed + bindparam("failed", type_=Integer())
-    unknown = Campaign.unknown + bindparam("unknown", type_=Integer())
-    cancelled = Campaign.cancelled + bindparam("cancelled", type_=Integer())
-    added = bindparam("streak_add", type_=Integer())
-    streak = case(
-        (bindparam("streak_reset", type_=Boolean()), added),
-        else_=Campaign.failure_streak + added,
-    )
-    pause_reason = bindparam("pause_reason", type_=Text())
-    # SET expressions read the row as it was, so "done" is computed from the new counts.
-    done = and_(
-        Campaign.status.in_((CampaignStatus.SENDING.value, CampaignStatus.PAUSED.value)),
-        delivered + failed + unknown + cancelled >= Campaign.recipients,
-    )
-    pause = and_(
-        Campaign.status == CampaignStatus.SENDING.value,
-        ~done,
-        or_(pause_reason.is_not(None), streak >= bindparam("autopause", type_=Integer())),
-    )
-    reason = func.coalesce(pause_reason, bindparam("streak_reason", type_=Text()))
-    return (
-        update(Campaign)
-        .where(Campaign.id == bindparam("campaign_id", type_=Campaign.id.type))
-        .values(
-            delivered=delivered,
-            failed=failed,
-            unknown=unknown,
-            cancelled=cancelled,
-            failure_streak=streak,
-            updated_at=NOW,
-            status=case(
-                (done, CampaignStatus.SENT.value),
-                (pause, CampaignStatus.PAUSED.value),
-                else_=Campaign.status,
-            ),
-            completed_at=case((done, NOW), else_=Campaign.completed_at),
-            hold_reason=case((done, None), else_=Campaign.hold_reason),
-            paused_at=case((pause, NOW), else_=Campaign.paused_at),
-            pause_reason=case((pause, reason), else_=Campaign.pause_reason),
-        )
-        .returning(Campaign.status, Campaign.paused_at, Campaign.pause_reason)
-    )
-
-
-_COUNTERS = _counters_statement()
 
 
 @dataclass(frozen=True)
@@ -244,39 +192,6 @@ class Outcomes:
     def requeued(self) -> list[int]:
         """Sends this dispatch put back in the queue (still leased to its worker)."""
         return [s.id for s, _ in self.retry + self.throttled] + [s.id for s in self.unsent]
-
-
-@dataclass(frozen=True)
-class CampaignState:
-    """A campaign's status as a chunk's transaction left it (its row locked till commit)."""
-
-    status: str
-    paused_now: bool = False  # this transaction paused it (refused login, run of failures)
-    pause_reason: str | None = None
-
-    @property
-    def claimable(self) -> bool:
-        return self.status in CLAIMABLE
-
-
-def db_now(session: Session) -> dt.datetime:
-    """The time leases are measured in. PostgreSQL's clock, so that workers on machines
-    whose clocks disagree still agree on whose lease has run out; SQLite's workers share
-    one machine and its clock.
-
-    PostgreSQL's ``now()`` is the start of the transaction, so it is asked once per unit of
-    work (each has its own session) instead of once per step of a chunk."""
-    if session.get_bind().dialect.name == "postgresql":
-        transaction = session.get_transaction()
-        cached = session.info.get("db_now")
-        if transaction is not None and cached and cached[0] is transaction:
-            return cached[1]
-        value = session.scalar(select(func.now()))
-        assert isinstance(value, dt.datetime)
-        value = value.astimezone(dt.UTC)
-        session.info["db_now"] = (session.get_transaction(), value)
-        return value
-    return utcnow()
 
 
 def _claimable(now: dt.datetime) -> list[ColumnElement[bool]]:
@@ -491,13 +406,13 @@ def record_outcomes(
             counts[outcome.value] += len(result.all())
 
     streak = outcomes.streak
-    state = _move_counters(
+    state = move_counters(
         session,
         campaign_id,
         counts,
         streak_reset=streak.reset,
         streak_add=streak.add,
-        streak_reason=_relay_failure_reason(streak, autopause_failures),
+        streak_reason=relay_failure_reason(streak.reason, autopause_failures),
         pause_reason=refused_login_reason(outcomes.refused_login)
         if outcomes.refused_login
         else None,
@@ -505,68 +420,8 @@ def record_outcomes(
     )
     if state.status == CampaignStatus.CANCELLED.value and outcomes.requeued:
         cancelled = cancel_queued(session, campaign_id, ids=outcomes.requeued)
-        state = _move_counters(session, campaign_id, Counter(cancelled=cancelled))
+        state = move_counters(session, campaign_id, Counter(cancelled=cancelled))
     return state
-
-
-def _relay_failure_reason(streak: Streak, limit: int) -> str:
-    return (
-        f"{limit} messages in a row could not be sent for a reason that is not their "
-        f"recipient's; the last one: {streak.reason or 'no answer'}. Resume once the relay "
-        "works again."
-    )[:2000]
-
-
-def refused_login_reason(reply: str) -> str:
-    return (
-        f"The SMTP relay refused Herald's login ({reply}). Correct the username or password "
-        "under Settings → Email configuration, then resume."
-    )[:2000]
-
-
-def add_to_counters(session: Session, campaign_id: uuid.UUID, counts: Counter[str]) -> None:
-    """Move a campaign's counters, and mark it SENT once no send is pending."""
-    if any(counts.values()):
-        _move_counters(session, campaign_id, counts)
-
-
-def _move_counters(
-    session: Session,
-    campaign_id: uuid.UUID,
-    counts: Counter[str],
-    *,
-    streak_reset: bool = False,
-    streak_add: int = 0,
-    streak_reason: str | None = None,
-    pause_reason: str | None = None,
-    autopause: int = NEVER,
-) -> CampaignState:
-    """One UPDATE (it runs once per chunk on the sending path); see _counters_statement."""
-    now = utcnow()
-    row = (
-        session.connection()
-        .execute(
-            _COUNTERS,
-            {
-                "campaign_id": campaign_id,
-                "delivered": counts["delivered"],
-                "failed": counts["failed"],
-                "unknown": counts["unknown"],
-                "cancelled": counts["cancelled"],
-                "streak_reset": streak_reset,
-                "streak_add": streak_add,
-                "streak_reason": streak_reason,
-                "pause_reason": pause_reason,
-                "autopause": autopause,
-                "now": now,
-            },
-        )
-        .one_or_none()
-    )
-    if row is None:  # deleted: only a DRAFT can be, and a DRAFT has no sends
-        return CampaignState(CampaignStatus.DRAFT.value)
-    status, paused_at, reason = row
-    return CampaignState(status, paused_now=paused_at == now, pause_reason=reason)
 
 
 def defer_until(session: Session, send_ids: list[int], until: dt.datetime) -> None:
@@ -606,46 +461,6 @@ def release(session: Session, owner: str, send_ids: list[int]) -> None:
         update(S)
         .where(S.id.in_(send_ids), S.lease_owner == owner, IS_QUEUED_UNINDEXED)
         .values(lease_owner=None, lease_expires_at=None)
-        .execution_options(synchronize_session=False)
-    )
-
-
-def hold_campaign(
-    session: Session,
-    campaign_id: uuid.UUID,
-    reason: str,
-    seconds: float,
-    failures: int,
-    autopause_failures: int,
-) -> CampaignState:
-    """The relay could not be reached for ``failures`` sends: they wait ``seconds`` (the
-    campaign is held, nobody is failed), and they count towards the run that pauses it."""
-    state = _move_counters(
-        session,
-        campaign_id,
-        Counter(),
-        streak_add=failures,
-        streak_reason=_relay_failure_reason(
-            Streak(add=failures, reason=reason), autopause_failures
-        ),
-        autopause=autopause_failures,
-    )
-    session.execute(
-        update(Campaign)
-        .where(Campaign.id == campaign_id)
-        .values(
-            hold_reason=reason[:2000], held_until=db_now(session) + dt.timedelta(seconds=seconds)
-        )
-        .execution_options(synchronize_session=False)
-    )
-    return state
-
-
-def clear_hold(session: Session, campaign_id: uuid.UUID) -> None:
-    session.execute(
-        update(Campaign)
-        .where(Campaign.id == campaign_id, Campaign.hold_reason.is_not(None))
-        .values(hold_reason=None, held_until=None)
         .execution_options(synchronize_session=False)
     )
 

@@ -19,8 +19,8 @@ from herald.errors import Conflict, NotFound, ValidationFailed
 from herald.mail import merge
 from herald.mail.compose import compile_bodies
 from herald.marketing.audience import count_eligible
+from herald.marketing.counters import add_to_counters
 from herald.marketing.models import Campaign, CampaignStatus, MarketingSend, SendStatus
-from herald.marketing.queue import add_to_counters
 from herald.marketing.repository import (
     CampaignRepository,
     SendRepository,

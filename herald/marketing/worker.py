@@ -40,8 +40,9 @@ from herald.mail.pool import ConnectionPool
 from herald.mail.smtp import ConnectionLost, Phase, SmtpError, SmtpSettings
 from herald.mailconfig.account import RelayLimits
 from herald.mailconfig.service import load_mail_account
-from herald.marketing import control, launch, queue, relay
+from herald.marketing import control, counters, launch, queue, relay
 from herald.marketing.budget import FIRST_BACKOFF, Grant
+from herald.marketing.clock import db_now
 from herald.marketing.connections import RelayPools
 from herald.marketing.models import Campaign
 from herald.marketing.queue import Cause, ClaimedSend, Outcome, Outcomes
@@ -84,7 +85,7 @@ class Attempt:
 class ChunkStart:
     """What one transaction decided for the next chunk of a batch."""
 
-    state: queue.CampaignState
+    state: counters.CampaignState
     go: list[ClaimedSend]  # marked in flight: send them now (at their slots, if paced)
     skipped: Outcomes  # failed without sending (the contact may not be mailed any more)
     taken: int  # sends of the chunk dealt with; 0: stop the batch
@@ -332,7 +333,7 @@ class Worker:
                 remaining = due.unsent + remaining  # their permits ran out: next chunk
         except CredentialsRefused as exc:
             reply = str(exc.reply) if exc.reply else str(exc)
-            await self._pause(batch.campaign_id, queue.refused_login_reason(reply))
+            await self._pause(batch.campaign_id, counters.refused_login_reason(reply))
         except ServerUnavailable as exc:
             await self._relay_unavailable(batch, job, exc, len(remaining[:DISPATCH_CHUNK]))
         except TooLate:
@@ -370,7 +371,7 @@ class Worker:
         by the record, so a pause or cancel waits for this commit or wins before it), take
         the relay's permits for the next chunk and mark that many sends in flight."""
         early = time.monotonic()  # the first read of the transaction: on PostgreSQL, its start
-        now = queue.db_now(session)
+        now = db_now(session)
         read = (early, time.monotonic())
         state = self._record(session, job, recorded or Outcomes(), recorded_grant)
         nothing = ChunkStart(state, [], Outcomes(), 0, Grant(count=0))
@@ -386,7 +387,7 @@ class Worker:
 
     def _record(
         self, session: Session, job: CampaignJob, outcomes: Outcomes, grant: Grant | None
-    ) -> queue.CampaignState:
+    ) -> counters.CampaignState:
         """Write a chunk's outcomes; a throttling answer starts the relay's backoff, permits
         that went unused go back, and a pause the outcomes caused is in the audit log."""
         state = queue.record_outcomes(
@@ -398,7 +399,7 @@ class Worker:
             self.settings.retry_window_seconds,
             self.settings.autopause_failures,
         )
-        now = queue.db_now(session)
+        now = db_now(session)
         reply = outcomes.throttle_reply
         if reply is not None:
             until = relay.note_throttle(session, job.org_id, job.limits, reply, now)
@@ -406,15 +407,7 @@ class Worker:
             log.warning("relay.throttled", org_id=str(job.org_id), reply=reply[:200])
         if grant is not None and outcomes.late:
             relay.give_back(session, job.org_id, job.limits, grant, outcomes.late, now)
-        if state.paused_now:
-            campaign = session.get(Campaign, job.campaign_id)
-            if campaign is not None:
-                control.record_pause_by_worker(session, campaign, state.pause_reason)
-            log.warning(
-                "campaign.paused_itself",
-                campaign_id=str(job.campaign_id),
-                reason=state.pause_reason,
-            )
+        control.note_self_pause(session, job.campaign_id, state)
         return state
 
     def _finish(
@@ -428,13 +421,11 @@ class Worker:
         """Record the last chunk, give back what was not started, lift a lapsed hold."""
         if job is not None and outcomes is not None:
             self._record(session, job, outcomes, grant)
-            queue.clear_hold(session, job.campaign_id)
+            counters.clear_hold(session, job.campaign_id)
         queue.release(session, self.owner, unsent)
 
     async def _pause(self, campaign_id: uuid.UUID, reason: str) -> None:
-        paused = await self._db(lambda s: control.pause_by_worker(s, campaign_id, reason))
-        if paused:
-            log.warning("campaign.paused_itself", campaign_id=str(campaign_id), reason=reason)
+        await self._db(lambda s: control.pause_by_worker(s, campaign_id, reason))
 
     async def _relay_unavailable(
         self, batch: queue.Batch, job: CampaignJob | None, exc: ServerUnavailable, sends: int
@@ -445,14 +436,12 @@ class Worker:
         if exc.throttling and job is not None and exc.reply is not None:
             reply = str(exc.reply)
             limits = job.limits
-            await self._db(
-                lambda s: relay.note_throttle(s, batch.org_id, limits, reply, queue.db_now(s))
-            )
+            await self._db(lambda s: relay.note_throttle(s, batch.org_id, limits, reply, db_now(s)))
             log.warning("relay.throttled", org_id=str(batch.org_id), reply=reply[:200])
             return
         log.warning("campaign.held", campaign_id=str(batch.campaign_id), reason=str(exc))
         hold = functools.partial(
-            queue.hold_campaign,
+            counters.hold_campaign,
             campaign_id=batch.campaign_id,
             reason=f"Sending is waiting: {exc}. Herald retries automatically.",
             seconds=self.settings.retry_base_seconds,
@@ -460,15 +449,7 @@ class Worker:
             autopause_failures=self.settings.autopause_failures,
         )
 
-        def hold_and_note(session: Session) -> queue.CampaignState:
-            state = hold(session)
-            if state.paused_now:
-                campaign = session.get(Campaign, batch.campaign_id)
-                if campaign is not None:
-                    control.record_pause_by_worker(session, campaign, state.pause_reason)
-            return state
-
-        await self._db(hold_and_note)
+        await self._db(lambda s: control.note_self_pause(s, batch.campaign_id, hold(s)))
 
     async def _send_chunk(self, job: CampaignJob, pool: Mailer, plan: ChunkStart) -> Outcomes:
         """Send the chunk's messages at once, or each at its slot when the relay's permits
