@@ -187,8 +187,11 @@ class RelayBudget(Base):
     backoff_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, default=None)
     backoff_seconds: Mapped[float] = mapped_column(Float, default=0.0)
     backoff_reason: Mapped[str | None] = mapped_column(Text, default=None)
-    # Claims skip the org's campaigns until then (None: nothing to wait for)
+    # Claims skip the org's campaigns until then (None: nothing to wait for), unless the
+    # org's limits are no longer these, which it was worked out with
     available_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, default=None)
+    per_second: Mapped[int | None] = mapped_column(Integer, default=None)
+    per_hour: Mapped[int | None] = mapped_column(Integer, default=None)
 
 
 class RelayConnection(Base):

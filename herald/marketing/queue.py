@@ -31,6 +31,7 @@ from sqlalchemy.orm import Session
 
 from herald.crm.models import Contact
 from herald.db import UTCDateTime
+from herald.mailconfig.models import EmailConfig
 from herald.marketing.audience import MAILABLE, NOT_MAILABLE_REASON
 from herald.marketing.clock import db_now
 from herald.marketing.counters import (
@@ -212,6 +213,20 @@ def _lock_skip_locked(stmt, session: Session):  # type: ignore[no-untyped-def]
     return stmt
 
 
+def _relay_has_something(now: dt.datetime) -> ColumnElement[bool]:
+    """The org's relay has a permit to give (or its limits changed since it said when)."""
+    limits_changed = or_(
+        RelayBudget.per_second.is_distinct_from(EmailConfig.max_per_second),
+        RelayBudget.per_hour.is_distinct_from(EmailConfig.max_per_hour),
+    )
+    resting = and_(RelayBudget.backoff_until.is_not(None), RelayBudget.backoff_until > now)
+    return or_(
+        RelayBudget.available_at.is_(None),
+        RelayBudget.available_at <= now,
+        and_(limits_changed, ~resting),
+    )
+
+
 def _pending_campaigns(
     session: Session, now: dt.datetime, skip_orgs: frozenset[uuid.UUID] = frozenset()
 ) -> list[Row[uuid.UUID, uuid.UUID]]:
@@ -222,12 +237,13 @@ def _pending_campaigns(
     rows = session.execute(
         select(Campaign.id, Campaign.org_id)
         .outerjoin(RelayBudget, RelayBudget.org_id == Campaign.org_id)
+        .outerjoin(EmailConfig, EmailConfig.org_id == Campaign.org_id)
         .where(
             Campaign.status.in_(CLAIMABLE),
             Campaign.delivered + Campaign.failed + Campaign.unknown + Campaign.cancelled
             < Campaign.recipients,
             or_(Campaign.held_until.is_(None), Campaign.held_until <= now),
-            or_(RelayBudget.available_at.is_(None), RelayBudget.available_at <= now),
+            _relay_has_something(now),
         )
         .order_by(Campaign.launched_at, Campaign.id)
     ).all()

@@ -71,6 +71,7 @@ def _store(row: RelayBudget, state: BudgetState, limits: RelayLimits, now: float
     row.backoff_seconds = state.backoff_seconds
     row.backoff_reason = state.backoff_reason
     row.available_at = _moment(budget.available_at(state, limits, now))
+    row.per_second, row.per_hour = limits.per_second, limits.per_hour
 
 
 def take_grant(

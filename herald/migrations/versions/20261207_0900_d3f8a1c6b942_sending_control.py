@@ -33,6 +33,8 @@ def upgrade() -> None:
         sa.Column("backoff_seconds", sa.Float(), nullable=False),
         sa.Column("backoff_reason", sa.Text(), nullable=True),
         sa.Column("available_at", herald.db.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("per_second", sa.Integer(), nullable=True),
+        sa.Column("per_hour", sa.Integer(), nullable=True),
         sa.ForeignKeyConstraint(
             ["org_id"], ["orgs.id"], name=op.f("fk_relay_budgets_org_id_orgs"), ondelete="CASCADE"
         ),
