@@ -20,13 +20,14 @@ from sqlalchemy import (
     case,
     func,
     or_,
+    select,
     update,
 )
 from sqlalchemy.orm import Session
 
 from herald.db import UTCDateTime, utcnow
 from herald.marketing.clock import db_now
-from herald.marketing.models import CLAIMABLE, Campaign, CampaignStatus
+from herald.marketing.models import CLAIMABLE, Campaign, CampaignStatus, RelayBudget
 
 NEVER = 2**31 - 1  # an autopause limit no run reaches
 NOW = bindparam("now", type_=UTCDateTime())
@@ -39,6 +40,7 @@ class CampaignState:
     status: str
     paused_now: bool = False  # this transaction paused it (refused login, run of failures)
     pause_reason: str | None = None
+    relay_resting_until: dt.datetime | None = None  # its relay's backoff (relay.py)
 
     @property
     def claimable(self) -> bool:
@@ -92,11 +94,17 @@ def _counters_statement() -> Update:
             paused_at=case((pause, NOW), else_=Campaign.paused_at),
             pause_reason=case((pause, reason), else_=Campaign.pause_reason),
         )
-        .returning(Campaign.status, Campaign.paused_at, Campaign.pause_reason)
+        .returning(
+            Campaign.status,
+            Campaign.paused_at,
+            Campaign.pause_reason,
+            # read here, unlocked, so that an org without rate limits needs no query of its
+            # own to know whether its relay is resting
+            select(RelayBudget.backoff_until)
+            .where(RelayBudget.org_id == Campaign.org_id)
+            .scalar_subquery(),
+        )
     )
-
-
-_COUNTERS = _counters_statement()
 
 
 _COUNTERS = _counters_statement()
@@ -158,8 +166,8 @@ def move_counters(
     )
     if row is None:  # deleted: only a DRAFT can be, and a DRAFT has no sends
         return CampaignState(CampaignStatus.DRAFT.value)
-    status, paused_at, reason = row
-    return CampaignState(status, paused_now=paused_at == now, pause_reason=reason)
+    status, paused_at, reason, resting = row
+    return CampaignState(status, paused_at == now, reason, resting)
 
 
 def hold_campaign(

@@ -75,18 +75,21 @@ def _store(row: RelayBudget, state: BudgetState, limits: RelayLimits, now: float
 
 
 def take_grant(
-    session: Session, org_id: uuid.UUID, limits: RelayLimits, wanted: int, now: dt.datetime
+    session: Session,
+    org_id: uuid.UUID,
+    limits: RelayLimits,
+    wanted: int,
+    now: dt.datetime,
+    resting_until: dt.datetime | None,
 ) -> Grant:
     """Permits for up to ``wanted`` messages to the org's relay; ``UNLIMITED`` when the org
     has no rate limit and the relay is not backing off.
 
-    Without a rate limit only the backoff is read, unlocked: a throttling answer committed
-    meanwhile holds back the next chunk instead of this one."""
+    Without a rate limit only the backoff counts, as the caller read it (unlocked, with
+    the campaign's counters): a throttling answer committed meanwhile holds back the next
+    chunk instead of this one."""
     if not limits.rated:
-        until = session.scalar(
-            select(RelayBudget.backoff_until).where(RelayBudget.org_id == org_id)
-        )
-        return Grant(count=0) if until is not None and now < until else UNLIMITED
+        return Grant(count=0) if resting_until is not None and now < resting_until else UNLIMITED
     row = _locked_row(session, org_id)
     state = _state(row)
     grant = budget.take(state, limits, now.timestamp(), wanted)

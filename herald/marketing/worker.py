@@ -377,7 +377,9 @@ class Worker:
         nothing = ChunkStart(state, [], Outcomes(), 0, Grant(count=0))
         if not state.claimable:
             return nothing
-        grant = relay.take_grant(session, job.org_id, job.limits, len(chunk), now)
+        grant = relay.take_grant(
+            session, job.org_id, job.limits, len(chunk), now, state.relay_resting_until
+        )
         if grant.count == 0:
             return nothing
         taken = chunk if grant.count < 0 else chunk[: grant.count]
@@ -404,6 +406,7 @@ class Worker:
         if reply is not None:
             until = relay.note_throttle(session, job.org_id, job.limits, reply, now)
             queue.defer_until(session, [s.id for s, _ in outcomes.throttled], until)
+            state = dataclasses.replace(state, relay_resting_until=until)
             log.warning("relay.throttled", org_id=str(job.org_id), reply=reply[:200])
         if grant is not None and outcomes.late:
             relay.give_back(session, job.org_id, job.limits, grant, outcomes.late, now)
