@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 import time
+from collections import deque
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -19,14 +20,15 @@ class ConnectionPool:
 
     ``resize`` lowers or raises the bound while in use (the org's share of its relay's
     connections changes): idle connections beyond it close at once, busy ones when they
-    come back."""
+    come back. Waiting tasks are handed a place in turn, as a semaphore does (this is one
+    whose size can change, and a wait that can end at a deadline)."""
 
     def __init__(self, settings: SmtpSettings, size: int) -> None:
         self.settings = settings
         self._size = size
         self._idle: list[SmtpConnection] = []
         self._busy = 0
-        self._changed = asyncio.Condition()
+        self._waiting: deque[asyncio.Future[None]] = deque()
 
     @property
     def size(self) -> int:
@@ -36,12 +38,54 @@ class ConnectionPool:
         self._size = max(size, 0)
         while self._idle and len(self._idle) + self._busy > self._size:
             self._idle.pop().abort()
-        # Waiters re-check the bound; notifying needs the condition's lock, taken on the loop.
-        asyncio.get_running_loop().create_task(self._notify())
+        if self._size == 0:  # nothing may be opened now: nobody waits for it
+            while self._waiting:
+                waiter = self._waiting.popleft()
+                if not waiter.done():
+                    waiter.set_exception(TooLate("this worker holds no connection to the relay"))
+        self._hand_out()
 
-    async def _notify(self) -> None:
-        async with self._changed:
-            self._changed.notify_all()
+    def _hand_out(self) -> None:
+        """Places free under the bound go to the tasks waiting, first come first served."""
+        while self._waiting and self._busy < self._size:
+            waiter = self._waiting.popleft()
+            if not waiter.done():
+                self._busy += 1
+                waiter.set_result(None)
+
+    async def _take(self, not_after: float | None) -> None:
+        """A place under the bound (TooLate past ``not_after``, or while the bound is 0)."""
+        if self._size == 0:
+            raise TooLate("this worker holds no connection to the relay now")
+        if self._busy < self._size and not self._waiting:
+            self._busy += 1
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiting.append(waiter)
+        try:
+            if not_after is None:
+                await waiter
+            else:
+                async with asyncio.timeout(max(not_after - time.monotonic(), 0)):
+                    await waiter
+        except (TimeoutError, asyncio.CancelledError) as exc:
+            if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
+                self._give(None)  # handed a place as the wait ended: pass it on
+            elif not waiter.done():
+                waiter.cancel()
+            if isinstance(exc, TimeoutError):
+                late = "no connection was free before the message's permit ran out"
+                raise TooLate(late) from None
+            raise
+
+    def _give(self, conn: SmtpConnection | None) -> None:
+        self._busy -= 1
+        if conn is not None and not conn.broken:
+            if len(self._idle) + self._busy < self._size:
+                self._idle.append(conn)
+            else:
+                conn.abort()  # the bound came down while it was in use
+        self._hand_out()
 
     async def _open(self) -> SmtpConnection:
         try:
@@ -59,35 +103,6 @@ class ConnectionPool:
                 f"cannot reach SMTP server {where}: {exc or type(exc).__name__}"
             ) from exc
 
-    async def _take(self, not_after: float | None) -> None:
-        """Wait for room under the bound (TooLate past ``not_after``)."""
-        async with self._changed:
-            while self._busy >= self._size:
-                if self._size == 0:
-                    raise TooLate("this worker holds no connection to the relay now")
-                if not_after is None:
-                    await self._changed.wait()
-                    continue
-                left = not_after - time.monotonic()
-                if left <= 0:
-                    raise TooLate("no connection was free before the message's permit ran out")
-                try:
-                    async with asyncio.timeout(left):
-                        await self._changed.wait()
-                except TimeoutError:
-                    continue
-            self._busy += 1
-
-    async def _give(self, conn: SmtpConnection | None) -> None:
-        async with self._changed:
-            self._busy -= 1
-            if conn is not None and not conn.broken:
-                if len(self._idle) + self._busy < self._size:
-                    self._idle.append(conn)
-                else:
-                    conn.abort()  # the bound came down while it was in use
-            self._changed.notify()
-
     @asynccontextmanager
     async def connection(self, not_after: float | None = None) -> AsyncIterator[SmtpConnection]:
         await self._take(not_after)
@@ -99,7 +114,7 @@ class ConnectionPool:
                 raise TooLate("the message's permit ran out before a connection was free")
             yield conn
         finally:
-            await self._give(conn)
+            self._give(conn)
 
     async def ensure_ready(self) -> None:
         """Fail fast (ServerUnavailable) before marking anything in flight."""
