@@ -27,7 +27,8 @@ class ConnectionPool:
         self.settings = settings
         self._size = size
         self._idle: list[SmtpConnection] = []
-        self._busy = 0
+        self._open = 0  # connections open: idle, or in a task's hands
+        self._busy = 0  # places taken (a task may hold one before its connection is open)
         self._waiting: deque[asyncio.Future[None]] = deque()
 
     @property
@@ -36,8 +37,8 @@ class ConnectionPool:
 
     def resize(self, size: int) -> None:
         self._size = max(size, 0)
-        while self._idle and len(self._idle) + self._busy > self._size:
-            self._idle.pop().abort()
+        while self._idle and self._open > self._size:
+            self._drop(self._idle.pop())
         if self._size == 0:  # nothing may be opened now: nobody waits for it
             while self._waiting:
                 waiter = self._waiting.popleft()
@@ -80,14 +81,18 @@ class ConnectionPool:
 
     def _give(self, conn: SmtpConnection | None) -> None:
         self._busy -= 1
-        if conn is not None and not conn.broken:
-            if len(self._idle) + self._busy < self._size:
-                self._idle.append(conn)
+        if conn is not None:
+            if conn.broken or self._open > self._size:  # the bound came down while in use
+                self._drop(conn)
             else:
-                conn.abort()  # the bound came down while it was in use
+                self._idle.append(conn)
         self._hand_out()
 
-    async def _open(self) -> SmtpConnection:
+    def _drop(self, conn: SmtpConnection) -> None:
+        self._open -= 1
+        conn.abort()
+
+    async def _connect(self) -> SmtpConnection:
         try:
             return await SmtpConnection.open(self.settings)
         except SmtpError as exc:
@@ -108,7 +113,11 @@ class ConnectionPool:
         await self._take(not_after)
         conn = None
         try:
-            conn = self._idle.pop() if self._idle else await self._open()
+            if self._idle:
+                conn = self._idle.pop()
+            else:
+                conn = await self._connect()
+                self._open += 1
             # checked once the connection is there: opening one may take a while
             if not_after is not None and time.monotonic() > not_after:
                 raise TooLate("the message's permit ran out before a connection was free")
@@ -129,4 +138,5 @@ class ConnectionPool:
 
     async def close(self) -> None:
         idle, self._idle = self._idle, []
+        self._open -= len(idle)
         await asyncio.gather(*(conn.close() for conn in idle), return_exceptions=True)
