@@ -68,6 +68,7 @@ class CampaignJob:
     sender: str
     smtp: SmtpSettings
     limits: RelayLimits
+    held: bool = False  # it was held (see counters.hold_campaign) when the batch began
 
 
 @dataclass(frozen=True)
@@ -274,9 +275,10 @@ class Worker:
             return None
         account = load_mail_account(session, self.settings, campaign.org_id)
         smtp = dataclasses.replace(account.smtp, timeout=self.smtp_timeout)
+        held = campaign.hold_reason is not None
         cached = self._jobs.get(campaign_id)
         if cached and cached.smtp == smtp and cached.limits == account.limits:
-            return cached
+            return dataclasses.replace(cached, held=held) if cached.held != held else cached
         message = CampaignMessage(
             subject=campaign.subject,
             html_body=campaign.html_body,
@@ -293,6 +295,7 @@ class Worker:
             smtp_address(message.envelope_from()),
             smtp,
             account.limits,
+            held,
         )
         self._jobs[campaign_id] = job
         return job
@@ -424,7 +427,8 @@ class Worker:
         """Record the last chunk, give back what was not started, lift a lapsed hold."""
         if job is not None and outcomes is not None:
             self._record(session, job, outcomes, grant)
-            counters.clear_hold(session, job.campaign_id)
+            if job.held:
+                counters.clear_hold(session, job.campaign_id)
         queue.release(session, self.owner, unsent)
 
     async def _pause(self, campaign_id: uuid.UUID, reason: str) -> None:
