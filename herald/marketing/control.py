@@ -3,7 +3,7 @@
 Each is one conditional UPDATE of the campaign's status, so of two callers acting at once
 (two people, or a person and a worker) exactly one wins and the other gets 409. Pause and
 the worker's next chunk meet on the campaign's row: a worker marks a chunk in flight only
-in a transaction that holds that row (counters._counters_statement), so once ``pause`` has
+in a transaction that holds a lock on that row (see counters.py), so once ``pause`` has
 committed no new SMTP transaction starts; the chunk already in flight completes.
 """
 

@@ -31,6 +31,10 @@ from herald.marketing.models import CLAIMABLE, Campaign, CampaignStatus, RelayBu
 
 NEVER = 2**31 - 1  # an autopause limit no run reaches
 NOW = bindparam("now", type_=UTCDateTime())
+# the org's relay's backoff (relay.py), read with the campaign
+_RESTING = (
+    select(RelayBudget.backoff_until).where(RelayBudget.org_id == Campaign.org_id).scalar_subquery()
+)
 
 
 @dataclass(frozen=True)
@@ -100,14 +104,19 @@ def _counters_statement() -> Update:
             Campaign.pause_reason,
             # read here, unlocked, so that an org without rate limits needs no query of its
             # own to know whether its relay is resting
-            select(RelayBudget.backoff_until)
-            .where(RelayBudget.org_id == Campaign.org_id)
-            .scalar_subquery(),
+            _RESTING,
         )
     )
 
 
 _COUNTERS = _counters_statement()
+# A chunk with nothing to record still reads its campaign's status under a lock: shared, so
+# that chunks of several workers do not wait for each other, but a pause (an UPDATE) waits.
+_STATUS = (
+    select(Campaign.status, _RESTING)
+    .where(Campaign.id == bindparam("campaign_id", type_=Campaign.id.type))
+    .with_for_update(read=True, of=Campaign)
+)
 
 
 def relay_failure_reason(last: str | None, limit: int) -> str:
@@ -123,6 +132,14 @@ def refused_login_reason(reply: str) -> str:
         f"The SMTP relay refused Herald's login ({reply}). Correct the username or password "
         "under Settings → Email configuration, then resume."
     )[:2000]
+
+
+def read_state(session: Session, campaign_id: uuid.UUID) -> CampaignState:
+    """The campaign's status under a shared lock, when there is nothing to move (see _STATUS)."""
+    row = session.connection().execute(_STATUS, {"campaign_id": campaign_id}).one_or_none()
+    if row is None:
+        return CampaignState(CampaignStatus.DRAFT.value)
+    return CampaignState(row.status, relay_resting_until=row[1])
 
 
 def add_to_counters(session: Session, campaign_id: uuid.UUID, counts: Counter[str]) -> None:

@@ -39,6 +39,7 @@ from herald.marketing.counters import (
     CampaignState,
     add_to_counters,
     move_counters,
+    read_state,
     refused_login_reason,
     relay_failure_reason,
 )
@@ -422,6 +423,8 @@ def record_outcomes(
             counts[outcome.value] += len(result.all())
 
     streak = outcomes.streak
+    if not (any(counts.values()) or outcomes.requeued or streak.add or streak.reset):
+        return read_state(session, campaign_id)  # a batch's first chunk: nothing to move
     state = move_counters(
         session,
         campaign_id,
