@@ -26,8 +26,13 @@ test: setup lint test-sqlite
 	@if [ -n "$$HERALD_TEST_DATABASE_URL" ]; then $(MAKE) --no-print-directory test-postgres; \
 	else echo "PostgreSQL run skipped: HERALD_TEST_DATABASE_URL is not set (.ci/run sets it)."; fi
 
+# Both passes run in parallel worker processes (pytest-xdist), each on a database of its own
+# (tests/conftest.py); a test file stays on one worker. TEST_WORKERS=0: one process.
+TEST_WORKERS ?= 4
+PARALLEL := -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
+
 test-sqlite: setup
-	env -u HERALD_TEST_DATABASE_URL $(PYTEST) -q --junitxml=.reports/sqlite.xml
+	env -u HERALD_TEST_DATABASE_URL $(PYTEST) -q $(PARALLEL) --junitxml=.reports/sqlite.xml
 
 # The browser tests drive the pages, whose queries the route matrix and the API tests
 # already run on PostgreSQL; in a real browser they run once, in the SQLite pass.
@@ -35,7 +40,7 @@ POSTGRES_PASS_SKIPS := --ignore=tests/browser
 test-postgres: setup
 	@case "$$HERALD_TEST_DATABASE_URL" in postgresql*) ;; \
 	  *) echo "test-postgres needs HERALD_TEST_DATABASE_URL=postgresql+psycopg://..."; exit 2;; esac
-	$(PYTEST) -q --junitxml=.reports/postgres.xml $(POSTGRES_PASS_SKIPS)
+	$(PYTEST) -q $(PARALLEL) --junitxml=.reports/postgres.xml $(POSTGRES_PASS_SKIPS)
 
 # The reliability suites at a bigger size than make test runs them (sizes overridable; a
 # seed from a failed run replays it: HERALD_CHAOS_SEED=...). PostgreSQL too when

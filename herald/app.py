@@ -17,6 +17,13 @@ from herald.audit.views import router as audit_pages
 from herald.auth.routes import router as auth_router
 from herald.auth.views import router as account_pages
 from herald.bodylimit import BodyLimit
+from herald.bounces.jobs import BounceJobs
+from herald.bounces.routes import router as bounces_router
+from herald.bounces.views import router as bounces_pages
+from herald.bounces.webhooks.inbox import WebhookInbox
+from herald.bounces.webhooks.keys import WebhookKeys
+from herald.bounces.webhooks.routes import router as webhooks_router
+from herald.bounces.webhooks.sns import SnsVerifier
 from herald.crm.routes import router as crm_router
 from herald.crm.views import router as crm_pages
 from herald.error_handlers import TokenPathErrors, error_response, install_error_handlers
@@ -55,22 +62,33 @@ def create_app(
         recorder = open_recorder(runtime, settings.open_flush_seconds)
         app.state.open_recorder = recorder
         app.state.unsubscriber = unsubscriber = Unsubscriber(runtime)
+        app.state.webhook_inbox = inbox = WebhookInbox(runtime)
+        app.state.webhook_keys = WebhookKeys(runtime)
+        app.state.sns_verifier = sns_verifier = SnsVerifier(settings.sns_cert_host_patterns)
         recorder.start()
         worker = None
+        bounce_jobs: tuple[BounceJobs, asyncio.Task[None]] | None = None
         if embedded_worker:
             from herald.marketing.embedded import EmbeddedWorker
 
             worker = EmbeddedWorker(runtime)
             worker.start()
+            jobs = BounceJobs(runtime)
+            bounce_jobs = (jobs, asyncio.create_task(jobs.run()))
         try:
             yield
         finally:
+            if bounce_jobs:
+                bounce_jobs[0].stop()
+                await bounce_jobs[1]
             if worker:
                 await asyncio.to_thread(worker.stop)
             try:
                 await recorder.stop()
             finally:
                 await unsubscriber.close()
+                await inbox.close()
+                await sns_verifier.close()
 
     app = FastAPI(
         lifespan=lifespan,
@@ -90,8 +108,10 @@ def create_app(
     app.add_middleware(BodyLimit, settings=settings)
     app.add_middleware(TokenPathErrors)
     # First: the pixel and the unsubscribe links are most of the traffic, and the router
-    # tries its routes in order.
-    app.include_router(public_router)
+    # tries its routes in order. As the app router's own routes, since FastAPI matches an
+    # included router's routes in two passes (docs/performance.md).
+    app.router.routes.extend(public_router.routes)
+    app.include_router(webhooks_router)  # mail services' calls come in bursts too
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     install_error_handlers(app)
     install_openapi(app)
@@ -122,9 +142,11 @@ def _area_routers() -> list[APIRouter]:
         crm_router,
         mailconfig_router,
         marketing_router,
+        bounces_router,
         orgs_router,
         audit_router,
         marketing_pages,
+        bounces_pages,
         crm_pages,
         mailconfig_pages,
         orgs_pages,

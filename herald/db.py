@@ -6,9 +6,22 @@ import datetime as dt
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import DateTime, ForeignKey, MetaData, TypeDecorator, Uuid, create_engine, event
+from sqlalchemy import (
+    BigInteger,
+    DateTime,
+    ForeignKey,
+    Integer,
+    MetaData,
+    Select,
+    TypeDecorator,
+    Uuid,
+    create_engine,
+    event,
+    func,
+    select,
+)
 from sqlalchemy.engine import Dialect, Engine
 from sqlalchemy.orm import (
     DeclarativeBase,
@@ -19,8 +32,10 @@ from sqlalchemy.orm import (
     sessionmaker,
 )
 
-from herald import writelock
+from herald import checkpoint, writelock
 from herald.errors import HeraldError
+
+Stmt = TypeVar("Stmt", bound=Select)
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -35,6 +50,36 @@ SQLITE_BUSY_TIMEOUT_MS = 30_000
 
 def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
+
+
+def db_now(session: Session) -> dt.datetime:
+    """The time leases are measured in. PostgreSQL's clock, so that workers on machines
+    whose clocks disagree still agree on whose lease has run out; SQLite's workers share
+    one machine and its clock.
+
+    PostgreSQL's ``now()`` is the start of the transaction, so it is asked once per unit of
+    work (each has its own session) instead of once per step of a chunk."""
+    if session.get_bind().dialect.name == "postgresql":
+        transaction = session.get_transaction()
+        cached = session.info.get("db_now")
+        if transaction is not None and cached and cached[0] is transaction:
+            return cached[1]
+        value = session.scalar(select(func.now()))
+        assert isinstance(value, dt.datetime)
+        value = value.astimezone(dt.UTC)
+        session.info["db_now"] = (session.get_transaction(), value)
+        return value
+    return utcnow()
+
+
+def lock_skip_locked(stmt: Stmt, session: Session) -> Stmt:
+    """PostgreSQL: rows another worker (or process) is claiming are skipped, not waited for.
+
+    SQLite needs nothing: the caller's BEGIN IMMEDIATE already made this worker the only writer.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        return stmt.with_for_update(skip_locked=True)
+    return stmt
 
 
 class UTCDateTime(TypeDecorator[dt.datetime]):
@@ -59,6 +104,11 @@ class UTCDateTime(TypeDecorator[dt.datetime]):
         return value.astimezone(dt.UTC)
 
 
+def big_int_id() -> BigInteger:
+    """A 64-bit integer key on PostgreSQL; on SQLite INTEGER, the rowid's own alias."""
+    return BigInteger().with_variant(Integer(), "sqlite")
+
+
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
@@ -80,15 +130,21 @@ class OrgScoped:
     )
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any, synchronous: str = "NORMAL") -> None:
     # Let SQLAlchemy's transaction handling issue BEGIN itself (see _sqlite_begin).
     dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
     cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute(f"PRAGMA synchronous={synchronous}")
     cursor.close()
+
+
+def _sqlite_durable_pragmas(dbapi_connection: Any, record: Any) -> None:
+    # FULL: each commit is on disk (fsync of the WAL) before COMMIT returns, power loss
+    # included; NORMAL survives a crash of the process, not of the machine.
+    _sqlite_pragmas(dbapi_connection, record, synchronous="FULL")
 
 
 def _sqlite_begin(conn: Any) -> None:
@@ -96,7 +152,10 @@ def _sqlite_begin(conn: Any) -> None:
     conn.exec_driver_sql(mode)
 
 
-def make_engine(url: str, **kwargs: Any) -> Engine:
+def make_engine(url: str, *, durable: bool = False, **kwargs: Any) -> Engine:
+    """``durable``: every commit reaches the disk before it returns, also on SQLite (whose
+    default here trades that for speed); for writers whose answer promises it (the bounce
+    receiver's 250). PostgreSQL commits durably anyway."""
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
@@ -104,10 +163,11 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
 
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(url, connect_args={"check_same_thread": False}, **kwargs)
-        event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "connect", _sqlite_durable_pragmas if durable else _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin)
         if path and path != ":memory:" and not path.startswith("file:"):
             writelock.register(engine, path, SQLITE_BUSY_TIMEOUT_MS / 1000)
+            checkpoint.register(engine)
         return engine
     kwargs.setdefault("pool_size", 10)
     kwargs.setdefault("max_overflow", 20)

@@ -60,7 +60,7 @@ def _validation_details(exc: RequestValidationError) -> list[dict[str, Any]]:
 def wants_page(request: Request) -> bool:
     """Pages get HTML errors; the API, tracking and anything asking for JSON get JSON."""
     path = request.url.path
-    if path.startswith(("/api/", "/t/", "/healthz")):
+    if path.startswith(("/api/", "/t/", "/healthz", "/webhooks/")):
         return False
     return "text/html" in request.headers.get("accept", "")
 
@@ -144,20 +144,23 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     return error_response(exc.status_code, code, message, None, headers)
 
 
-_TOKEN_PATHS = ("/t/", "/u/")  # the pixel's and the unsubscribe links: a token follows
+# the pixel's and the unsubscribe links (a token follows), the webhooks (a key)
+_TOKEN_PATHS = ("/t/", "/u/", "/webhooks/")
 
 
 def unexpected_error(path: str, exc: Exception) -> JSONResponse:
     """The 500 of an exception nothing else handled: logged (never a link's token), its
     details not shown."""
-    if path.startswith(_TOKEN_PATHS):
+    if path.startswith("/webhooks/"):
+        path = "/webhooks/{provider}/{key}"
+    elif path.startswith(_TOKEN_PATHS):
         path = path[:3] + "{token}"
     log.error("request.unhandled_error", path=path, error=type(exc).__name__)
     return error_response(500, "internal_error", "Something went wrong on our side.")
 
 
 class TokenPathErrors:
-    """The 500 of an unhandled error under /t/ and /u/, answered here and not raised on:
+    """The 500 of an unhandled error under /t/, /u/ and /webhooks/, answered here and not raised on:
     the server's own report of it would carry the link's token (SQLAlchemy's messages
     show bound values), and raising past the response makes it drop the keep-alive
     connection. Elsewhere Starlette's handler answers and the server logs the traceback."""

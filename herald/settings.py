@@ -80,6 +80,18 @@ class Settings(BaseSettings):
         default=1.0, description="How often buffered open-pixel hits are written."
     )
 
+    bounce_poll_seconds: float = Field(
+        default=60,
+        gt=0,
+        description="How often the workers poll each org's bounce mailbox (IMAP).",
+    )
+    sns_cert_hosts: str = Field(
+        default="sns.*.amazonaws.com",
+        description="Hosts (comma-separated host[:port] patterns, * within one label) that "
+        "Amazon SNS signing certificates and subscription confirmations are fetched from, "
+        "over https only.",
+    )
+
     forwarded_allow_ips: str = Field(
         default="",
         description="Reverse proxies (comma-separated addresses) whose X-Forwarded-For and "
@@ -102,9 +114,30 @@ class Settings(BaseSettings):
         egress.parse_networks(value)  # a bad entry stops the start with its name
         return value
 
+    @field_validator("sns_cert_hosts")
+    @classmethod
+    def _sns_hosts_parse(cls, value: str) -> str:
+        for part in value.split(","):
+            host, colon, port = part.strip().rpartition(":")
+            if part.strip() and colon and not (host and port.isdigit()):
+                raise ValueError(f"{part.strip()!r} is not a host[:port] pattern")
+        return value
+
     @property
     def smtp_networks(self) -> tuple[egress.Network, ...]:
         return egress.parse_networks(self.smtp_allowed_networks)
+
+    @property
+    def sns_cert_host_patterns(self) -> tuple[tuple[str, int], ...]:
+        """``HERALD_SNS_CERT_HOSTS`` as (host pattern, port) pairs; the port is 443 unless given."""
+        patterns: list[tuple[str, int]] = []
+        for part in self.sns_cert_hosts.split(","):
+            host, _, port = part.strip().lower().rpartition(":")
+            if not host:  # no port given
+                host, port = port, "443"
+            if host and port.isdigit():
+                patterns.append((host, int(port)))
+        return tuple(patterns)
 
     def secret_key_problem(self) -> str | None:
         """Why the secret key must not be used (too short), or None."""

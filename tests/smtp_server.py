@@ -17,7 +17,6 @@ import asyncio
 import datetime as dt
 import email
 import logging
-import socket
 import ssl
 import tempfile
 import threading
@@ -34,6 +33,8 @@ from typing import Any, Literal
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
+
+from tests.ports import free_port
 
 HOST = "127.0.0.1"
 SERVER_NAME = "smtp.herald.test"
@@ -104,12 +105,6 @@ class Received:
 class _Script:
     behaviour: Behaviour
     remaining: int | None
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return int(s.getsockname()[1])
 
 
 class SmtpServer:

@@ -11,6 +11,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+pytestmark = pytest.mark.slow  # a long file: the parallel run starts it first (conftest)
+
 HERALD = str(Path(sys.executable).with_name("herald"))
 
 
@@ -103,8 +105,10 @@ def test_new_user_path_upgrade_create_then_login(database_url, live_server, tmp_
     plain = run(["org", "create", "--name", "Plain"], database_url, tmp_path).stdout.strip()
     assert len(plain) == 36  # just the id
 
-    response = httpx.post(
-        f"{live_server.url}/api/auth/login", json={"email": email, "password": "s3cret-passw0rd"}
+    response = httpx.post(  # the CLI hashed at the production cost: slow on a busy machine
+        f"{live_server.url}/api/auth/login",
+        json={"email": email, "password": "s3cret-passw0rd"},
+        timeout=30,
     )
     assert response.status_code == 200
     assert response.json()["user"] == user
@@ -115,6 +119,7 @@ def test_new_user_path_upgrade_create_then_login(database_url, live_server, tmp_
     assert [u["email"] for u in listed["items"]] == [email]
 
 
+@pytest.mark.usefixtures("runtime")  # the migrated database
 def test_org_features_can_be_switched(database_url, tmp_path):
     org = json.loads(run(["org", "create", "--name", "F", "--json"], database_url, tmp_path).stdout)
     assert org["features"] == []
@@ -130,6 +135,7 @@ def test_org_features_can_be_switched(database_url, tmp_path):
     assert json.loads(out.stdout)["features"] == []
 
 
+@pytest.mark.usefixtures("runtime")  # the migrated database
 @pytest.mark.parametrize(
     "args, message",
     [
@@ -147,6 +153,7 @@ def test_bad_input_exits_1_with_a_clear_message(database_url, tmp_path, args, me
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.usefixtures("runtime")  # the migrated database
 def test_json_errors_are_one_json_object(database_url, tmp_path):
     org = json.loads(run(["org", "create", "--name", "J", "--json"], database_url, tmp_path).stdout)
     result = run(

@@ -37,6 +37,8 @@ from tests.marketing.factories import (
 )
 from tests.orgs.factories import make_org
 
+pytestmark = pytest.mark.slow  # a long file: the parallel run starts it first (conftest)
+
 HERALD = str(Path(sys.executable).with_name("herald"))
 
 
@@ -59,7 +61,12 @@ def start(args: list[str], database_url: str, cwd: Path, text: bool = True) -> s
 
 
 def finish(process: subprocess.Popen, args: list[str], input: Any = None):
-    stdout, stderr = process.communicate(input, timeout=60)
+    try:
+        stdout, stderr = process.communicate(input, timeout=60)
+    except subprocess.TimeoutExpired:
+        process.kill()  # a hung command must not outlive its test
+        process.communicate()
+        raise
     result = subprocess.CompletedProcess(args, process.returncode, stdout, stderr)
     assert "Traceback" not in str(stderr), stderr
     return result
@@ -232,6 +239,8 @@ def test_stats_json_gives_the_api_figures(runtime, database_url, tmp_path):
         "cancelled": 0,
         "opens": 3,
         "openRate": 0.75,
+        "bounced": 0,
+        "complaints": 0,
     }
 
 
@@ -302,6 +311,7 @@ def test_sends_export_writes_the_api_csv(runtime, database_url, tmp_path):
     assert kept[1][6] == "550 5.1.1 No such user"
 
 
+@pytest.mark.usefixtures("runtime")  # the migrated database
 def test_unknown_or_malformed_ids_exit_1_with_a_message(database_url, tmp_path):
     unknown = str(uuid.uuid4())
     show, stats, export = herald_all(

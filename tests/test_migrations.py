@@ -6,11 +6,11 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
-from sqlalchemy import create_engine, inspect, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import create_engine, inspect
 
 from herald import migrate
 from herald.models import metadata
+from tests.conftest import own_database
 
 
 @pytest.fixture
@@ -18,16 +18,8 @@ def fresh_database_url(database_url: str, tmp_path) -> Iterator[str]:
     if database_url.startswith("sqlite"):
         yield f"sqlite:///{tmp_path / 'migrations.db'}"
         return
-    name = f"herald_mig_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(database_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield make_url(database_url).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with own_database(database_url, f"herald_mig_{uuid.uuid4().hex[:10]}") as url:
+        yield url
 
 
 def test_upgrade_head_then_check_finds_no_drift(fresh_database_url: str) -> None:

@@ -105,12 +105,24 @@ def make_failed_send(client: httpx.Client, headers: dict[str, str], runtime: Run
     return str(send_id)
 
 
+def make_bounce_report(client: httpx.Client, headers: dict[str, str], _runtime: Runtime) -> str:
+    """A bounce report added by API (about no send: recorded as unmatched)."""
+    response = client.post(
+        "/api/marketing/bounces",
+        headers=headers,
+        json={"email": f"{uuid.uuid4().hex[:8]}@victim.example", "type": "hard"},
+    )
+    assert response.status_code == 201, response.text
+    return str(response.json()["id"])
+
+
 # path parameter name -> how the victim org creates one
 MAKERS: dict[str, Callable[[httpx.Client, dict[str, str], Runtime], str]] = {
     "contact_id": make_contact,
     "user_id": make_org_user,
     "campaign_id": make_campaign,
     "send_id": make_failed_send,
+    "report_id": make_bounce_report,
 }
 
 

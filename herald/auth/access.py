@@ -15,6 +15,8 @@ class Capability(enum.Enum):
     MARKETING_READ = "marketing_read"
     MARKETING_WRITE = "marketing_write"
     CRM_WRITE = "crm_write"
+    EMAIL_STATUS_RESET = "email_status_reset"
+    BOUNCE_RAW = "bounce_raw"
     SETTINGS = "settings"
 
 
@@ -35,6 +37,14 @@ NEEDS: dict[Capability, Need] = {
         "Changing campaigns", frozenset({Role.ADMIN}), feature="marketing"
     ),
     Capability.CRM_WRITE: Need("Changing contacts", frozenset({Role.ADMIN, Role.MANAGER})),
+    # emailStatus is Herald's record of bounces and complaints: only an ADMIN overrides it
+    Capability.EMAIL_STATUS_RESET: Need(
+        "Resetting a contact's email status", frozenset({Role.ADMIN})
+    ),
+    # a raw report holds whatever the bouncing server quoted of the message and its headers
+    Capability.BOUNCE_RAW: Need(
+        "Reading a raw bounce report", frozenset({Role.ADMIN}), feature="marketing"
+    ),
     Capability.SETTINGS: Need("Managing email settings and users", frozenset({Role.ADMIN})),
 }
 

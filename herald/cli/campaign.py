@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import sys
-import time
+import threading
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -16,7 +16,7 @@ import typer
 from sqlalchemy.orm import Session
 
 from herald.audit import service as audit
-from herald.cli.output import JSON_OPTION, emit, operator_runtime, parse_status
+from herald.cli.output import JSON_OPTION, ctrl_c_flag, emit, operator_runtime, parse_status
 from herald.db import unit_of_work
 from herald.errors import Conflict, HeraldError, ValidationFailed
 from herald.marketing import control, service
@@ -103,6 +103,8 @@ def _stats_text(stats: dict[str, Any]) -> str:
         "failed": "Failed",
         "unknown": "Unknown",
         "pending": "Pending",
+        "bounced": "Bounced",
+        "complaints": "Complaints",
         "opens": "Opens",
     }
     lines = [f"{label:<11} {stats[key]}" for key, label in labels.items()]
@@ -273,7 +275,15 @@ def _label(status: str, hold: str | None) -> str:
 
 
 def _watch(runtime: Runtime, campaign_id: str, interval: float, hidden: bool) -> dict[str, Any]:
-    """Poll until the campaign is no longer SENDING, drawing its progress on stderr."""
+    """Poll until the campaign is no longer SENDING, drawing its progress on stderr; Ctrl-C
+    (checked between two looks) raises KeyboardInterrupt."""
+    with ctrl_c_flag() as ctrl_c:
+        return _poll(runtime, campaign_id, interval, hidden, ctrl_c)
+
+
+def _poll(
+    runtime: Runtime, campaign_id: str, interval: float, hidden: bool, ctrl_c: threading.Event
+) -> dict[str, Any]:
     stats, hold = _read_stats(runtime, campaign_id)
     if stats["status"] != CampaignStatus.SENDING.value:
         return stats
@@ -294,7 +304,8 @@ def _watch(runtime: Runtime, campaign_id: str, interval: float, hidden: bool) ->
             bar.render_progress()  # also when only the label changed
             if not sending:
                 break
-            time.sleep(interval)
+            if ctrl_c.wait(interval):
+                raise KeyboardInterrupt
             stats, hold = _read_stats(runtime, campaign_id)
     return stats
 
@@ -316,10 +327,10 @@ def stats(
     """A campaign's figures, as the API's stats; --watch follows its sending.
 
     Status, recipients, delivered, failed, unknown (the mail server may have
-    taken it; never re-sent on its own), pending, opens, and the open rate
-    (opens / delivered).
+    taken it; never re-sent on its own), pending, bounced (part of failed),
+    complaints, opens, and the open rate (opens / delivered).
     --json prints {"status", "recipients", "delivered", "failed", "unknown",
-    "pending", "opens", "openRate"}.
+    "pending", "opens", "openRate", "bounced", "complaints"}.
     Uses the database named by HERALD_DATABASE_URL (no login).
     """
     with operator_runtime(as_json) as runtime:

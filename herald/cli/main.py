@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from herald.cli import campaign, contacts, db, dev, org, sends, serve, user, worker
+from herald.cli import campaign, contacts, db, dev, inbound, org, sends, serve, user, worker
 
 app = typer.Typer(
     name="herald",
@@ -20,4 +20,5 @@ app.add_typer(campaign.app, name="campaign")
 app.add_typer(sends.app, name="sends")
 app.command("serve")(serve.serve)
 app.command("worker")(worker.worker)
+app.command("inbound")(inbound.inbound)
 app.command("dev")(dev.dev)

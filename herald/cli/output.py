@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import signal
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from enum import StrEnum
@@ -58,6 +60,19 @@ def operator_runtime(as_json: bool = False) -> Iterator[Runtime]:
         fail(exc.message, as_json, exc.code)
     finally:
         runtime.engine.dispose()
+
+
+@contextmanager
+def ctrl_c_flag() -> Iterator[threading.Event]:
+    """Ctrl-C sets the flag, for a loop to check where it waits. A KeyboardInterrupt can land
+    anywhere, e.g. in a garbage-collection callback, which only prints "Exception ignored"
+    and carries on: a watch loop would then never stop."""
+    pressed = threading.Event()
+    previous = signal.signal(signal.SIGINT, lambda _signum, _frame: pressed.set())
+    try:
+        yield pressed
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 @contextmanager

@@ -57,6 +57,12 @@ COLUMNS = {
     "status": ("status", "status"),
     "marketingoptout": ("marketing_opt_out", "marketingOptOut"),
 }
+# Set by Herald from bounces and complaints, never by an import: named in the refusal.
+_NOT_IMPORTED = {
+    "emailstatus": "emailStatus",
+    "emailstatusreason": "emailStatusReason",
+    "emailstatusat": "emailStatusAt",
+}
 _TEXT_FIELDS = {"first_name": "firstName", "last_name": "lastName", "company_name": "companyName"}
 _HEADER_NOISE = re.compile(r"[\s_\-]")
 _SHOWN_UNKNOWN = 10  # a header of 100,000 unknown names gets a short message, not a megabyte
@@ -246,7 +252,14 @@ def _parse_header(header: list[str] | None) -> list[str]:
     columns: list[str] = []
     unknown: list[str] = []
     for position, name in enumerate(header, start=1):
-        entry = COLUMNS.get(_HEADER_NOISE.sub("", name).lower())
+        normalised = _HEADER_NOISE.sub("", name).lower()
+        if normalised in _NOT_IMPORTED:
+            raise ValidationFailed(
+                f"The column {_NOT_IMPORTED[normalised]!r} cannot be imported: Herald sets it "
+                "from bounces and complaints (an ADMIN resets it on the contact). Remove it.",
+                field="file",
+            )
+        entry = COLUMNS.get(normalised)
         if entry is None:
             shown = name.strip()[:60]
             unknown.append(repr(shown) if shown else f"(column {position} has no name)")

@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
-from sqlalchemy import Boolean, Index, Integer, String, UniqueConstraint
+import datetime as dt
+import enum
+
+from sqlalchemy import Boolean, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from herald.db import Base, IdMixin, OrgScoped, TimestampMixin
+from herald.db import Base, IdMixin, OrgScoped, TimestampMixin, UTCDateTime
 
 DEFAULT_STATUSES = ("LEAD", "PROSPECT", "CUSTOMER", "INACTIVE")
+
+
+class EmailStatus(enum.StrEnum):
+    """Whether the contact's address may be mailed: set by Herald (bounces, complaints),
+    never by an import; an ADMIN may set it back to OK."""
+
+    OK = "OK"
+    BOUNCED = "BOUNCED"
+    COMPLAINED = "COMPLAINED"
 
 
 class ContactStatus(IdMixin, OrgScoped, Base):
@@ -35,3 +47,8 @@ class Contact(IdMixin, OrgScoped, TimestampMixin, Base):
     company_name: Mapped[str] = mapped_column(String(200), default="")
     status: Mapped[str] = mapped_column(String(50), default="LEAD")
     marketing_opt_out: Mapped[bool] = mapped_column(Boolean, default=False)
+    email_status: Mapped[str] = mapped_column(
+        String(16), default=EmailStatus.OK.value, server_default=EmailStatus.OK.value
+    )
+    email_status_reason: Mapped[str | None] = mapped_column(Text, default=None)
+    email_status_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, default=None)

@@ -2,16 +2,62 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import Select, Table, bindparam, case, func, literal, or_, select
+from sqlalchemy import (
+    ColumnElement,
+    CursorResult,
+    Select,
+    Table,
+    bindparam,
+    case,
+    func,
+    literal,
+    or_,
+    select,
+    true,
+    update,
+)
 from sqlalchemy import cast as cast_
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import ARRAY
 
-from herald.crm.models import Contact, ContactStatus
+from herald.crm.models import Contact, ContactStatus, EmailStatus
 from herald.tenancy import OrgRepository, contains_text
+
+
+@dataclass(frozen=True)
+class ContactAddress:
+    """A contact's address and email status, as a bounce needs them."""
+
+    id: uuid.UUID
+    email_key: str | None
+    email_status: str
+    email_status_at: dt.datetime | None
+
+
+_ADDRESS = select(
+    Contact.id, Contact.email_key, Contact.email_status, Contact.email_status_at
+).where(Contact.id == bindparam("contact_id"), Contact.org_id == bindparam("org_id"))
+_BOUNCED = (
+    update(Contact)
+    .where(
+        Contact.id == bindparam("contact"),
+        Contact.org_id == bindparam("org"),
+        Contact.email_key == bindparam("address"),
+        Contact.email_status == EmailStatus.OK.value,
+    )
+    .values(
+        email_status=EmailStatus.BOUNCED.value,
+        email_status_reason=bindparam("reason"),
+        email_status_at=bindparam("at", type_=Contact.email_status_at.type),
+        updated_at=bindparam("at", type_=Contact.email_status_at.type),
+    )
+)
 
 
 class StatusRepository(OrgRepository[ContactStatus]):
@@ -49,6 +95,46 @@ class ContactRepository(OrgRepository[Contact]):
 
     def find_by_email_key(self, key: str) -> Contact | None:
         return self.session.scalars(self.select().where(Contact.email_key == key)).one_or_none()
+
+    def address(self, contact_id: uuid.UUID) -> ContactAddress | None:
+        values = {"contact_id": contact_id, "org_id": self.org_id}
+        row = self.session.connection().execute(_ADDRESS, values).one_or_none()
+        return ContactAddress(*row) if row else None
+
+    def mark_bounced(
+        self, contact_id: uuid.UUID, address: str, reason: str, at: dt.datetime
+    ) -> bool:
+        """OK -> BOUNCED while ``address`` (lower-cased) is still the contact's."""
+        values = {"contact": contact_id, "org": self.org_id, "address": address.lower()}
+        values.update(reason=reason, at=at)
+        return bool(self.session.connection().execute(_BOUNCED, values).rowcount)
+
+    def mark_complained(self, contact_id: uuid.UUID, reason: str, at: dt.datetime) -> bool:
+        """Opted out and COMPLAINED, unless it already was COMPLAINED."""
+        done = self.session.execute(
+            update(Contact)
+            .where(*self._this(contact_id), Contact.email_status != EmailStatus.COMPLAINED.value)
+            .values(
+                marketing_opt_out=true(),
+                email_status=EmailStatus.COMPLAINED.value,
+                email_status_reason=reason,
+                email_status_at=at,
+                updated_at=at,
+            )
+            .execution_options(synchronize_session=False)
+        )
+        return bool(cast(CursorResult[Any], done).rowcount)
+
+    def opt_out(self, contact_id: uuid.UUID) -> None:
+        self.session.execute(
+            update(Contact)
+            .where(*self._this(contact_id))
+            .values(marketing_opt_out=true())
+            .execution_options(synchronize_session=False)
+        )
+
+    def _this(self, contact_id: uuid.UUID) -> tuple[ColumnElement[bool], ...]:
+        return (Contact.id == contact_id, Contact.org_id == self.org_id)
 
     def upsert_many(self, rows: Sequence[dict[str, Any]], *, set_status: bool) -> set[Any]:
         """Insert each row, or update the org's contact holding its ``email_key``; return the

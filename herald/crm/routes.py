@@ -7,6 +7,7 @@ from fastapi.concurrency import run_in_threadpool
 from sqlalchemy.orm import Session
 
 from herald.audit import service as audit
+from herald.auth.access import Capability, enforce
 from herald.auth.deps import CRM_WRITERS, Principal, current_user
 from herald.crm import service
 from herald.crm.importer import import_contacts
@@ -28,7 +29,10 @@ MAX_PAGE = 1_000_000_000
 # Every CRM route needs a login; writes need ADMIN or MANAGER (403 otherwise).
 router = APIRouter(prefix="/api/crm", tags=["crm"], responses=LOGGED_IN)
 upload_router = APIRouter(responses=LOGGED_IN)
-WRITERS_ONLY = error_responses(403, notes={403: "Only ADMIN and MANAGER write contacts."})
+WRITERS_ONLY = error_responses(
+    403,
+    notes={403: "Only ADMIN and MANAGER write contacts; only an ADMIN resets `emailStatus`."},
+)
 EMAIL_TAKEN = error_responses(
     409, notes={409: "Another contact of the organisation has this email (`email_taken`)."}
 )
@@ -107,7 +111,10 @@ def patch_contact(
     principal: Principal = Depends(CRM_WRITERS),
     session: Session = Depends(get_session, scope="function"),
 ) -> ContactOut:
-    """Only the fields sent change."""
+    """Only the fields sent change. `emailStatus` may only be set back to `OK`, and only by
+    an ADMIN (403 `role_required` otherwise); a new `email` makes it `OK` again."""
+    if "email_status" in body.model_fields_set:
+        enforce(principal, Capability.EMAIL_STATUS_RESET)
     contact = service.update_contact(
         session, principal.org_id, contact_id, body, actor=audit.actor(principal)
     )

@@ -22,6 +22,9 @@ class ContactOut(ApiModel):
     company_name: str
     status: str
     marketing_opt_out: bool
+    email_status: str
+    email_status_reason: str | None
+    email_status_at: dt.datetime | None
     created_at: dt.datetime
     updated_at: dt.datetime
 
@@ -38,7 +41,8 @@ class ContactCreateIn(ApiModel):
 
 
 class ContactPatchIn(ApiModel):
-    """Only the fields sent change; ``email: null`` (or blank) removes the address."""
+    """Only the fields sent change; ``email: null`` (or blank) removes the address;
+    ``emailStatus`` may only be set back to ``OK`` (by an ADMIN)."""
 
     email: str | None = None
     first_name: str | None = None
@@ -46,6 +50,7 @@ class ContactPatchIn(ApiModel):
     company_name: str | None = None
     status: str | None = None
     marketing_opt_out: bool | None = Field(default=None, strict=True)
+    email_status: str | None = None
 
 
 class ImportLineError(ApiModel):

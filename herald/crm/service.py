@@ -9,11 +9,14 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from herald.audit import service as audit
-from herald.crm import fields
-from herald.crm.models import Contact
+from herald.crm import emailstatus, fields
+from herald.crm.models import Contact, EmailStatus
 from herald.crm.repository import ContactRepository, StatusRepository
 from herald.crm.schemas import ContactCreateIn, ContactPatchIn
+from herald.db import utcnow
 from herald.errors import Conflict, ValidationFailed
+
+OK = EmailStatus.OK.value
 
 
 @dataclass(frozen=True)
@@ -109,6 +112,8 @@ def update_contact(
     if "email" in sent:
         email = fields.clean_email(data.email)
         _claim_email(repo, email, contact)
+        if fields.email_key(email) != contact.email_key and contact.email_status != OK:
+            emailstatus.set_ok(contact, "The email address changed.", utcnow())
         contact.email, contact.email_key = email, fields.email_key(email)
     if "first_name" in sent:
         contact.first_name = fields.clean_text(data.first_name, "firstName")
@@ -132,8 +137,34 @@ def update_contact(
                 details={"marketingOptOut": {"from": True, "to": False}},
             )
         contact.marketing_opt_out = data.marketing_opt_out
+    if "email_status" in sent:
+        _reset_email_status(session, contact, data.email_status, actor)
     _flush(repo)
     return contact
+
+
+def _reset_email_status(
+    session: Session, contact: Contact, wanted: str | None, actor: audit.Actor
+) -> None:
+    """Back to OK (the caller checked the role: herald.auth.access EMAIL_STATUS_RESET)."""
+    if (wanted or "").strip().upper() != OK:
+        raise ValidationFailed(
+            "emailStatus can only be set back to OK: Herald sets BOUNCED and COMPLAINED.",
+            field="emailStatus",
+        )
+    if contact.email_status == OK:
+        return
+    audit.record(
+        session,
+        actor,
+        "contact.email_status_reset",
+        target=f"contact {contact.id} {contact.email or ''}".rstrip(),
+        details={
+            "emailStatus": {"from": contact.email_status, "to": OK},
+            "reason": contact.email_status_reason,
+        },
+    )
+    emailstatus.set_ok(contact, f"Reset to OK by {actor.name}.", utcnow())
 
 
 def delete_contact(session: Session, org_id: uuid.UUID, contact_id: str) -> None:

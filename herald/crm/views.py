@@ -43,6 +43,7 @@ NOTICES = {
     "created": "Contact created.",
     "saved": "Contact saved.",
     "deleted": "Contact deleted.",
+    "email_status_reset": "Email status reset to OK: campaigns may mail this address again.",
 }
 
 
@@ -148,6 +149,7 @@ def _render_form(
         notice=notice,
         statuses=service.list_statuses(session, principal.org_id),
         can_write=can_write(principal),
+        can_reset_email_status=allows(principal, Capability.EMAIL_STATUS_RESET),
         read_only_reason=READ_ONLY_REASON,
     )
 
@@ -244,6 +246,26 @@ def save_contact(
             status=exc.status,
         )
     return redirect(f"/crm/contacts/{contact.id}?notice=saved")
+
+
+@router.post(
+    "/crm/contacts/{contact_id}/email-status",
+    response_model=None,
+    dependencies=[Depends(verify_csrf)],
+)
+def reset_email_status(
+    contact_id: str,
+    principal: Annotated[Principal, Depends(page_requires(Capability.EMAIL_STATUS_RESET))],
+    session: Db,
+) -> RedirectResponse:
+    contact = service.update_contact(
+        session,
+        principal.org_id,
+        contact_id,
+        ContactPatchIn(email_status="OK"),
+        actor=audit.actor(principal),
+    )
+    return redirect(f"/crm/contacts/{contact.id}?notice=email_status_reset")
 
 
 @router.post(

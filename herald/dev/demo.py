@@ -2,7 +2,8 @@
 
 An org with the ``marketing`` licence, an ADMIN and a MANAGER sharing a password generated on
 the first run (kept beside the inbox, so later runs can print it again), about 200 varied
-contacts, an email configuration pointing at the local mail catcher, and a draft campaign."""
+contacts (three of whose addresses bounce or complain), an email configuration pointing at
+the local mail catcher with a bounce address, and a draft campaign."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from herald.audit import service as audit
 from herald.auth.passwords import hash_password
-from herald.crm.models import DEFAULT_STATUSES
+from herald.crm.models import DEFAULT_STATUSES, Contact
 from herald.crm.schemas import ContactCreateIn
 from herald.crm.service import create_contact
 from herald.mailconfig.schemas import EmailConfigIn
@@ -51,6 +52,14 @@ COMPANIES = [
     "Café Crème SARL", "Øresund Logistics", "Sakura Design 桜", "Acme Corp", "",
 ]  # fmt: skip
 DOMAINS = ["example.com", "example.org", "example.net"]
+BOUNCE_ADDRESS = "bounces@demo.herald.example"
+# Demo contacts whose mail the local catcher answers with a report through Herald's own
+# bounce receiver (herald.dev.catcher): a hard bounce, a soft one and a spam complaint.
+BOUNCING = {
+    "gone.user@demo-recipient.herald.example": "hard",
+    "full.mailbox@demo-recipient.herald.example": "soft",
+    "says.spam@demo-recipient.herald.example": "complaint",
+}
 
 WELCOME_HTML = """<h1>Hello {{firstName|there}}!</h1>
 <p>This is the demo campaign of <strong>Herald</strong>, sent to the contacts of
@@ -126,9 +135,37 @@ def _remember(dev_dir: Path, org_id: uuid.UUID, password: str) -> None:
     path.chmod(0o600)
 
 
+def bouncing_contacts() -> list[ContactCreateIn]:
+    names = {"hard": ("Gone", "User"), "soft": ("Full", "Mailbox"), "complaint": ("Says", "Spam")}
+    return [
+        ContactCreateIn(
+            email=email, first_name=names[kind][0], last_name=names[kind][1], status="LEAD"
+        )
+        for email, kind in BOUNCING.items()
+    ]
+
+
+def _add_bouncing_contacts(session: Session, org_id: uuid.UUID) -> None:
+    """On the demo org of an earlier Herald too: the contacts whose mail bounces."""
+    known = set(
+        session.scalars(
+            select(Contact.email_key).where(
+                Contact.org_id == org_id, Contact.email_key.in_(list(BOUNCING))
+            )
+        )
+    )
+    for contact in bouncing_contacts():
+        if contact.email not in known:
+            create_contact(session, org_id, contact)
+
+
 def _point_at_catcher(session: Session, settings: Settings, org_id: uuid.UUID, port: int) -> None:
     config = get_config(session, org_id)
-    if config is not None and (config.host, config.port) == ("127.0.0.1", port):
+    if config is not None and (config.host, config.port, config.bounce_address) == (
+        "127.0.0.1",
+        port,
+        BOUNCE_ADDRESS,
+    ):
         return
     save_config(
         session,
@@ -140,6 +177,7 @@ def _point_at_catcher(session: Session, settings: Settings, org_id: uuid.UUID, p
             security="none",
             default_from_name=ORG_NAME,
             default_from_email="news@demo.herald.example",
+            bounce_address=BOUNCE_ADDRESS,
         ),
         actor=audit.system_actor(org_id, audit.DEV),
     )
@@ -191,6 +229,7 @@ def ensure_demo(session: Session, settings: Settings, dev_dir: Path, smtp_port: 
             for user in session.scalars(select(User).where(User.org_id == org.id)):
                 if user.email in (ADMIN_EMAIL, MANAGER_EMAIL):
                     user.password_hash = hash_password(password)
+    _add_bouncing_contacts(session, org.id)
     _point_at_catcher(session, settings, org.id, smtp_port)
     session.flush()
     _remember(dev_dir, org.id, password)

@@ -1,5 +1,5 @@
-"""What `herald dev` runs: migrate, the demo org, the mail catcher, then the web app with
-its worker, all in this process (see herald/cli/dev.py for the command)."""
+"""What `herald dev` runs: migrate, the demo org, Herald's bounce receiver, the mail catcher,
+then the web app with its worker, all in this process (see herald/cli/dev.py)."""
 
 from __future__ import annotations
 
@@ -12,9 +12,10 @@ import uvicorn
 
 from herald import migrate
 from herald.app import create_app
+from herald.bounces.receiver import InboundThread
 from herald.db import unit_of_work
 from herald.dev.catcher import MailCatcher
-from herald.dev.demo import DemoLogin, ensure_demo
+from herald.dev.demo import BOUNCING, DemoLogin, ensure_demo
 from herald.dev.mailbox import Mailbox
 from herald.mail import egress
 from herald.runtime import Runtime
@@ -60,16 +61,22 @@ def dev_settings(host: str, port: int) -> Settings:
     return settings.model_copy(update=update)
 
 
-def run(host: str, port: int, smtp_port: int) -> None:
+def run(host: str, port: int, smtp_port: int, inbound_port: int) -> None:
     settings = dev_settings(host, port)
     _refuse_busy_port(host, port, "the web app", "--port")
     _refuse_busy_port("127.0.0.1", smtp_port, "the mail catcher", "--smtp-port")
+    _refuse_busy_port("127.0.0.1", inbound_port, "the bounce receiver", "--inbound-port")
     migrate.upgrade(settings.database_url)
     runtime = Runtime.from_settings(settings)
     with unit_of_work(runtime.sessions) as session:
         login = ensure_demo(session, settings, settings.dev_dir, smtp_port)
     logging.getLogger("mail.log").setLevel(logging.WARNING)  # aiosmtpd's per-connection chatter
-    catcher = MailCatcher(Mailbox(settings.mailbox_dir), port=smtp_port)
+    inbound_runtime = Runtime.from_settings(settings, durable=True)
+    inbound = InboundThread(inbound_runtime, "127.0.0.1", inbound_port)
+    inbound.start()
+    catcher = MailCatcher(
+        Mailbox(settings.mailbox_dir), port=smtp_port, receiver=("127.0.0.1", inbound_port)
+    )
     catcher.start()
     try:
         config = uvicorn.Config(
@@ -79,14 +86,21 @@ def run(host: str, port: int, smtp_port: int) -> None:
             log_level=settings.log_level.lower(),
             access_log=False,
         )
-        _AnnouncingServer(config, announcement(settings, login, smtp_port)).run()
+        lines = announcement(settings, login, smtp_port, inbound_port)
+        _AnnouncingServer(config, lines).run()
     finally:
         catcher.stop()
+        inbound.stop()
+        inbound_runtime.engine.dispose()
         runtime.engine.dispose()
-        typer.echo("Herald stopped: the web app, the worker and the mail catcher.")
+        typer.echo(
+            "Herald stopped: the web app, the worker, the mail catcher and the bounce receiver."
+        )
 
 
-def announcement(settings: Settings, login: DemoLogin, smtp_port: int) -> list[str]:
+def announcement(
+    settings: Settings, login: DemoLogin, smtp_port: int, inbound_port: int
+) -> list[str]:
     app_url = settings.base_url.rstrip("/")
     return [
         "Herald is running" + (" with a new demo org." if login.created else "."),
@@ -95,4 +109,6 @@ def announcement(settings: Settings, login: DemoLogin, smtp_port: int) -> list[s
         f"Login: {login.admin_email} / {login.password}",
         f"Manager login: {login.manager_email} / {login.password}",
         f"Mail catcher: smtp://127.0.0.1:{smtp_port} (messages kept in {settings.mailbox_dir})",
+        f"Bounce receiver: smtp://127.0.0.1:{inbound_port} (the demo's bouncing contacts "
+        f"are answered through it: {', '.join(sorted(BOUNCING))})",
     ]

@@ -87,22 +87,25 @@ async def resolve(host: str, port: int) -> list[str]:
     return _addresses(infos)
 
 
-def _refusal(host: str) -> HostNotAllowed:
+def _refusal(host: str, field: str) -> HostNotAllowed:
     return HostNotAllowed(
-        f"Herald does not connect to {host}: the SMTP host must be a public address. "
+        f"Herald does not connect to {host}: a mail server must be a public address. "
         "Loopback, private, link-local, multicast and reserved addresses are refused unless "
-        "the operator allows them (HERALD_SMTP_ALLOWED_NETWORKS)."
+        "the operator allows them (HERALD_SMTP_ALLOWED_NETWORKS).",
+        field=field,
     )
 
 
-def check_addresses(host: str, addresses: Iterable[str], allowed: Iterable[Network]) -> None:
+def check_addresses(
+    host: str, addresses: Iterable[str], allowed: Iterable[Network], *, field: str = "host"
+) -> None:
     allowed = tuple(allowed)
     for text in addresses:
         if not is_allowed(ipaddress.ip_address(text), allowed):
-            raise _refusal(host)
+            raise _refusal(host, field)
 
 
-def check_host(host: str, allowed: Iterable[Network]) -> None:
+def check_host(host: str, allowed: Iterable[Network], *, field: str = "host") -> None:
     """At save: refuse a host that is, or resolves to, a refused address.
 
     A name that does not resolve now is left to the connect-time check (DNS may be down).
@@ -111,7 +114,7 @@ def check_host(host: str, allowed: Iterable[Network]) -> None:
         addresses = _addresses(socket.getaddrinfo(host, None, type=socket.SOCK_STREAM))
     except (OSError, UnicodeError):
         return
-    check_addresses(host, addresses, allowed)
+    check_addresses(host, addresses, allowed, field=field)
 
 
 async def checked_address(host: str, port: int, allowed: Iterable[Network]) -> str:

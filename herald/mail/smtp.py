@@ -16,7 +16,7 @@ import re
 import ssl
 from dataclasses import dataclass, field
 
-from herald.mail import egress
+from herald.mail import egress, tls
 
 DEFAULT_TIMEOUT = 60.0
 _MAX_LINE = 8192
@@ -106,11 +106,7 @@ class SmtpSettings:
     allowed_networks: tuple[egress.Network, ...] = ()
 
     def tls_context(self) -> ssl.SSLContext:
-        context = ssl.create_default_context()
-        if not self.verify_tls:
-            context.check_hostname = False
-            context.verify_mode = ssl.CERT_NONE
-        return context
+        return tls.client_context(self.verify_tls)
 
 
 def dot_stuff(message: bytes) -> bytes:

@@ -1,5 +1,5 @@
 """An org's mail account, ready to use: SMTP settings (password decrypted), default sender,
-and the relay's limits."""
+the relay's limits and the bounce address."""
 
 from __future__ import annotations
 
@@ -29,3 +29,5 @@ class MailAccount:
     from_name: str
     from_email: str
     limits: RelayLimits = field(default_factory=RelayLimits)
+    # the base of the VERP return path (herald.mail.sendref); None: the From address
+    bounce_address: str | None = None

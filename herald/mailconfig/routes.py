@@ -10,8 +10,9 @@ from starlette.concurrency import run_in_threadpool
 
 from herald.audit import service as audit
 from herald.auth.deps import ADMIN_ONLY, Principal
-from herald.mailconfig import service, testmail
+from herald.mailconfig import inbound, service, testmail
 from herald.mailconfig.account import DEFAULT_MAX_CONNECTIONS, MailAccount
+from herald.mailconfig.bounceaddress import DEFAULT_SOFT_BOUNCE_LIMIT
 from herald.mailconfig.models import EmailConfig
 from herald.mailconfig.schemas import (
     DEFAULT_PORT,
@@ -36,7 +37,7 @@ AdminUser = Annotated[Principal, Depends(ADMIN_ONLY)]
 AppSettings = Annotated[Settings, Depends(get_settings_dep)]
 
 
-def _view(row: EmailConfig | None) -> EmailConfigOut:
+def _view(session: Session, settings: Settings, row: EmailConfig | None) -> EmailConfigOut:
     if row is None:
         return EmailConfigOut(
             configured=False,
@@ -51,6 +52,9 @@ def _view(row: EmailConfig | None) -> EmailConfigOut:
             max_per_hour=None,
             max_connections=DEFAULT_MAX_CONNECTIONS,
             updated_at=None,
+            bounce_address=None,
+            soft_bounce_limit=DEFAULT_SOFT_BOUNCE_LIMIT,
+            **inbound.unconfigured_view(),
         )
     return EmailConfigOut(
         configured=True,
@@ -65,14 +69,19 @@ def _view(row: EmailConfig | None) -> EmailConfigOut:
         max_per_hour=row.max_per_hour,
         max_connections=row.max_connections,
         updated_at=row.updated_at,
+        bounce_address=row.bounce_address,
+        soft_bounce_limit=row.soft_bounce_limit,
+        **inbound.view(session, settings, row),
     )
 
 
 @router.get("/api/settings/email", response_model=EmailConfigOut, response_model_by_alias=True)
-def get_email_config(principal: AdminUser, session: Db) -> EmailConfigOut:
+def get_email_config(principal: AdminUser, session: Db, settings: AppSettings) -> EmailConfigOut:
     """The organisation's SMTP settings (`configured: false` until saved); the password is
-    never shown, only whether one is set."""
-    return _view(service.get_config(session, principal.org_id))
+    never shown, only whether one is set. Also the relay's limits, the bounce mailbox (with
+    its last poll) and the mail services' webhook URLs and keys (the Mailgun signing key only
+    as set or not)."""
+    return _view(session, settings, service.get_config(session, principal.org_id))
 
 
 @router.put(
@@ -82,10 +91,12 @@ def get_email_config(principal: AdminUser, session: Db) -> EmailConfigOut:
     responses={
         **BODY,
         **error_responses(
+            409,
             422,
             notes={
                 422: "Bad input naming the field, or a host that is or resolves to a "
-                "non-public address (`smtp_host_not_allowed`)."
+                "non-public address (`smtp_host_not_allowed`).",
+                409: "Another organisation uses this bounceAddress (`bounce_address_taken`).",
             },
         ),
     },
@@ -100,11 +111,35 @@ def put_email_config(
     while host, port, username and security stay the same (a change clears it); an empty string
     clears it. A host that is or resolves to a non-public address is a 422
     `smtp_host_not_allowed`, unless HERALD_SMTP_ALLOWED_NETWORKS allows it.
-    `maxPerSecond` and `maxPerHour` (null or left out: no limit) and `maxConnections`
-    (1-100, default 10) are the relay's limits, held by all of Herald's workers together."""
-    return _view(
-        service.save_config(session, settings, principal.org_id, body, actor=audit.actor(principal))
+    `maxPerSecond` and `maxPerHour` (null: no limit) and `maxConnections` (1-100, default
+    10) are the relay's limits, held by all of Herald's workers together (left out: kept).
+    `bounceAddress` (null or blank: none) is where bounces come back: each campaign message
+    is sent with the return path `local+TAG@domain`, so its local part may have at most 37
+    characters and no "+"; `softBounceLimit` (1-100, default 3) soft-bouncing campaigns in a
+    row suppress an address. The bounce mailbox and the mail services' keys: see
+    docs/api.md (left out, they stay as they are; `mailgunSigningKey` and
+    `bounceMailbox.password` are write-only)."""
+    row = service.save_config(
+        session, settings, principal.org_id, body, actor=audit.actor(principal)
     )
+    return _view(session, settings, row)
+
+
+@router.post(
+    "/api/settings/email/webhook-key",
+    response_model=EmailConfigOut,
+    response_model_by_alias=True,
+    responses=error_responses(409, notes={409: "Email is not configured yet."}),
+)
+def regenerate_webhook_key(
+    principal: AdminUser, session: Db, settings: AppSettings
+) -> EmailConfigOut:
+    """A new `webhookKey` (and Postmark password): the old webhook URLs stop working at once,
+    so paste the new ones into each mail service."""
+    row = inbound.regenerate_webhook_key(
+        session, settings, principal.org_id, actor=audit.actor(principal)
+    )
+    return _view(session, settings, row)
 
 
 def _load_account(session: Session, settings: Settings, principal: Principal) -> MailAccount:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy.orm import Session
 
@@ -11,7 +12,9 @@ from herald.audit import service as audit
 from herald.errors import Conflict
 from herald.mail import egress
 from herald.mail.smtp import SmtpSettings
+from herald.mailconfig import inbound
 from herald.mailconfig.account import MailAccount, RelayLimits
+from herald.mailconfig.bounceaddress import bounce_addresses
 from herald.mailconfig.models import EmailConfig
 from herald.mailconfig.repository import EmailConfigRepository
 from herald.mailconfig.schemas import SECURITY_MODES, EmailConfigIn, Security
@@ -39,9 +42,12 @@ def save_config(
 ) -> EmailConfig:
     """Replace the org's configuration. The password belongs to its destination: ``None``
     keeps the stored one only while host, port, username and security stay the same, ``""``
-    clears it. 422 ``smtp_host_not_allowed`` for a host the egress rule refuses."""
+    clears it. The relay's limits and the bounce settings left out of the body stay as they are. 422
+    ``smtp_host_not_allowed`` for a host the egress rule refuses."""
     egress.check_host(data.host, settings.smtp_networks)
-    values = {
+    inbound.check_egress(data, settings)
+    current = get_config(session, org_id)
+    values: dict[str, Any] = {
         "host": data.host,
         "port": data.port,
         "username": data.username,
@@ -51,8 +57,14 @@ def save_config(
         "max_per_second": data.max_per_second,
         "max_per_hour": data.max_per_hour,
         "max_connections": data.max_connections,
+        "bounce_address": data.bounce_address,
+        "soft_bounce_limit": data.soft_bounce_limit,
     }
-    before = audit.snapshot(get_config(session, org_id))
+    for name in _KEPT_WHEN_LEFT_OUT:
+        if current is not None and name not in data.model_fields_set:
+            values[name] = getattr(current, name)
+    _check_bounce_address_free(session, org_id, values["bounce_address"])
+    before = audit.snapshot(current)
     row = EmailConfigRepository(session, org_id).current_or_new(EmailConfig(**values))
     moved = any(getattr(row, name) != values[name] for name in _DESTINATION)
     for name, value in values.items():
@@ -61,6 +73,7 @@ def save_config(
         row.password_sealed = None
     elif data.password is not None:
         row.password_sealed = smtp_box(settings).seal(data.password) if data.password else None
+    inbound.apply(session, settings, row, data)
     session.flush()
     audit.record(
         session,
@@ -72,8 +85,32 @@ def save_config(
     return row
 
 
+def _check_bounce_address_free(
+    session: Session, org_id: uuid.UUID, bounce_address: str | None
+) -> None:
+    """One org per bounce address: the receiver tells orgs' reports apart by it."""
+    if bounce_address is None:
+        return
+    owner = bounce_addresses(session).get(bounce_address)
+    if owner is not None and owner != org_id:
+        raise Conflict(
+            "This bounce address is already in use: choose another one.",
+            code="bounce_address_taken",
+            details=[{"field": "bounceAddress", "message": "already in use"}],
+        )
+
+
 # What a stored password is bound to: change any of them and it is no longer sent anywhere.
 _DESTINATION = ("host", "port", "username", "security")
+# As the mailbox and the webhook keys (herald.mailconfig.inbound): a client that knows
+# nothing of bounces or of the relay's limits does not unset them (null still clears a limit).
+_KEPT_WHEN_LEFT_OUT = (
+    "max_per_second",
+    "max_per_hour",
+    "max_connections",
+    "bounce_address",
+    "soft_bounce_limit",
+)
 
 
 @dataclass(frozen=True)
@@ -112,6 +149,7 @@ def load_mail_account(session: Session, settings: Settings, org_id: uuid.UUID) -
         from_name=row.default_from_name,
         from_email=row.default_from_email,
         limits=RelayLimits(row.max_per_second, row.max_per_hour, row.max_connections),
+        bounce_address=row.bounce_address,
     )
 
 

@@ -13,23 +13,25 @@ from sqlalchemy.orm import Session
 from herald.audit import service as audit
 from herald.auth.access import Capability
 from herald.auth.deps import Principal
-from herald.errors import HeraldError
+from herald.errors import Conflict, HeraldError, ValidationFailed
 from herald.mail.testsend import SmtpFailed
-from herald.mailconfig import service, testmail
+from herald.mailconfig import inbound, inbound_form, service, testmail
 from herald.mailconfig.account import DEFAULT_MAX_CONNECTIONS
+from herald.mailconfig.bounceaddress import DEFAULT_SOFT_BOUNCE_LIMIT
 from herald.mailconfig.schemas import (
     DEFAULT_PORT,
     DEFAULT_SECURITY,
+    MAILBOX_SECURITY_MODES,
     SECURITY_MODES,
     EmailConfigIn,
     TestMessageIn,
 )
-from herald.runtime import get_session, get_settings_dep
+from herald.runtime import get_runtime, get_session, get_settings_dep
 from herald.settings import Settings
 from herald.text import is_number
 from herald.web.csrf import verify_csrf
 from herald.web.deps import page_requires
-from herald.web.pages import redirect, render
+from herald.web.pages import field_errors, redirect, render
 
 router = APIRouter(include_in_schema=False)
 
@@ -58,8 +60,9 @@ def _number(text: str, empty: int | str | None = "") -> int | str | None:
     return int(text) if is_number(text) else text
 
 
-def _stored_values(session: Session, principal: Principal) -> dict[str, Any]:
+def _stored_values(session: Session, principal: Principal, settings: Settings) -> dict[str, Any]:
     row = service.get_config(session, principal.org_id)
+    inbound = inbound_form.stored(session, settings, row)
     if row is None:
         return {
             "configured": False,
@@ -73,6 +76,9 @@ def _stored_values(session: Session, principal: Principal) -> dict[str, Any]:
             "maxPerSecond": "",
             "maxPerHour": "",
             "maxConnections": DEFAULT_MAX_CONNECTIONS,
+            "bounceAddress": "",
+            "softBounceLimit": DEFAULT_SOFT_BOUNCE_LIMIT,
+            **inbound,
         }
     return {
         "configured": True,
@@ -86,6 +92,9 @@ def _stored_values(session: Session, principal: Principal) -> dict[str, Any]:
         "maxPerSecond": row.max_per_second or "",
         "maxPerHour": row.max_per_hour or "",
         "maxConnections": row.max_connections,
+        "bounceAddress": row.bounce_address or "",
+        "softBounceLimit": row.soft_bounce_limit,
+        **inbound,
     }
 
 
@@ -100,7 +109,7 @@ def _render(
     test: dict[str, Any] | None = None,
     status: int = 200,
 ) -> HTMLResponse:
-    stored = _stored_values(session, principal)
+    stored = _stored_values(session, principal, get_runtime(request).settings)
     return render(
         request,
         "settings/email.html",
@@ -112,14 +121,19 @@ def _render(
         notice=notice,
         test=test or {"to": principal.email},
         security_modes=SECURITY_MODES,
+        mailbox_security_modes=MAILBOX_SECURITY_MODES,
     )
 
 
 @router.get("/settings/email", response_class=HTMLResponse)
 def email_settings(
-    request: Request, principal: Admin, session: Db, saved: str = ""
+    request: Request, principal: Admin, session: Db, saved: str = "", regenerated: str = ""
 ) -> HTMLResponse:
     notice = "Email configuration saved." if saved else None
+    if regenerated:
+        notice = (
+            "New webhook URLs made: paste them into each mail service; the old ones no longer work."
+        )
     return _render(request, principal, session, notice=notice)
 
 
@@ -139,7 +153,29 @@ def save_email_settings(
     max_per_second: Text = "",
     max_per_hour: Text = "",
     max_connections: Text = "",
+    bounce_address: Text = "",
+    soft_bounce_limit: Text = "",
+    mailbox_host: Text = "",
+    mailbox_port: Text = "",
+    mailbox_security: Text = "",
+    mailbox_username: Text = "",
+    mailbox_password: Text = "",
+    mailbox_folder: Text = "",
+    sendgrid_verification_key: Annotated[str, Form(max_length=4096)] = "",
+    mailgun_signing_key: Text = "",
+    mailgun_clear: Text = "",
 ) -> HTMLResponse | RedirectResponse:
+    inbound = {
+        "mailbox_host": mailbox_host,
+        "mailbox_port": mailbox_port,
+        "mailbox_security": mailbox_security,
+        "mailbox_username": mailbox_username,
+        "mailbox_password": mailbox_password,
+        "mailbox_folder": mailbox_folder,
+        "sendgrid_verification_key": sendgrid_verification_key,
+        "mailgun_signing_key": mailgun_signing_key,
+        "mailgun_clear": mailgun_clear,
+    }
     entered: dict[str, Any] = {
         "host": host,
         "port": _number(port),
@@ -153,28 +189,48 @@ def save_email_settings(
         "maxPerSecond": _number(max_per_second, None),
         "maxPerHour": _number(max_per_hour, None),
         "maxConnections": _number(max_connections, DEFAULT_MAX_CONNECTIONS),
+        "bounceAddress": bounce_address,
+        "softBounceLimit": _number(soft_bounce_limit, DEFAULT_SOFT_BOUNCE_LIMIT),
+        **inbound_form.entered(inbound),
+    }
+    shown = {
+        **entered,
+        "password": None,
+        "port": port,
+        "maxPerSecond": max_per_second,
+        "maxPerHour": max_per_hour,
+        "maxConnections": max_connections,
+        "softBounceLimit": soft_bounce_limit,
+        **inbound_form.shown(inbound),
     }
     try:
         data = EmailConfigIn.model_validate(entered)
+        service.save_config(session, settings, principal.org_id, data, actor=audit.actor(principal))
     except ValidationError as exc:
-        shown = {
-            **entered,
-            "password": None,
-            "port": port,
-            "maxPerSecond": max_per_second,
-            "maxPerHour": max_per_hour,
-            "maxConnections": max_connections,
-        }
-        return _render(
-            request,
-            principal,
-            session,
-            values=shown,
-            errors=pydantic_errors(exc),
-            status=422,
-        )
-    service.save_config(session, settings, principal.org_id, data, actor=audit.actor(principal))
+        errors = pydantic_errors(exc)
+        return _render(request, principal, session, values=shown, errors=errors, status=422)
+    except Conflict as exc:  # another org's bounce address
+        errors = field_errors(exc, conflict_field="bounceAddress")
+        return _render(request, principal, session, values=shown, errors=errors, status=409)
+    except ValidationFailed as exc:  # a host the egress rule refuses
+        errors = field_errors(exc)
+        return _render(request, principal, session, values=shown, errors=errors, status=422)
     return redirect("/settings/email?saved=1")
+
+
+@router.post(
+    "/settings/email/webhook-key", response_model=None, dependencies=[Depends(verify_csrf)]
+)
+def regenerate_webhook_key(
+    request: Request, principal: Admin, session: Db, settings: AppSettings
+) -> HTMLResponse | RedirectResponse:
+    try:
+        inbound.regenerate_webhook_key(
+            session, settings, principal.org_id, actor=audit.actor(principal)
+        )
+    except Conflict as exc:  # nothing saved yet
+        return _render(request, principal, session, errors={"form": exc.message}, status=409)
+    return redirect("/settings/email?regenerated=1")
 
 
 @router.post(

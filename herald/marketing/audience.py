@@ -9,16 +9,21 @@ from typing import Any
 from sqlalchemy import ColumnElement, Select, and_, func, select
 from sqlalchemy.orm import Session
 
-from herald.crm.models import Contact
+from herald.crm.models import Contact, EmailStatus
 
-# A contact may be mailed: it has an address and has not opted out. Null-safe (IS, IS NOT),
-# so over an outer join a missing (deleted) contact is not mailable either.
+# A contact may be mailed: it has an address, has not opted out, and its address has not
+# bounced or complained (emailStatus OK). Null-safe (IS, IS NOT) where it matters, so over
+# an outer join a missing (deleted) contact is not mailable either.
 MAILABLE: ColumnElement[bool] = and_(
     Contact.email_key.is_not(None),
     Contact.marketing_opt_out.is_(False),
+    Contact.email_status == EmailStatus.OK.value,
 )
 # Why a send launched to a contact that is no longer MAILABLE was not sent.
-NOT_MAILABLE_REASON = "Not sent: the contact may no longer be mailed (opted out or deleted)."
+NOT_MAILABLE_REASON = (
+    "Not sent: the contact may no longer be mailed (opted out, address bounced or "
+    "complained, or deleted)."
+)
 
 
 def eligible_contacts(org_id: uuid.UUID, audience: dict[str, Any]) -> Select[Any]:

@@ -18,12 +18,12 @@ from typing import Any
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
+from herald.db import db_now
 from herald.log import get_logger
 from herald.mail.mailer import Mailer, MailerFactory
 from herald.mail.smtp import SmtpSettings
 from herald.mailconfig.account import RelayLimits
 from herald.marketing import relay
-from herald.marketing.clock import db_now
 
 log = get_logger("herald.worker")
 Db = Callable[[Callable[[Session], Any]], Awaitable[Any]]

@@ -18,11 +18,10 @@ from sqlalchemy import case, update
 from sqlalchemy.orm import Session
 
 from herald.audit import service as audit
-from herald.db import utcnow
+from herald.db import db_now, utcnow
 from herald.errors import Conflict, ValidationFailed
 from herald.log import get_logger
 from herald.marketing import relay
-from herald.marketing.clock import db_now
 from herald.marketing.counters import CampaignState, add_to_counters
 from herald.marketing.launch import launch_problem, target
 from herald.marketing.models import Campaign, CampaignStatus, SendStatus

@@ -25,8 +25,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
-from herald.db import UTCDateTime, utcnow
-from herald.marketing.clock import db_now
+from herald.db import UTCDateTime, db_now, utcnow
 from herald.marketing.models import CLAIMABLE, Campaign, CampaignStatus, RelayBudget
 
 NEVER = 2**31 - 1  # an autopause limit no run reaches
@@ -61,6 +60,9 @@ def _counters_statement() -> Update:
     failed = Campaign.failed + bindparam("failed", type_=Integer())
     unknown = Campaign.unknown + bindparam("unknown", type_=Integer())
     cancelled = Campaign.cancelled + bindparam("cancelled", type_=Integer())
+    # bounced is part of failed; complaints are of delivered sends (herald.bounces)
+    bounced = Campaign.bounced + bindparam("bounced", type_=Integer())
+    complaints = Campaign.complaints + bindparam("complaints", type_=Integer())
     added = bindparam("streak_add", type_=Integer())
     streak = case(
         (bindparam("streak_reset", type_=Boolean()), added),
@@ -86,6 +88,8 @@ def _counters_statement() -> Update:
             failed=failed,
             unknown=unknown,
             cancelled=cancelled,
+            bounced=bounced,
+            complaints=complaints,
             failure_streak=streak,
             updated_at=NOW,
             status=case(
@@ -171,6 +175,8 @@ def move_counters(
                 "failed": counts["failed"],
                 "unknown": counts["unknown"],
                 "cancelled": counts["cancelled"],
+                "bounced": counts["bounced"],
+                "complaints": counts["complaints"],
                 "streak_reset": streak_reset,
                 "streak_add": streak_add,
                 "streak_reason": streak_reason,

@@ -15,7 +15,19 @@ from herald.spreadsheet import csv_text, header_text, neutralise
 
 __all__ = ["attachment_name", "csv_chunks", "neutralise"]
 
-HEADER = ("email", "firstName", "lastName", "status", "deliveredAt", "openedAt", "error")
+HEADER = (
+    "email",
+    "firstName",
+    "lastName",
+    "status",
+    "deliveredAt",
+    "openedAt",
+    "error",
+    # bounces and complaints
+    "bounceType",
+    "bouncedAt",
+    "complainedAt",
+)
 PAGE_SIZE = 1000
 
 
@@ -57,6 +69,9 @@ def csv_chunks(
                         row.delivered_at,
                         row.opened_at,
                         row.error,
+                        row.bounce_type,
+                        row.bounced_at,
+                        row.complained_at,
                     )
                 )
                 for row in rows

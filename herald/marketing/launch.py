@@ -18,11 +18,10 @@ from sqlalchemy.orm import Session
 
 from herald.audit import service as audit
 from herald.crm.models import Contact
-from herald.db import UTCDateTime, utcnow
+from herald.db import UTCDateTime, db_now, utcnow
 from herald.errors import Conflict
 from herald.mailconfig.service import sending_defaults
 from herald.marketing.audience import eligible_contacts
-from herald.marketing.clock import db_now
 from herald.marketing.models import Campaign, CampaignStatus, MarketingSend, SendStatus
 from herald.marketing.repository import CampaignRepository, campaign_in_any_org
 

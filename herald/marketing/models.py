@@ -9,7 +9,6 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
-    BigInteger,
     Float,
     ForeignKey,
     Index,
@@ -21,7 +20,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from herald.db import Base, IdMixin, OrgScoped, TimestampMixin, UTCDateTime, utcnow
+from herald.db import Base, IdMixin, OrgScoped, TimestampMixin, UTCDateTime, big_int_id, utcnow
 
 
 class CampaignStatus(enum.StrEnum):
@@ -45,6 +44,7 @@ class SendStatus(enum.StrEnum):
     FAILED = "FAILED"
     UNKNOWN = "UNKNOWN"
     CANCELLED = "CANCELLED"  # its campaign was cancelled before it was sent: never sent
+    BOUNCED = "BOUNCED"  # delivered, then a bounce for it arrived (herald.bounces)
 
 
 class Campaign(IdMixin, OrgScoped, TimestampMixin, Base):
@@ -72,6 +72,10 @@ class Campaign(IdMixin, OrgScoped, TimestampMixin, Base):
     unknown: Mapped[int] = mapped_column(Integer, default=0)
     opens: Mapped[int] = mapped_column(Integer, default=0)
     cancelled: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # Bounces and complaints (herald.bounces): a bounce moves a send from delivered to
+    # failed and counts it in bounced; a complaint leaves the send DELIVERED.
+    bounced: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    complaints: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
     launched_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, default=None)
     completed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, default=None)
@@ -102,10 +106,6 @@ class Campaign(IdMixin, OrgScoped, TimestampMixin, Base):
         return max(self.recipients - done, 0)
 
 
-def _send_id_type() -> BigInteger:
-    return BigInteger().with_variant(Integer(), "sqlite")
-
-
 class MarketingSend(OrgScoped, Base):
     """One recipient of one campaign. The recipient's fields are copied at launch.
 
@@ -128,6 +128,18 @@ class MarketingSend(OrgScoped, Base):
             postgresql_where=text("status = 'QUEUED'"),
             sqlite_where=text("status = 'QUEUED'"),
         ),
+        # The org's delivered sends to an address, newest last: matching a bounce by its
+        # address (whoever's contact it was) and counting soft bounces over consecutive
+        # campaigns. Partial, so a launch (all QUEUED) writes nothing to it; a send enters
+        # it when delivered.
+        Index(
+            "ix_marketing_sends_address_delivered",
+            "org_id",
+            text("lower(email)"),
+            "id",
+            postgresql_where=text("status IN ('DELIVERED', 'BOUNCED')"),
+            sqlite_where=text("status IN ('DELIVERED', 'BOUNCED')"),
+        ),
         Index(
             "ix_marketing_sends_inflight",
             "lease_expires_at",
@@ -136,7 +148,7 @@ class MarketingSend(OrgScoped, Base):
         ),
     )
 
-    id: Mapped[int] = mapped_column(_send_id_type(), primary_key=True, autoincrement=True)
+    id: Mapped[int] = mapped_column(big_int_id(), primary_key=True, autoincrement=True)
     # No foreign keys on sends: each one costs every one of a launch's million inserts (a
     # trigger looking up, and on PostgreSQL locking, the parent row), and on PostgreSQL every
     # status change too. What they did is done explicitly instead:
@@ -167,6 +179,13 @@ class MarketingSend(OrgScoped, Base):
     delivered_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, default=None)
     opened_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, default=None)
     unsubscribed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, default=None)
+
+    # Bounces and complaints (herald.bounces). A bounce that arrives while the send is still
+    # in flight (the relay bounced before the worker recorded the delivery) sets these
+    # first; recording the delivery then makes the send BOUNCED (see queue.py).
+    bounce_type: Mapped[str | None] = mapped_column(String(8), default=None)  # hard | soft
+    bounced_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, default=None)
+    complained_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, default=None)
 
 
 # --- the relay's shared budget (issue #16): one row per org, kept by herald.marketing.relay

@@ -16,7 +16,13 @@ from sqlalchemy.orm import Session
 from herald.crm.models import Contact
 from herald.errors import ValidationFailed
 from herald.mail import testsend
-from herald.mail.compose import CampaignMessage, InvalidAddress, Recipient, smtp_address
+from herald.mail.compose import (
+    CampaignMessage,
+    InvalidAddress,
+    ListHeaders,
+    Recipient,
+    smtp_address,
+)
 from herald.mail.mailer import MailerFactory
 from herald.mail.pool import ConnectionPool
 from herald.mail.smtp import SmtpSettings
@@ -24,6 +30,7 @@ from herald.mailconfig.service import load_mail_account
 from herald.marketing import service
 from herald.marketing.audience import eligible_contacts
 from herald.marketing.models import Campaign
+from herald.orgs.models import Org
 from herald.settings import Settings
 
 # Not secrets: the send tokens of messages that are no send (unknown to /u/ and /t/).
@@ -62,6 +69,7 @@ def compile_message(
     from_name: str = "",
     from_email: str = "",
     subject_prefix: str = "",
+    list_headers: ListHeaders | None = None,
 ) -> CampaignMessage:
     """The campaign compiled for sending; 422 naming fromEmail for an unusable sender."""
     try:
@@ -72,11 +80,18 @@ def compile_message(
             from_name=campaign.from_name or from_name,
             from_email=campaign.from_email or from_email or PLACEHOLDER_SENDER,
             base_url=base_url,
+            list_headers=list_headers,
         )
     except InvalidAddress as exc:
         raise ValidationFailed(
             f"The sender address cannot be used: {exc}", field="fromEmail"
         ) from None
+
+
+def list_headers(session: Session, campaign: Campaign) -> ListHeaders:
+    """The campaign's Feedback-ID and List-Id, as the worker sends them."""
+    org = session.get(Org, campaign.org_id)
+    return ListHeaders(str(campaign.id), str(campaign.org_id), org.name if org else "")
 
 
 def preview_html(session: Session, org_id: uuid.UUID, campaign: Campaign, base_url: str) -> str:
@@ -143,6 +158,7 @@ def prepare_test_send(
         from_name=account.from_name,
         from_email=account.from_email,
         subject_prefix=TEST_SUBJECT_PREFIX,
+        list_headers=list_headers(session, campaign),
     )
     sample = sample_recipient(session, org_id, campaign, TEST_TOKEN)
     rendered = []

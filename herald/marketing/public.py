@@ -80,24 +80,22 @@ def unsubscribe_page(
 
 def _unsubscribe_page(request: Request, details: Unsubscribed, done: bool) -> HTMLResponse:
     return _page(
-        request,
-        "public/unsubscribe.html",
         200,
-        done=done,
+        state="unsubscribed" if done else "unsubscribe",
         org_name=details.org_name,
         email_hint=details.email_hint,
     )
 
 
 def _invalid_link(request: Request) -> HTMLResponse:
-    return _page(request, "public/invalid_link.html", 404)
+    return _page(404, state="invalid")
 
 
-def _page(request: Request, template: str, status: int, **context: Any) -> HTMLResponse:
+def _page(status: int, **context: Any) -> HTMLResponse:
     """A public page: none of the app's layout, CSRF or session, its own nonce. Rendered
     straight from the template (no request context: these pages need none)."""
     nonce = new_nonce()
-    html = templates.get_template(template).render(nonce=nonce, **context)
+    html = templates.get_template("public/page.html").render(nonce=nonce, **context)
     return HTMLResponse(
         html,
         status_code=status,

@@ -2,7 +2,8 @@
 record outcomes with their counters, and recover what dead workers left behind.
 
 A send moves QUEUED (claimable) -> QUEUED with a lease (claimed) -> SENDING (in an SMTP
-transaction) -> DELIVERED | FAILED | UNKNOWN, or back to QUEUED for a retry. Every function
+transaction) -> DELIVERED | FAILED | UNKNOWN, or back to QUEUED for a retry; DELIVERED ->
+BOUNCED when a bounce for it arrives (herald.marketing.feedback). Every function
 here runs inside the caller's unit of work; SQLite callers begin it as a writer.
 """
 
@@ -20,6 +21,7 @@ from sqlalchemy import (
     ColumnElement,
     and_,
     bindparam,
+    case,
     func,
     literal_column,
     or_,
@@ -30,10 +32,9 @@ from sqlalchemy.engine import Row
 from sqlalchemy.orm import Session
 
 from herald.crm.models import Contact
-from herald.db import UTCDateTime
+from herald.db import UTCDateTime, db_now, lock_skip_locked
 from herald.mailconfig.models import EmailConfig
 from herald.marketing.audience import MAILABLE, NOT_MAILABLE_REASON
-from herald.marketing.clock import db_now
 from herald.marketing.counters import (
     NEVER,
     CampaignState,
@@ -85,18 +86,21 @@ _START = (
     )
     .returning(S.id)
 )
+# A bounce can arrive before its delivery is recorded (the relay bounced at once): it set
+# bounced_at (herald.marketing.feedback), and the send is then BOUNCED instead.
+_NOT_BOUNCED = S.bounced_at.is_(None)
 _DELIVERED = (
     update(S)
     .where(S.id.in_(IDS), S.lease_owner == OWNER)
     .values(
-        status=SendStatus.DELIVERED.value,
+        status=case((_NOT_BOUNCED, SendStatus.DELIVERED.value), else_=SendStatus.BOUNCED.value),
         delivered_at=NOW,
         attempts=S.attempts + 1,
-        error=None,
+        error=case((_NOT_BOUNCED, None), else_=S.error),
         lease_owner=None,
         lease_expires_at=None,
     )
-    .returning(S.id)
+    .returning(S.id, S.status)
 )
 
 
@@ -204,16 +208,6 @@ def _claimable(now: dt.datetime) -> list[ColumnElement[bool]]:
     ]
 
 
-def _lock_skip_locked(stmt, session: Session):  # type: ignore[no-untyped-def]
-    """PostgreSQL: rows another worker is claiming are skipped, not waited for.
-
-    SQLite needs nothing: the caller's BEGIN IMMEDIATE already made this worker the only writer.
-    """
-    if session.get_bind().dialect.name == "postgresql":
-        return stmt.with_for_update(skip_locked=True)
-    return stmt
-
-
 def _relay_has_something(now: dt.datetime) -> ColumnElement[bool]:
     """The org's relay has a permit to give (or its limits changed since it said when)."""
     limits_changed = or_(
@@ -280,7 +274,7 @@ def claim_batch(
     now = db_now(session)
     for campaign in _pending_campaigns(session, now, skip_orgs):
         rows = session.execute(
-            _lock_skip_locked(
+            lock_skip_locked(
                 select(
                     S.id,
                     S.contact_id,
@@ -388,9 +382,11 @@ def record_outcomes(
 
     if outcomes.delivered:
         params = {"ids": outcomes.delivered, "owner": owner, "now": now}
-        counts[Outcome.DELIVERED.value] += len(
-            session.connection().execute(_DELIVERED, params).all()
-        )
+        for _id, status in session.connection().execute(_DELIVERED, params):
+            if status == SendStatus.DELIVERED.value:
+                counts[Outcome.DELIVERED.value] += 1
+            else:  # bounced before its delivery was recorded
+                counts.update(("failed", "bounced"))
 
     failed = list(outcomes.failed)
     retries = [(s, e, retry_delay(s.attempts + 1, retry_base_seconds)) for s, e in outcomes.retry]
@@ -494,15 +490,23 @@ def recover_expired(session: Session) -> int:
         update(S)
         .where(IS_SENDING, S.lease_expires_at < now)
         .values(
-            status=SendStatus.UNKNOWN.value,
-            error=UNKNOWN_REASON,
+            # a bounce that came back meanwhile proves it was delivered, then bounced
+            status=case((_NOT_BOUNCED, SendStatus.UNKNOWN.value), else_=SendStatus.BOUNCED.value),
+            error=case((_NOT_BOUNCED, UNKNOWN_REASON), else_=S.error),
             lease_owner=None,
             lease_expires_at=None,
         )
-        .returning(S.campaign_id)
+        .returning(S.campaign_id, S.status)
         .execution_options(synchronize_session=False)
     )
-    per_campaign = Counter(row[0] for row in result.all())
-    for campaign_id, n in per_campaign.items():
-        add_to_counters(session, campaign_id, Counter(unknown=n))
-    return sum(per_campaign.values())
+    rows = result.all()
+    per_campaign: dict[uuid.UUID, Counter[str]] = {}
+    for campaign_id, status in rows:
+        counts = per_campaign.setdefault(campaign_id, Counter())
+        if status == SendStatus.UNKNOWN.value:
+            counts["unknown"] += 1
+        else:
+            counts.update(("failed", "bounced"))
+    for campaign_id, counts in per_campaign.items():
+        add_to_counters(session, campaign_id, counts)
+    return len(rows)

@@ -4,7 +4,7 @@ permits its limits allow and the backoff after a throttling answer (one row per 
 worker holds (``RelayConnection``, leased like sends, so a dead worker's come back).
 
 Every function runs in the caller's unit of work and takes the database's ``now``
-(clock.db_now). The org's row is locked while it changes (PostgreSQL ``FOR UPDATE``; on
+(herald.db.db_now). The org's row is locked while it changes (PostgreSQL ``FOR UPDATE``; on
 SQLite the writer's ``BEGIN IMMEDIATE`` already excludes everyone else).
 """
 

@@ -1,14 +1,27 @@
-"""Org-scoped queries on campaigns and sends for the API and pages.
+"""Org-scoped queries on campaigns and sends for the API and pages, and on delivered sends
+for the bounces and complaints that come back (herald.marketing.feedback).
 
 The workers' queue queries (claim, lease, outcomes) live in queue.py.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, cast
 
-from sqlalchemy import ColumnElement, Row, Select, func, select, update
+from sqlalchemy import (
+    ColumnElement,
+    CursorResult,
+    Row,
+    Select,
+    bindparam,
+    func,
+    literal_column,
+    select,
+    update,
+)
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -184,6 +197,9 @@ class SendRepository:
                 MarketingSend.delivered_at,
                 MarketingSend.opened_at,
                 MarketingSend.error,
+                MarketingSend.bounce_type,
+                MarketingSend.bounced_at,
+                MarketingSend.complained_at,
             )
             .where(MarketingSend.campaign_id == campaign_id, MarketingSend.id > after_id)
             .order_by(MarketingSend.id)
@@ -220,3 +236,111 @@ class SendRepository:
             return False
         self.session.refresh(send)
         return True
+
+
+@dataclass(frozen=True)
+class SendFacts:
+    """What a bounce or complaint needs of its send."""
+
+    id: int
+    org_id: uuid.UUID
+    campaign_id: uuid.UUID
+    contact_id: uuid.UUID | None
+    email: str
+    status: str
+    bounce_type: str | None
+    delivered_at: dt.datetime | None
+
+
+S = MarketingSend
+_FACTS: tuple[Any, ...] = (S.id, S.org_id, S.campaign_id, S.contact_id, S.email, S.status)
+_FACTS += (S.bounce_type, S.delivered_at)
+# Inlined, the partial index's own condition: SQLite uses ix_marketing_sends_address_delivered
+# only for a query naming it with the same constants.
+_DELIVERED_OR_BOUNCED = S.status.in_([literal_column("'DELIVERED'"), literal_column("'BOUNCED'")])
+_SEND = select(*_FACTS).where(
+    S.id == bindparam("send_id", type_=S.id.type), S.org_id == bindparam("org_id")
+)
+_BOUNCE = (
+    update(S)
+    .where(
+        S.id == bindparam("send_id", type_=S.id.type),
+        S.org_id == bindparam("org"),
+        S.status == bindparam("seen"),
+    )
+    .values(
+        status=bindparam("status"),
+        bounce_type=bindparam("bounce_type"),
+        bounced_at=bindparam("at", type_=S.bounced_at.type),
+        error=bindparam("error"),
+    )
+)
+
+
+class DeliveredSendRepository:
+    """The org's sends as bounces and complaints find and change them after delivery."""
+
+    def __init__(self, session: Session, org_id: uuid.UUID) -> None:
+        self.session = session
+        self.org_id = org_id
+
+    def facts(self, send_id: int) -> SendFacts | None:
+        if not 0 < send_id < 2**63:
+            return None
+        values = {"send_id": send_id, "org_id": self.org_id}
+        row = self.session.connection().execute(_SEND, values).one_or_none()
+        return SendFacts(*row) if row else None
+
+    def _to(self, email: str) -> tuple[ColumnElement[bool], ...]:
+        """DELIVERED or BOUNCED to ``email`` (case-insensitively), through the partial
+        index of delivered sends by address."""
+        return (
+            S.org_id == self.org_id,
+            func.lower(S.email) == email.lower(),
+            _DELIVERED_OR_BOUNCED,
+        )
+
+    def latest_to(self, email: str) -> SendFacts | None:
+        stmt = select(*_FACTS).where(*self._to(email)).order_by(S.id.desc()).limit(1)
+        row = self.session.execute(stmt).one_or_none()
+        return SendFacts(*row) if row else None
+
+    def newest_to(self, email: str, limit: int) -> list[tuple[int, str, dt.datetime | None]]:
+        """(id, status, delivered_at) of the newest ``limit``, newest first."""
+        stmt = select(S.id, S.status, S.delivered_at).where(*self._to(email))
+        rows = self.session.execute(stmt.order_by(S.id.desc()).limit(limit))
+        return [(send_id, status, at) for send_id, status, at in rows]
+
+    def status(self, send_id: int) -> str | None:
+        return self.session.scalar(select(S.status).where(*self._this(send_id)))
+
+    def mark_bounced(self, send_id: int, *, seen: str, status: str, **values: object) -> bool:
+        """The bounce (bounce_type, at, error) recorded, and ``status`` set, only while the
+        send's status is still ``seen``."""
+        parameters = {**values, "send_id": send_id, "org": self.org_id}
+        parameters.update(seen=seen, status=status)
+        return bool(self.session.connection().execute(_BOUNCE, parameters).rowcount)
+
+    def harden(self, send_id: int, error: str) -> bool:
+        """A soft BOUNCED send made hard; False when it was not BOUNCED soft."""
+        done = self.session.execute(
+            update(S)
+            .where(*self._this(send_id), S.status == SendStatus.BOUNCED.value)
+            .where(S.bounce_type != "hard")
+            .values(bounce_type="hard", error=error)
+            .execution_options(synchronize_session=False)
+        )
+        return bool(cast(CursorResult[Any], done).rowcount)
+
+    def mark_complained(self, send_id: int, at: dt.datetime) -> bool:
+        """complainedAt set; False when it was already."""
+        done = self.session.execute(
+            update(S)
+            .where(*self._this(send_id), S.complained_at.is_(None))
+            .values(complained_at=at)
+            .execution_options(synchronize_session=False)
+        )
+        return bool(cast(CursorResult[Any], done).rowcount)
+
+    def _this(self, send_id: int) -> tuple[ColumnElement[bool], ...]:
+        return (S.id == send_id, S.org_id == self.org_id)

@@ -378,7 +378,9 @@ def campaign_stats(
     principal: Principal = Depends(MARKETING_READ),
     session: Session = Depends(get_session, scope="function"),
 ) -> StatsOut:
-    """From the campaign's counters; openRate = opens / delivered (0 when none delivered)."""
+    """From the campaign's counters; openRate = opens / delivered (0 when none delivered).
+    `failed` counts FAILED and BOUNCED sends (a bounce moves a send from delivered to
+    failed), `bounced` the BOUNCED ones, `complaints` the sends marked as spam."""
     return StatsOut.model_validate(service.get_campaign(session, principal.org_id, campaign_id))
 
 
@@ -439,7 +441,8 @@ def list_sends(
     responses={
         **csv_response(
             "A CSV attachment, one row per send: "
-            "`email,firstName,lastName,status,deliveredAt,openedAt,error`."
+            "`email,firstName,lastName,status,deliveredAt,openedAt,error,bounceType,bouncedAt,"
+            "complainedAt`."
         ),
         **NOT_FOUND,
     },

@@ -67,6 +67,8 @@ class CampaignOut(ApiModel):
     pending: int
     opens: int
     open_rate: float
+    bounced: int
+    complaints: int
     created_at: dt.datetime
     updated_at: dt.datetime
     launched_at: dt.datetime | None
@@ -101,6 +103,8 @@ class StatsOut(ApiModel):
     cancelled: int
     opens: int
     open_rate: float
+    bounced: int
+    complaints: int
 
 
 class AudienceCountIn(ApiModel):
@@ -122,6 +126,9 @@ class SendOut(ApiModel):
     attempts: int
     delivered_at: dt.datetime | None
     opened_at: dt.datetime | None
+    bounce_type: str | None
+    bounced_at: dt.datetime | None
+    complained_at: dt.datetime | None
 
 
 class TestSendIn(ApiModel):

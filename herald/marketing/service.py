@@ -351,7 +351,9 @@ def _sends_in_status(repo: SendRepository, campaign: Campaign, status: SendStatu
     if status is SendStatus.DELIVERED:
         return campaign.delivered
     if status is SendStatus.FAILED:
-        return campaign.failed
+        return campaign.failed - campaign.bounced  # failed counts the bounced too
+    if status is SendStatus.BOUNCED:
+        return campaign.bounced
     if status is SendStatus.UNKNOWN:
         return campaign.unknown
     if status is SendStatus.CANCELLED:

@@ -3,16 +3,19 @@ and the page's own form), group-committed."""
 
 from __future__ import annotations
 
-import asyncio
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import bindparam, select, true, tuple_, update
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.sql.elements import BindParameter
 
 from herald.crm.models import Contact
 from herald.db import unit_of_work, utcnow
+from herald.groupcommit import GroupCommit
 from herald.log import get_logger
 from herald.marketing.models import MarketingSend
 from herald.marketing.tokens import find_send
@@ -82,6 +85,44 @@ _DETAILS = (
 )
 
 
+# PostgreSQL has data-modifying WITH queries: there the batch is one statement, each token
+# looked up once (half the batch's cost on PostgreSQL's side and on Herald's).
+_FOUND = (
+    select(
+        MarketingSend.id,
+        MarketingSend.token,
+        MarketingSend.email,
+        MarketingSend.contact_id,
+        MarketingSend.org_id,
+    )
+    .where(MarketingSend.token.in_(_TOKENS))
+    .cte("found")
+)
+_MARKED = (
+    update(MarketingSend)
+    .where(MarketingSend.id == _FOUND.c.id, MarketingSend.unsubscribed_at.is_(None))
+    .values(unsubscribed_at=bindparam("now"))
+    .returning(MarketingSend.id, MarketingSend.campaign_id)
+    .cte("marked")
+)
+_OPTED_OUT = (
+    update(Contact)
+    .where(
+        Contact.id == _FOUND.c.contact_id,
+        Contact.org_id == _FOUND.c.org_id,
+        Contact.marketing_opt_out.is_(False),
+    )
+    .values(marketing_opt_out=true(), updated_at=bindparam("now"))
+    .cte("opted_out")
+)
+_IN_ONE_STATEMENT = (
+    select(_FOUND.c.token, _FOUND.c.email, Org.name, _MARKED.c.id, _MARKED.c.campaign_id)
+    .join(Org, Org.id == _FOUND.c.org_id)
+    .outerjoin(_MARKED, _MARKED.c.id == _FOUND.c.id)
+    .add_cte(_OPTED_OUT)
+)
+
+
 def unsubscribe_tokens(sessions: sessionmaker[Session], tokens: list[str]) -> Applied:
     """Opt the contacts of these sends out for good, in one transaction; repeating it
     changes nothing more.
@@ -93,64 +134,44 @@ def unsubscribe_tokens(sessions: sessionmaker[Session], tokens: list[str]) -> Ap
     params = {"tokens": tokens, "now": utcnow()}
     with unit_of_work(sessions) as session:
         connection = session.connection()
-        marked = connection.execute(_MARK_SENDS, params).all()
-        connection.execute(_OPT_OUT, params)
-        found = connection.execute(_DETAILS, params).all()
+        found, marked = _apply(connection, params)
     return Applied(
         {row.token: Unsubscribed(row.name, row.email) for row in found},
         [(row.id, row.campaign_id) for row in marked],
     )
 
 
-class Unsubscriber:
-    """Applies one-click unsubscribes in batches (group commit).
+def _apply(connection: Connection, params: dict[str, Any]) -> tuple[Sequence[Any], Sequence[Any]]:
+    """The batch's writes: (each known token's page details, the sends marked now). One
+    statement on PostgreSQL; three on SQLite, which has no UPDATE inside WITH."""
+    if connection.dialect.name == "postgresql":
+        found = connection.execute(_IN_ONE_STATEMENT, params).all()
+        return found, [row for row in found if row.id is not None]
+    marked = connection.execute(_MARK_SENDS, params).all()
+    connection.execute(_OPT_OUT, params)
+    return connection.execute(_DETAILS, params).all(), marked
 
-    A request waits for the commit of the batch that holds it, so its 200 still means the
-    contact is opted out. While one batch is being written, the requests that arrive wait
-    and go together in the next one: a flood costs one transaction per batch instead of one
-    per request, and a lone request is written at once.
-    """
+
+class Unsubscriber:
+    """Applies one-click unsubscribes in batches (herald.groupcommit): a request waits for
+    the commit of the batch that holds it, so its 200 still means the contact is opted out."""
 
     BATCH = 500
 
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
-        self._waiting: list[tuple[str, asyncio.Future[Unsubscribed | None]]] = []
-        self._writer: asyncio.Task[None] | None = None
+        self._batches: GroupCommit[str, Unsubscribed | None] = GroupCommit(self._write, self.BATCH)
 
     async def unsubscribe(self, token: str) -> Unsubscribed | None:
         """The page's details for a known token (now opted out), None for an unknown one."""
-        future: asyncio.Future[Unsubscribed | None] = asyncio.get_running_loop().create_future()
-        self._waiting.append((token, future))
-        if self._writer is None:
-            self._writer = asyncio.create_task(self._write_all())
-        return await future
+        return await self._batches.submit(token)
 
     async def close(self) -> None:
         """After the batches still waiting are written."""
-        if self._writer is not None:
-            await asyncio.wait([self._writer])
+        await self._batches.close()
 
-    async def _write_all(self) -> None:
-        try:
-            while self._waiting:
-                batch, self._waiting = self._waiting[: self.BATCH], self._waiting[self.BATCH :]
-                tokens = sorted({token for token, _ in batch})
-                try:
-                    found = await asyncio.to_thread(self._write, tokens)
-                except Exception as exc:  # not hidden: each waiting request raises it
-                    for _, future in batch:
-                        if not future.done():
-                            future.set_exception(exc)
-                    continue
-                for token, future in batch:
-                    if not future.done():
-                        future.set_result(found.get(token))
-        finally:
-            self._writer = None
-
-    def _write(self, tokens: list[str]) -> dict[str, Unsubscribed]:
-        applied = unsubscribe_tokens(self.runtime.sessions, tokens)
+    def _write(self, tokens: list[str]) -> list[Unsubscribed | None]:
+        applied = unsubscribe_tokens(self.runtime.sessions, sorted(set(tokens)))
         if applied.marked:  # committed; one line per batch, not one per send
             log.info(
                 "contacts.unsubscribed",
@@ -158,4 +179,4 @@ class Unsubscriber:
                 send_ids=[send_id for send_id, _ in applied.marked],
                 campaign_ids=sorted({str(campaign_id) for _, campaign_id in applied.marked}),
             )
-        return applied.found
+        return [applied.found.get(token) for token in tokens]

@@ -275,6 +275,8 @@ def _stats(campaign: Campaign, not_sent: int = 0) -> dict[str, Any]:
         "pending": campaign.pending,
         "opens": campaign.opens,
         "openRate": f"{campaign.open_rate * 100:.1f}%",
+        "bounced": campaign.bounced,
+        "complaints": campaign.complaints,
         "progress": progress,
         "holdReason": campaign.hold_reason or "",
         "cancelled": campaign.cancelled,

@@ -25,7 +25,7 @@ from typing import TypeVar
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from herald.db import unit_of_work
+from herald.db import db_now, unit_of_work
 from herald.errors import Conflict, HeraldError
 from herald.log import get_logger
 from herald.mail.compose import CampaignMessage, InvalidAddress, Recipient, smtp_address
@@ -37,14 +37,15 @@ from herald.mail.mailer import (
     TooLate,
 )
 from herald.mail.pool import ConnectionPool
+from herald.mail.sendref import SendRefKeys, make_message_id, return_path
 from herald.mail.smtp import ConnectionLost, Phase, SmtpError, SmtpSettings
 from herald.mailconfig.account import RelayLimits
 from herald.mailconfig.service import load_mail_account
 from herald.marketing import control, counters, launch, queue, relay
 from herald.marketing.budget import FIRST_BACKOFF, Grant
-from herald.marketing.clock import db_now
 from herald.marketing.connections import RelayPools
 from herald.marketing.models import Campaign
+from herald.marketing.preview import list_headers
 from herald.marketing.queue import Cause, ClaimedSend, Outcome, Outcomes
 from herald.runtime import Runtime
 
@@ -69,6 +70,8 @@ class CampaignJob:
     smtp: SmtpSettings
     limits: RelayLimits
     held: bool = False  # it was held (see counters.hold_campaign) when the batch began
+    # the base of each send's VERP return path; None: every message is sent from ``sender``
+    bounce_address: str | None = None
 
 
 @dataclass(frozen=True)
@@ -125,6 +128,7 @@ class Worker:
         self._pools = RelayPools(
             self._db, self.owner, self.concurrency, self.settings.lease_seconds, mailer_factory
         )
+        self._keys = SendRefKeys.from_secret(self.settings.secret_key)
 
     # -- database work runs in threads, one unit of work each ----------------------------
 
@@ -277,7 +281,8 @@ class Worker:
         smtp = dataclasses.replace(account.smtp, timeout=self.smtp_timeout)
         held = campaign.hold_reason is not None
         cached = self._jobs.get(campaign_id)
-        if cached and cached.smtp == smtp and cached.limits == account.limits:
+        wanted = (smtp, account.limits, account.bounce_address)
+        if cached and (cached.smtp, cached.limits, cached.bounce_address) == wanted:
             return dataclasses.replace(cached, held=held) if cached.held != held else cached
         message = CampaignMessage(
             subject=campaign.subject,
@@ -286,6 +291,7 @@ class Worker:
             from_name=campaign.from_name or account.from_name,
             from_email=campaign.from_email or account.from_email,
             base_url=self.settings.base_url,
+            list_headers=list_headers(session, campaign),
         )
         job = CampaignJob(
             campaign_id,
@@ -296,6 +302,7 @@ class Worker:
             smtp,
             account.limits,
             held,
+            account.bounce_address,
         )
         self._jobs[campaign_id] = job
         return job
@@ -507,12 +514,17 @@ class Worker:
             token=send.token,
         )
         try:
-            data = job.message.render(recipient)
+            # both name the send, so that its bounce or complaint finds it (herald.bounces)
+            message_id = make_message_id(self._keys.message_id, send.id, job.message.domain)
+            data = job.message.render(recipient, message_id=message_id)
             rcpt = smtp_address(send.email)
         except InvalidAddress as exc:
             return Attempt(Outcome.FAILED, f"Not sent: the address cannot be used ({exc}).")
+        sender = job.sender
+        if job.bounce_address:
+            sender = return_path(self._keys.tag, job.bounce_address, send.id)
         try:
-            await pool.send(job.sender, rcpt, data, not_after)
+            await pool.send(sender, rcpt, data, not_after)
             return Attempt(Outcome.DELIVERED, cause=Cause.RECIPIENT)
         except TooLate:
             return Attempt(Outcome.UNSENT, late=True)

@@ -66,7 +66,9 @@ def test_unknown_email_answers_exactly_like_a_wrong_password(client, runtime):
     assert "set-cookie" not in wrong.headers and "set-cookie" not in unknown.headers
 
 
-def test_unknown_email_takes_about_as_long_as_a_wrong_password(client, runtime):
+def test_unknown_email_takes_about_as_long_as_a_wrong_password(
+    client, runtime, production_password_hashes
+):
     user = make_user(runtime, make_org(runtime))
 
     def timed(email: str) -> float:
@@ -79,6 +81,15 @@ def test_unknown_email_takes_about_as_long_as_a_wrong_password(client, runtime):
     unknown = sorted(timed(f"ghost{i}-{user.email}") for i in range(3))[1]
     # an unknown email still pays for one argon2 verification: no cheap answer to tell it apart
     assert unknown > wrong * 0.4
+
+
+def test_the_unknown_email_hash_costs_what_a_real_one_costs():
+    from argon2 import PasswordHasher
+
+    from herald.auth import passwords
+
+    assert not PasswordHasher().check_needs_rehash(passwords._DUMMY_HASH)
+    assert passwords.verify_password(None, "herald-timing-equaliser") is False
 
 
 def test_inactive_user_cannot_log_in(client, runtime, db):

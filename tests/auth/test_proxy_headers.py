@@ -30,6 +30,7 @@ def failed_login(url: str, client_address: str, n: int) -> int:
         f"{url}/api/auth/login",
         json={"email": f"nobody-{n}-{client_address}@example.com", "password": "wrong password"},
         headers={"X-Forwarded-For": client_address},
+        timeout=30,  # an unknown email costs a production-cost hash check
     )
     return answer.status_code
 

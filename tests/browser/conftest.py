@@ -15,6 +15,7 @@ import pytest
 
 from herald.runtime import Runtime
 from tests.conftest import LiveServer, free_port, make_settings
+from tests.installed import require
 from tests.orgs.factories import SeededUser
 
 CHROMIUM = Path(os.environ.get("HERALD_CHROMIUM", "/usr/bin/chromium"))
@@ -34,11 +35,7 @@ CHROMIUM_ARGS = [
 # browser is open, and other suites call asyncio.run() there.
 @pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
-    if not CHROMIUM.exists():
-        message = f"browser tests need Chromium at {CHROMIUM} (apt-get install -y chromium)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+    require(CHROMIUM, "browser tests need it (apt-get install -y chromium)")
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:

@@ -7,6 +7,7 @@ import dataclasses
 import re
 import uuid
 
+import pytest
 from playwright.sync_api import expect
 
 from herald.db import unit_of_work
@@ -21,6 +22,8 @@ SCRIPT_BODY = (
     "<script>window.parent.document.title='pwned';alert('pwned')</script>"
     "<p>Hi {{firstName|there}}</p>"
 )
+
+pytestmark = pytest.mark.slow  # a long file: the parallel run starts it first (conftest)
 
 
 def _org_with_contacts(runtime, server, emails, **fields):  # type: ignore[no-untyped-def]
@@ -142,7 +145,10 @@ def test_a_failed_send_is_in_the_email_log_and_resend_requeues_it(page, runtime,
     csv = page.request.get(f"/marketing/campaigns/{campaign_id}/sends.csv")
     assert csv.ok
     lines = csv.text().splitlines()
-    assert lines[0] == "email,firstName,lastName,status,deliveredAt,openedAt,error"
+    assert lines[0] == (
+        "email,firstName,lastName,status,deliveredAt,openedAt,error,bounceType,bouncedAt,"
+        "complainedAt"
+    )
     assert len(lines) == 4
 
 

@@ -16,6 +16,9 @@ FIELDS = {
     "companyName",
     "status",
     "marketingOptOut",
+    "emailStatus",
+    "emailStatusReason",
+    "emailStatusAt",
     "createdAt",
     "updatedAt",
 }

@@ -20,6 +20,8 @@ from herald.errors import ValidationFailed
 from tests.crm.factories import make_contact
 from tests.orgs.factories import make_org
 
+pytestmark = pytest.mark.slow  # a long file: the parallel run starts it first (conftest)
+
 HEADER = "email,firstName,lastName,companyName,status,marketingOptOut\n"
 
 

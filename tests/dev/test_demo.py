@@ -6,7 +6,7 @@ from sqlalchemy import func, select
 
 from herald.crm.models import DEFAULT_STATUSES, Contact
 from herald.db import unit_of_work
-from herald.dev.demo import ensure_demo
+from herald.dev.demo import BOUNCING, CONTACT_COUNT, ensure_demo
 from herald.mailconfig.service import get_config
 from herald.marketing.models import Campaign
 
@@ -39,6 +39,8 @@ def test_demo_org_has_varied_contacts_drafts_and_the_catcher(runtime, tmp_path, 
     assert any(c.email is None for c in contacts)
     assert any(not (c.first_name or "").isascii() for c in contacts)
     assert config is not None and (config.host, config.port) == ("127.0.0.1", 2525)
+    assert config.bounce_address  # the catcher's reports come back to it
+    assert set(BOUNCING) <= {c.email for c in contacts}
     # (made as drafts; another test of the same database may have launched one since)
     assert {"Welcome to Herald", "Customers only: autumn news"} <= set(campaigns)
 
@@ -53,7 +55,7 @@ def test_a_second_run_reuses_everything_and_follows_the_catcher_port(runtime, tm
             select(func.count()).select_from(Contact).where(Contact.org_id == first.org_id)
         )
         config = get_config(session, first.org_id)
-    assert count == 200
+    assert count == CONTACT_COUNT + len(BOUNCING)
     assert config is not None and config.port == 2626
     assert log_in(client, again.admin_email, again.password).status_code == 200
 

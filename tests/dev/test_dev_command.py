@@ -26,10 +26,11 @@ STARTUP_SECONDS = 60
 class DevRun:
     """`herald dev` in a directory of its own, its output read line by line."""
 
-    def __init__(self, cwd: Path, port: int, smtp_port: int) -> None:
+    def __init__(self, cwd: Path, port: int, smtp_port: int, inbound_port: int) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("HERALD_")}
+        ports = ["--port", str(port), "--smtp-port", str(smtp_port)]
         self.process = subprocess.Popen(
-            [HERALD, "dev", "--port", str(port), "--smtp-port", str(smtp_port)],
+            [HERALD, "dev", *ports, "--inbound-port", str(inbound_port)],
             cwd=cwd,
             env=env,
             stdout=subprocess.PIPE,
@@ -101,8 +102,8 @@ def wait_for(check, timeout: float = 60):  # type: ignore[no-untyped-def]
 
 
 def test_make_run_path_demo_campaign_arrives_then_second_run_reuses_the_data(tmp_path):
-    port, smtp_port = free_port(), free_port()
-    run = DevRun(tmp_path, port, smtp_port)
+    port, smtp_port, inbound_port = free_port(), free_port(), free_port()
+    run = DevRun(tmp_path, port, smtp_port, inbound_port)
     app_url = f"http://127.0.0.1:{port}"
     try:
         assert run.printed["App"].rstrip("/") == app_url
@@ -123,10 +124,20 @@ def test_make_run_path_demo_campaign_arrives_then_second_run_reuses_the_data(tmp
             assert recipients > 100
 
             stats_url = f"/api/marketing/campaigns/{welcome['id']}/stats"
+            wait_for(lambda: client.get(stats_url, headers=auth).json()["status"] == "SENT")
+            # the demo's bouncing contacts: a hard and a soft bounce and a complaint come
+            # back through Herald's own receiver a moment after their delivery
             stats = wait_for(
-                lambda: (s := client.get(stats_url, headers=auth).json())["status"] == "SENT" and s
+                lambda: (
+                    (s := client.get(stats_url, headers=auth).json())["complaints"] == 1
+                    and s["bounced"] == 2
+                    and s
+                )
             )
-            assert stats["delivered"] == recipients
+            assert (stats["delivered"], stats["failed"]) == (recipients - 2, 2)
+            reports = client.get("/api/marketing/bounces", headers=auth).json()["items"]
+            assert sorted(r["type"] for r in reports) == ["complaint", "hard", "soft"]
+            assert {r["source"] for r in reports} == {"smtp"}
             mailbox = tmp_path / "data" / "mailbox"
             assert len(list(mailbox.glob("*.eml"))) == recipients
 
@@ -143,9 +154,9 @@ def test_make_run_path_demo_campaign_arrives_then_second_run_reuses_the_data(tmp
         code = run.interrupt()
     assert code in (0, 130), "".join(run.output)
     assert "Herald stopped" in "".join(run.output)
-    assert port_is_free(port) and port_is_free(smtp_port)
+    assert port_is_free(port) and port_is_free(smtp_port) and port_is_free(inbound_port)
 
-    again = DevRun(tmp_path, port, smtp_port)
+    again = DevRun(tmp_path, port, smtp_port, inbound_port)
     try:
         assert again.printed["Login"] == f"{email} / {password}"
         assert "new demo org" not in again.printed["banner"]
@@ -159,7 +170,12 @@ def test_a_busy_port_is_refused_with_a_clear_message(tmp_path):
         holder.listen()
         busy = holder.getsockname()[1]
         done = subprocess.run(
-            [HERALD, "dev", "--port", str(free_port()), "--smtp-port", str(busy)],
+            [
+                HERALD,
+                "dev",
+                *("--port", str(free_port()), "--smtp-port", str(busy)),
+                *("--inbound-port", str(free_port())),
+            ],
             cwd=tmp_path,
             env={k: v for k, v in os.environ.items() if not k.startswith("HERALD_")},
             capture_output=True,

@@ -31,6 +31,15 @@ GET_FIELDS = {
     "maxPerHour",
     "maxConnections",
     "updatedAt",
+    "bounceAddress",
+    "softBounceLimit",
+    "bounceMailbox",
+    "webhookKey",
+    "webhookUrls",
+    "sendgridVerificationKey",
+    "mailgunSigningKeySet",
+    "postmarkUsername",
+    "postmarkPassword",
 }
 
 
@@ -58,6 +67,15 @@ def test_get_before_anything_is_configured(client: httpx.Client, admin: Admin) -
         "maxPerHour": None,
         "maxConnections": 10,
         "updatedAt": None,
+        "bounceAddress": None,
+        "softBounceLimit": 3,
+        "bounceMailbox": None,
+        "webhookKey": None,
+        "webhookUrls": None,
+        "sendgridVerificationKey": "",
+        "mailgunSigningKeySet": False,
+        "postmarkUsername": None,
+        "postmarkPassword": None,
     }
 
 

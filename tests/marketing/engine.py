@@ -167,13 +167,17 @@ def status_counts(runtime: Runtime, campaign_id: uuid.UUID) -> Counter[str]:
 def assert_counters_match_sends(runtime: Runtime, campaign_id: uuid.UUID) -> None:
     row = campaign(runtime, campaign_id)
     counts = status_counts(runtime, campaign_id)
-    opened = sum(1 for s in sends(runtime, campaign_id) if s.opened_at is not None)
+    rows = sends(runtime, campaign_id)
+    opened = sum(1 for s in rows if s.opened_at is not None)
+    complained = sum(1 for s in rows if s.complained_at is not None)
+    # failed counts the BOUNCED sends too (a bounce moves a send from delivered to failed)
     assert (row.delivered, row.failed, row.unknown, row.opens) == (
         counts["DELIVERED"],
-        counts["FAILED"],
+        counts["FAILED"] + counts["BOUNCED"],
         counts["UNKNOWN"],
         opened,
     )
+    assert (row.bounced, row.complaints) == (counts["BOUNCED"], complained)
     assert row.recipients == sum(counts.values())
 
 

@@ -7,6 +7,8 @@ import signal
 import time
 from collections import Counter
 
+import pytest
+
 from herald.audit.service import CLI, system_actor
 from herald.db import unit_of_work
 from herald.marketing.launch import launch_campaign
@@ -26,6 +28,8 @@ from tests.marketing.engine import (
     wait_until,
 )
 from tests.smtp_server import slow
+
+pytestmark = pytest.mark.slow  # a long file: the parallel run starts it first (conftest)
 
 
 def received_counts(server) -> Counter[str]:
@@ -149,10 +153,12 @@ def test_herald_serve_runs_a_worker_unless_told_not_to(runtime, smtp_server):
 def test_a_slow_server_never_costs_a_live_worker_its_leases(runtime, smtp_server):
     """A chunk that takes longer than the lease: the worker keeps renewing it, so the other
     worker's recovery never declares its in-flight messages UNKNOWN."""
-    engine = fast_runtime(runtime, lease_seconds=1)
+    # The chunk takes 8 s against a 3 s lease, renewed every second: 2 s of slack for a
+    # renewal that a busy machine delays (with a 1 s lease, a parallel run lost it).
+    engine = fast_runtime(runtime, lease_seconds=3)
     arranged = arrange(engine, smtp_server, 8, launch=False)
     for email in arranged.emails:
-        smtp_server.script(email, slow(0.5))
+        smtp_server.script(email, slow(1.0))
     with unit_of_work(engine.sessions) as session:
         launch_campaign(
             session, arranged.org_id, arranged.campaign_id, actor=system_actor(arranged.org_id, CLI)

@@ -1,10 +1,11 @@
 """The reliability suites print what they did (seed, kills, faults, outcome) at the end of
-the run, pass or fail, so CI logs carry the figures."""
+the run, pass or fail, so CI logs carry the figures: a test appends its line to REPORTS, and
+the line goes out in the test's report (tests/conftest.py's ``figures``), which also brings
+it back from an xdist worker."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -17,11 +18,11 @@ from tests.smtp_server import start_smtp_server as start_smtp_server
 REPORTS: list[str] = []
 
 
-def pytest_terminal_summary(terminalreporter: Any) -> None:
-    if REPORTS:
-        terminalreporter.section("reliability figures")
-        for line in REPORTS:
-            terminalreporter.write_line(line)
+@pytest.fixture(autouse=True)
+def _report_figures(figures: Callable[[str], None]) -> Iterator[None]:
+    yield
+    while REPORTS:
+        figures(REPORTS.pop(0))
 
 
 @pytest.fixture(autouse=True)

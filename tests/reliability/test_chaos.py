@@ -13,12 +13,16 @@ import random
 import secrets
 import time
 
+import pytest
+
 from herald.marketing.worker import BATCHES_IN_FLIGHT, DISPATCH_CHUNK
 from tests.marketing.engine import arrange, campaign, fast_runtime
 from tests.reliability.chaos_smtp import ChaosSmtp
 from tests.reliability.conftest import REPORTS
 from tests.reliability.fleet import WorkerFleet
 from tests.reliability.invariants import check_campaign, unknown_reasons
+
+pytestmark = pytest.mark.slow  # a long file: the parallel run starts it first (conftest)
 
 RECIPIENTS = int(os.environ.get("HERALD_CHAOS_RECIPIENTS", "5000"))
 WORKERS = int(os.environ.get("HERALD_CHAOS_WORKERS", "3"))

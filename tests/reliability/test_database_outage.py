@@ -36,11 +36,14 @@ WORKERS = 2
 RECIPIENTS = 3000
 OUTAGE_SECONDS = 4.0
 
-pytestmark = pytest.mark.skipif(
-    not os.environ.get("HERALD_TEST_DATABASE_URL", "").startswith("postgresql"),
-    reason="stops and starts a PostgreSQL server of its own: runs in the PostgreSQL pass "
-    "(make test with HERALD_TEST_DATABASE_URL, as .ci/run does)",
-)
+pytestmark = [
+    pytest.mark.slow,  # a long file: the parallel run starts it first (conftest)
+    pytest.mark.skipif(
+        not os.environ.get("HERALD_TEST_DATABASE_URL", "").startswith("postgresql"),
+        reason="stops and starts a PostgreSQL server of its own: runs in the PostgreSQL pass "
+        "(make test with HERALD_TEST_DATABASE_URL, as .ci/run does)",
+    ),
+]
 
 
 def pg(*args: str) -> str:
@@ -94,8 +97,10 @@ def test_postgres_stopped_mid_batch_then_started_sending_resumes_nothing_lost(ow
     server = PacedSmtp().start()
     fleet = None
     try:
+        # Leases outlast the outage: with 3 s, a live worker that a busy machine (a parallel
+        # run) kept from renewing in time lost in-flight sends to the other's recovery.
         settings = make_settings(
-            own_postgres.url, lease_seconds=3, retry_base_seconds=0.2, retry_window_seconds=30
+            own_postgres.url, lease_seconds=10, retry_base_seconds=0.2, retry_window_seconds=30
         )
         engine = Runtime.from_settings(settings)
         arranged = arrange(engine, server, RECIPIENTS)

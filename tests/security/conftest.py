@@ -123,7 +123,9 @@ def callers(live_server, runtime, module_smtp) -> dict[str, Caller]:
             assert response.status_code == 200, response.text
         a_ids = OrgIds(admin=a["ADMIN"], licensed=True)
         c_ids = OrgIds(admin=c_admin, licensed=False)
-        c_ids.kept = {p: MAKERS[p](c, c_admin, runtime) for p in ("campaign_id", "send_id")}
+        c_ids.kept = {
+            p: MAKERS[p](c, c_admin, runtime) for p in ("campaign_id", "send_id", "report_id")
+        }
     revoke_licence(runtime, org_c.id)
     return {
         "anonymous": Caller("anonymous", None, a_ids),

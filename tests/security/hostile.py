@@ -28,7 +28,7 @@ API = "/api/marketing"
 # The headers a campaign message carries, and nothing else.
 MESSAGE_HEADERS = {
     "from", "to", "subject", "date", "message-id", "mime-version", "list-unsubscribe",
-    "list-unsubscribe-post", "content-type",
+    "list-unsubscribe-post", "content-type", "feedback-id", "list-id",
 }  # fmt: skip
 
 

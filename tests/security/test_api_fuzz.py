@@ -42,6 +42,8 @@ from tests.orgs.factories import login, make_org, make_user
 from tests.security.conftest import smtp_settings
 from tests.smtp_server import SmtpServer
 
+pytestmark = pytest.mark.slow  # a long file: the parallel run starts it first (conftest)
+
 SEED = 20_240_610
 MAX_EXAMPLES = 15  # per operation and phase; CI time is bounded (make test runs it twice)
 CHECKS = [
@@ -238,7 +240,7 @@ def _reset_smtp(runtime: Runtime, fuzzed: Fuzzed, port: int) -> None:
     configure_smtp(runtime, fuzzed.org_id, port)
 
 
-def test_every_operation_was_fuzzed(client, capsys, record_property):
+def test_every_operation_was_fuzzed(client, figures, record_property):
     """Runs after the fuzz (same module, declared after it): every documented operation got
     cases, and every one with an id in its path got past the 404 with a real id."""
     fuzz = _state.get("run")
@@ -264,8 +266,7 @@ def test_every_operation_was_fuzzed(client, capsys, record_property):
         f"{time.monotonic() - fuzz.started:.1f}s; statuses {dict(sorted(by_status.items()))}"
     )
     record_property("fuzz_cases", total)
-    with capsys.disabled():
-        print(f"\n{line}")
+    figures(line)
 
 
 @pytest.mark.parametrize(

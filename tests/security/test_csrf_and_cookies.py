@@ -35,6 +35,8 @@ from tests.test_tenancy import MAKERS
 NO_CSRF = {
     "/u/{token}": "RFC 8058 one-click unsubscribe: mail clients post it without any page, "
     "cookie or token; it only ever opts the link's own contact out",
+    "/webhooks/{provider}/{webhook_key}": "mail services' webhooks: no page, no cookie; each "
+    "call carries the service's signature or credentials (tests/bounces)",
 }
 
 FORGERIES = {

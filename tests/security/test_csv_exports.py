@@ -23,7 +23,18 @@ FORMULAS = [
     "=1+1",
     "-5",  # a plain negative number is a formula start too: exported as '-5
 ]
-HEADER = ["email", "firstName", "lastName", "status", "deliveredAt", "openedAt", "error"]
+HEADER = [
+    "email",
+    "firstName",
+    "lastName",
+    "status",
+    "deliveredAt",
+    "openedAt",
+    "error",
+    "bounceType",
+    "bouncedAt",
+    "complainedAt",
+]
 
 
 def read_csv(text: str) -> list[dict[str, str]]:

@@ -19,6 +19,7 @@ def attempt(url: str, email: str, password: str, client_address: str) -> int:
         f"{url}/api/auth/login",
         json={"email": email, "password": password},
         headers={"X-Forwarded-For": client_address},
+        timeout=30,  # an unknown email costs a production-cost hash check
     )
     return answer.status_code
 

@@ -34,6 +34,7 @@ class Rule(enum.Enum):
     MARKETING_READ = "licence `marketing` and ADMIN or MANAGER"
     MARKETING_WRITE = "licence `marketing` and ADMIN"
     SETTINGS = "ADMIN"
+    CRM_ADMIN = "ADMIN (resetting a contact's email status)"
 
 
 ROLES = {
@@ -44,6 +45,7 @@ ROLES = {
     Rule.MARKETING_READ: {"MANAGER", "ADMIN"},
     Rule.MARKETING_WRITE: {"ADMIN"},
     Rule.SETTINGS: {"ADMIN"},
+    Rule.CRM_ADMIN: {"ADMIN"},
 }
 
 # Routes this matrix does not call, and why.
@@ -73,6 +75,8 @@ SKIPPED: dict[tuple[str, str], str] = {
     ("GET", "/t/{name}"): "public open pixel (tests/security/test_public_tokens.py)",
     ("GET", "/u/{token}"): "public unsubscribe page (tests/security/test_public_tokens.py)",
     ("POST", "/u/{token}"): "public RFC 8058 one-click (tests/security/test_public_tokens.py)",
+    ("POST", "/webhooks/{provider}/{webhook_key}"): "mail services' webhooks, authenticated "
+    "by the key and each service's signature (tests/bounces/test_webhooks.py, test_sns.py)",
 }
 
 RULES: dict[tuple[str, str], Rule] = {
@@ -92,6 +96,7 @@ RULES: dict[tuple[str, str], Rule] = {
     ("GET", "/api/settings/email"): Rule.SETTINGS,
     ("PUT", "/api/settings/email"): Rule.SETTINGS,
     ("POST", "/api/settings/email/test"): Rule.SETTINGS,
+    ("POST", "/api/settings/email/webhook-key"): Rule.SETTINGS,
     ("GET", "/api/settings/users"): Rule.SETTINGS,
     ("POST", "/api/settings/users"): Rule.SETTINGS,
     ("PATCH", "/api/settings/users/{user_id}"): Rule.SETTINGS,
@@ -117,6 +122,10 @@ RULES: dict[tuple[str, str], Rule] = {
     ("POST", "/api/marketing/campaigns/{campaign_id}/pause"): Rule.MARKETING_WRITE,
     ("POST", "/api/marketing/campaigns/{campaign_id}/resume"): Rule.MARKETING_WRITE,
     ("POST", "/api/marketing/campaigns/{campaign_id}/cancel"): Rule.MARKETING_WRITE,
+    # bounces: the list is a read; a raw report (it quotes the message) is ADMIN's, like writes
+    ("GET", "/api/marketing/bounces"): Rule.MARKETING_READ,
+    ("POST", "/api/marketing/bounces"): Rule.MARKETING_WRITE,
+    ("GET", "/api/marketing/bounces/{report_id}/raw"): Rule.MARKETING_WRITE,
     # pages: the front door, logout, the caller's own account
     ("GET", "/"): Rule.LOGGED_IN,
     ("POST", "/logout"): Rule.ANYONE,
@@ -135,10 +144,12 @@ RULES: dict[tuple[str, str], Rule] = {
     ("POST", "/crm/contacts/{contact_id}"): Rule.CRM_WRITE,
     ("POST", "/crm/contacts/{contact_id}/delete"): Rule.CRM_WRITE,
     ("POST", "/crm/import"): Rule.CRM_WRITE,
+    ("POST", "/crm/contacts/{contact_id}/email-status"): Rule.CRM_ADMIN,
     # settings pages
     ("GET", "/settings/email"): Rule.SETTINGS,
     ("POST", "/settings/email"): Rule.SETTINGS,
     ("POST", "/settings/email/test"): Rule.SETTINGS,
+    ("POST", "/settings/email/webhook-key"): Rule.SETTINGS,
     ("GET", "/settings/users"): Rule.SETTINGS,
     ("POST", "/settings/users"): Rule.SETTINGS,
     ("POST", "/settings/users/{user_id}/role"): Rule.SETTINGS,
@@ -166,6 +177,8 @@ RULES: dict[tuple[str, str], Rule] = {
     ("POST", "/marketing/campaigns/{campaign_id}/pause"): Rule.MARKETING_WRITE,
     ("POST", "/marketing/campaigns/{campaign_id}/resume"): Rule.MARKETING_WRITE,
     ("POST", "/marketing/campaigns/{campaign_id}/cancel"): Rule.MARKETING_WRITE,
+    ("GET", "/marketing/bounces"): Rule.MARKETING_READ,
+    ("GET", "/marketing/bounces/{report_id}/raw"): Rule.MARKETING_WRITE,
 }
 
 # What an allowed caller gets when it is not simply a success (2xx, or a page's 303 to
@@ -214,6 +227,7 @@ def api_body(method: str, path: str, smtp_port: int) -> dict[str, Any]:
         },
         ("POST", "/api/marketing/audience/count"): lambda: {"audience": {"type": "ALL"}},
         ("POST", "/api/marketing/campaigns/{campaign_id}/schedule"): lambda: {"at": tomorrow()},
+        ("POST", "/api/marketing/bounces"): lambda: {"email": unique_email(), "type": "soft"},
     }
     if (method, path) == ("POST", "/api/crm/contacts/import"):
         csv = f"email,firstName\n{unique_email()},Imported\n".encode()

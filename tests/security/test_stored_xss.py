@@ -63,6 +63,14 @@ def hostile_contact(client, who) -> dict:  # type: ignore[no-untyped-def]
     return dict(created.json())
 
 
+def hostile_bounce(client, who) -> dict:  # type: ignore[no-untyped-def]
+    """A bounce report added by API whose reason (and so its raw body) is hostile."""
+    body = {"email": unique_email("bounce"), "type": "hard", "reason": HOSTILE[:1900]}
+    created = client.post("/api/marketing/bounces", json=body, headers=who.headers)
+    assert created.status_code == 201, created.text
+    return dict(created.json())
+
+
 def assert_escaped(response, where: str) -> None:  # type: ignore[no-untyped-def]
     assert response.status_code == 200, (where, response.status_code)
     assert response.headers["content-type"].startswith("text/html"), where
@@ -78,8 +86,11 @@ def test_campaign_and_contact_pages_escape_hostile_data(client, runtime, admin):
     response = client.post(f"{API}/campaigns/{launched['id']}/launch", headers=admin.headers)
     assert response.status_code == 202, response.text
     draft = hostile_campaign(client, admin)
+    report = hostile_bounce(client, admin)
     pages = {
         "list": "/marketing",
+        "bounces": "/marketing/bounces",
+        "a bounce report as received": f"/marketing/bounces/{report['id']}/raw",
         "detail (draft)": f"/marketing/campaigns/{draft['id']}",
         "form": f"/marketing/campaigns/{draft['id']}/edit",
         "detail (sending)": f"/marketing/campaigns/{launched['id']}",
@@ -144,6 +155,7 @@ def test_every_html_page_has_a_csp_without_unsafe_inline_scripts(
         "name": "0" * 64 + ".gif",
         "message_id": uuid.uuid4().hex,
         "send_id": "1",
+        "report_id": str(hostile_bounce(client, admin)["id"]),
     }
     paths = [*page_routes(live_server.server.config.app), "/no/such/page"]
     assert len(paths) >= 15, paths

@@ -97,7 +97,7 @@ WRITES: dict[str, tuple[type[BaseModel], Maker]] = {
     "email config": (EmailConfigIn, put_email_config),
     "user": (UserCreateIn, make_user),
 }
-WRITE_ONLY = {"password"}
+WRITE_ONLY = {"password", "mailgunSigningKey"}
 ADDRESSES = {"email", "fromEmail", "defaultFromEmail"}
 
 

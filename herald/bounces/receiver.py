@@ -1,0 +1,250 @@
+"""Herald's SMTP receiver for bounce domains (``herald inbound``, and inside ``herald dev``).
+
+It accepts mail only for its orgs' bounce addresses (with or without a VERP tag): any other
+RCPT is answered 550, so it never relays. Messages over 10 MiB are refused with 552. A
+message is answered 250 only once its report is committed (group commit: the reports that
+arrive while one batch is written go together in the next transaction, on an engine whose
+commits reach the disk); a report that could not be stored gets a 451, so the sender tries
+again later. Bounce addresses set after the receiver started are accepted within a second.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from aiosmtpd.smtp import SMTP, Envelope
+from aiosmtpd.smtp import Session as SmtpSession
+from sqlalchemy.orm import Session
+
+from herald.bounces.ingest import Incoming, ingest
+from herald.bounces.models import Source
+from herald.db import unit_of_work
+from herald.groupcommit import GroupCommit
+from herald.log import get_logger
+from herald.mail.reports import ParsedReport, parse_report
+from herald.mail.sendref import SendRefKeys
+from herald.mailconfig.bounceaddress import bounce_addresses, return_path_org
+from herald.runtime import Runtime
+
+log = get_logger("herald.inbound")
+
+MAX_MESSAGE_BYTES = 10 * 1024 * 1024
+MAX_RECIPIENTS = 100  # per message, the least RFC 5321 lets a server accept
+BATCH = 200
+
+
+class AddressBook:
+    """Every org's bounce address, read again when an unknown one is asked for (at most once
+    a second) and every ``max_age`` seconds: addresses set after the start are found, a
+    flood of strangers' addresses costs one query a second."""
+
+    def __init__(self, runtime: Runtime, max_age: float = 30.0, retry: float = 1.0) -> None:
+        self.runtime = runtime
+        self.max_age = max_age
+        self.retry = retry
+        self._addresses: dict[str, uuid.UUID] = {}
+        self._read_at = float("-inf")
+        self._lock = asyncio.Lock()
+
+    async def org_for(self, address: str) -> uuid.UUID | None:
+        age = time.monotonic() - self._read_at
+        found = return_path_org(self._addresses, address)
+        if age > self.max_age or (found is None and age > self.retry):
+            await self._read()
+            found = return_path_org(self._addresses, address)
+        return found
+
+    async def _read(self) -> None:
+        async with self._lock:
+            if time.monotonic() - self._read_at <= self.retry:
+                return  # another connection just read them
+            self._addresses = await asyncio.to_thread(self._query)
+            self._read_at = time.monotonic()
+
+    def _query(self) -> dict[str, uuid.UUID]:
+        with unit_of_work(self.runtime.sessions, write=False) as session:
+            return bounce_addresses(session)
+
+
+@dataclass(frozen=True)
+class _Delivery:
+    org_id: uuid.UUID
+    envelope_to: str
+    raw: bytes
+    parsed: ParsedReport
+    also_to: tuple[str, ...] = ()  # the message's other recipients of this org
+
+
+class BounceHandler:
+    """aiosmtpd's hooks: RCPT checks the address book, DATA stores and then answers."""
+
+    def __init__(self, runtime: Runtime, batch_size: int = BATCH) -> None:
+        self.runtime = runtime
+        self.keys = SendRefKeys.from_secret(runtime.settings.secret_key)
+        self.addresses = AddressBook(runtime)
+        self.batches: GroupCommit[_Delivery, int] = GroupCommit(self._write, batch_size)
+
+    async def handle_RCPT(
+        self,
+        server: SMTP,
+        session: SmtpSession,
+        envelope: Envelope,
+        address: str,
+        options: list[str],
+    ) -> str:
+        if len(envelope.rcpt_tos) >= MAX_RECIPIENTS:
+            return "452 4.5.3 Too many recipients; send the others in another message"
+        try:
+            org_id = await self.addresses.org_for(address)
+        except Exception as exc:  # the database is away: the sender tries again later
+            log.error("inbound.address_lookup_failed", error=str(exc)[:300])
+            return "451 4.3.0 Temporary failure looking up the address; try again later"
+        if org_id is None:
+            return "550 5.1.1 No such bounce address here (this server does not relay)"
+        orgs: dict[str, uuid.UUID] = getattr(envelope, "herald_orgs", {})
+        orgs[address] = org_id
+        envelope.herald_orgs = orgs  # type: ignore[attr-defined]
+        envelope.rcpt_tos.append(address)
+        envelope.rcpt_options.extend(options)
+        return "250 2.1.5 OK"
+
+    async def handle_DATA(self, server: SMTP, session: SmtpSession, envelope: Envelope) -> str:
+        content: Any = envelope.original_content or b""
+        raw = bytes(content)
+        # Never in the event loop: even bounded (herald.mail.reports), a hostile message
+        # costs a fraction of a second of CPU, which every other session would wait for.
+        parsed = await asyncio.to_thread(parse_report, raw)
+        orgs: dict[str, uuid.UUID] = getattr(envelope, "herald_orgs", {})
+        rcpts: dict[uuid.UUID, list[str]] = {}
+        for rcpt in dict.fromkeys(envelope.rcpt_tos):
+            rcpts.setdefault(orgs[rcpt], []).append(rcpt)
+        deliveries = [  # one report per org, however many of its addresses it was sent to
+            _Delivery(org_id, first, raw, parsed, tuple(others))
+            for org_id, (first, *others) in rcpts.items()
+        ]
+        try:
+            await asyncio.gather(*(self.batches.submit(d) for d in deliveries))
+        except Exception as exc:  # not stored: the sender keeps it and tries again
+            log.error("inbound.store_failed", error=str(exc)[:300], size=len(raw))
+            return "451 4.3.0 The report could not be stored; try again later"
+        return "250 2.0.0 Stored"
+
+    def _write(self, deliveries: list[_Delivery]) -> Sequence[int | BaseException]:
+        """One transaction for the batch. Should one report fail (a bug, odd data), the
+        batch is rolled back and its reports written again one transaction each, so only
+        that one is answered 451 and the others still commit."""
+        try:
+            with unit_of_work(self.runtime.sessions) as session:
+                return [self._ingest(session, delivery) for delivery in deliveries]
+        except Exception:
+            if len(deliveries) == 1:
+                raise
+        results: list[int | BaseException] = []
+        for delivery in deliveries:
+            try:
+                with unit_of_work(self.runtime.sessions) as session:
+                    results.append(self._ingest(session, delivery))
+            except Exception as exc:  # this report alone is refused (451), logged here
+                log.error("inbound.report_failed", error=repr(exc)[:300], size=len(delivery.raw))
+                results.append(exc)
+        return results
+
+    def _ingest(self, session: Session, delivery: _Delivery) -> int:
+        incoming = Incoming(
+            source=Source.SMTP,
+            raw=delivery.raw,
+            envelope_to=delivery.envelope_to,
+            parsed=delivery.parsed,
+            also_to=delivery.also_to,
+        )
+        return ingest(session, self.keys, incoming, delivery.org_id).raw_id
+
+    async def handle_exception(self, error: Exception) -> str:
+        """An unforeseen error in a session: logged here; the sender is only told to try
+        again (never an exception's words)."""
+        log.error("inbound.session_failed", error=type(error).__name__)
+        return "451 4.3.0 Temporary failure; try again later"
+
+    async def close(self) -> None:
+        await self.batches.close()
+
+
+def smtp_factory(handler: BounceHandler, hostname: str | None = None) -> SMTP:
+    return SMTP(
+        handler,
+        data_size_limit=MAX_MESSAGE_BYTES,
+        hostname=hostname,
+        ident="Herald bounce receiver",
+        timeout=60,
+    )
+
+
+class InboundServer:
+    """The receiver on ``host:port`` in the running event loop."""
+
+    def __init__(self, runtime: Runtime, host: str = "127.0.0.1", port: int = 2525) -> None:
+        self.runtime = runtime
+        self.host, self.port = host, port
+        self.handler = BounceHandler(runtime)
+        self._server: asyncio.base_events.Server | None = None
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            lambda: smtp_factory(self.handler),
+            host=self.host,
+            port=self.port,
+            reuse_address=True,
+            reuse_port=True,  # several `herald inbound` on one port share its connections
+        )
+        log.info("inbound.started", host=self.host, port=self.port)
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+        await self.handler.close()
+        log.info("inbound.stopped")
+
+
+class InboundThread:
+    """The receiver on its own thread and event loop (``herald dev``, tests); ``start``
+    returns once it accepts connections, ``stop`` after the reports in hand are stored."""
+
+    def __init__(self, runtime: Runtime, host: str = "127.0.0.1", port: int = 2525) -> None:
+        self.server = InboundServer(runtime, host, port)
+        self._loop = asyncio.new_event_loop()
+        self._thread: threading.Thread | None = None
+
+    @property
+    def port(self) -> int:
+        return self.server.port
+
+    def start(self) -> None:
+        started = threading.Event()
+
+        def run() -> None:
+            asyncio.set_event_loop(self._loop)
+            self._loop.run_until_complete(self.server.start())
+            started.set()
+            self._loop.run_forever()
+
+        self._thread = threading.Thread(target=run, name="herald-inbound", daemon=True)
+        self._thread.start()
+        if not started.wait(10):
+            raise RuntimeError("the bounce receiver did not start")
+
+    def stop(self) -> None:
+        if self._thread is None:
+            return
+        asyncio.run_coroutine_threadsafe(self.server.stop(), self._loop).result(timeout=30)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=10)
+        self._loop.close()
+        self._thread = None
