@@ -1,29 +1,33 @@
-"""The public endpoints under load: Herald's open pixel and one-click unsubscribe POST against
-a bare Starlette endpoint returning the same GIF, all measured with wrk in one run.
+"""The public endpoints under load: Herald's open pixel, one-click unsubscribe POST and
+tracked-link redirect against a bare Starlette endpoint returning the same GIF (and a bare
+302), all measured with wrk in one run.
 
-Starts, on free loopback ports, a bare Starlette app (one route, the same 43-byte GIF and
-headers, under uvicorn with the options `herald serve` uses) and `herald serve --no-worker`
-on a throwaway database seeded with a campaign of N delivered sends; then runs wrk with the
-same settings against each target, with a Lua script that walks a file of real tokens (and
-once of unknown ones), each target once per round. Afterwards it checks that the unique
-opens in the database equal the distinct tokens the pixel runs hit, and the opt-outs the
-distinct tokens posted, and it prints issue #12's targets (pixel >= 0.5x and one-click POST
->= 0.25x of bare Starlette's req/s, p99 < 100 ms, both counts exact), met or not per round.
+Starts, on free loopback ports, a bare Starlette app (two routes, the same 43-byte GIF and
+headers and a 302 with the redirect's headers, under uvicorn with the options `herald
+serve` uses) and `herald serve --no-worker` on a throwaway database seeded with a campaign
+of N sends delivered an hour ago, with three tracked links; then runs wrk with the same
+settings (and a browser's user agent) against each target, with a Lua script that walks a
+file of real tokens (and once of unknown ones). The cached click run walks a few thousand
+sends round and round, over links 1-3 in turn (so the same send's links are often clicked
+within seconds: bursts, turned machine), then the same sends' link 1 only; the first-click
+run walks other sends once, link 1.
+Afterwards it checks that the unique opens in the database equal the distinct tokens the
+pixel and click runs hit, the opt-outs the distinct tokens posted, and that every click was
+stored once with the sends' and links' counters equal to a recount (bench/engagement_counts.py).
 
     apt-get install wrk
     .venv/bin/python bench/tracking.py
-    .venv/bin/python bench/tracking.py --rounds 3 --sends 400000
+    .venv/bin/python bench/tracking.py --sends 200000 --duration 10 --connections 64
     .venv/bin/python bench/tracking.py --database-url postgresql+psycopg://user@host/db
 
 On a machine with few cores wrk competes with the server for the CPU: compare figures from
-one round only (the same wrk settings are used for every target). The server's CPU per
-request, and its ratio to bare Starlette's, is steadier when other work shares the machine.
-On PostgreSQL give it an empty database: it adds --sends sends each run.
+one run only (the same wrk settings are used for every target).
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import os
 import re
 import secrets
@@ -39,24 +43,22 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from common import free_port
+from engagement_counts import LINKS, ClickFlood, check
 
 HERALD = str(Path(sys.executable).with_name("herald"))
-BARE, PIXEL, UNKNOWN = (
-    "bare Starlette GIF",
-    "Herald pixel, real tokens",
-    "Herald pixel, unknown tokens",
-)
 FRESH, REPEAT = "Herald one-click POST, first", "Herald one-click POST, repeat"
-# Issue #12's targets: req/s at least this share of bare Starlette's in the same run, and a
-# p99 under P99_MS, at 64 connections.
-TARGETS = [(PIXEL, 0.5), (UNKNOWN, 0.5), (FRESH, 0.25)]
-P99_MS = 100.0
+BARE_302, CLICK_CACHED, CLICK_ONE_LINK, CLICK_FIRST = (
+    "bare Starlette 302",
+    "Herald click, cached send",
+    "Herald click, cached, one link",
+    "Herald click, first of a send",
+)
 SECRET = "bench-secret-key-not-for-production"  # noqa: S105 - a throwaway benchmark database
 
 # Each wrk thread walks the token file with a stride of the thread count, starting at its own
 # id, and reports how many requests it made: the distinct tokens hit follow from that.
 LUA = r"""
-local tokens, method, body, headers, prefix, suffix = {}, "GET", nil, {}, "", ""
+local tokens, method, body, headers, prefix, suffix, links = {}, "GET", nil, {}, "", "", 0
 local threads, nthreads = {}, 1
 counter, id = 0, 0  -- globals: thread:set and thread:get reach them
 
@@ -67,10 +69,16 @@ end
 
 function init(args)
   for line in io.lines(args[1]) do tokens[#tokens + 1] = line end
+  headers["User-Agent"] = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 "
+    .. "(KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36"
   if args[2] == "unsubscribe" then
     method, prefix = "POST", "/u/"
     body = "List-Unsubscribe=One-Click"
     headers["Content-Type"] = "application/x-www-form-urlencoded"
+  elseif args[2] == "click" then
+    prefix, links = "/c/", 3
+  elseif args[2] == "click1" then
+    prefix, suffix = "/c/", "/1"
   else
     prefix, suffix = "/t/", ".gif"
   end
@@ -80,7 +88,9 @@ end
 function request()
   local i = (counter * nthreads + id) % #tokens
   counter = counter + 1
-  return wrk.format(method, prefix .. tokens[i + 1] .. suffix, headers, body)
+  local tail = suffix
+  if links > 0 then tail = "/" .. (counter % links + 1) end
+  return wrk.format(method, prefix .. tokens[i + 1] .. tail, headers, body)
 end
 
 function done(summary, latency, requests)
@@ -92,17 +102,23 @@ end
 
 
 def bare_app() -> object:
-    """One route: the GIF with the headers Herald's pixel sends, nothing else."""
+    """The GIF with the headers Herald's pixel sends, and a 302 with the redirect's."""
     from starlette.applications import Starlette
     from starlette.responses import Response
     from starlette.routing import Route
 
-    from herald.marketing.public import PIXEL, PIXEL_HEADERS
+    from herald.marketing.public import PIXEL, PIXEL_HEADERS, REDIRECT_HEADERS
 
     async def pixel(request: object) -> Response:
         return Response(PIXEL, media_type="image/gif", headers=PIXEL_HEADERS)
 
-    return Starlette(routes=[Route("/t/{name:path}", pixel)])
+    async def redirect(request: object) -> Response:
+        location = {"Location": "https://shop.example/spring?who=ann%40example.com"}
+        return Response(status_code=302, headers={**location, **REDIRECT_HEADERS})
+
+    return Starlette(
+        routes=[Route("/t/{name:path}", pixel), Route("/c/{token}/{n:path}", redirect)]
+    )
 
 
 def serve_bare(port: int) -> None:
@@ -154,27 +170,31 @@ class Seeded:
 
 
 def seed(database_url: str, n: int) -> Seeded:
-    """An org, N contacts and a SENT campaign whose N sends were all delivered."""
+    """An org, N contacts and a SENT campaign with three tracked links whose N sends were
+    all delivered an hour ago (so a click is no scanner's for its timing alone)."""
     from sqlalchemy import insert
 
     from herald import migrate
     from herald.crm.models import Contact
     from herald.db import make_engine, make_session_factory, unit_of_work, utcnow
+    from herald.marketing.links import store_links
     from herald.marketing.models import Campaign, MarketingSend
     from herald.orgs.service import create_org
 
     migrate.upgrade(database_url)
     engine = make_engine(database_url)
     sessions = make_session_factory(engine)
-    now = utcnow()
+    now = utcnow() - dt.timedelta(hours=1)
     with unit_of_work(sessions) as session:
         org = create_org(session, f"Bench {uuid.uuid4().hex[:6]}", ["marketing"])
         campaign = Campaign(
-            org_id=org.id, name="Bench", subject="Spring offers", html_body="<p>Hi</p>",
+            org_id=org.id, name="Bench", subject="Spring offers",
+            html_body="".join(f'<a href="{url}">{i}</a>' for i, url in enumerate(LINKS)),
             status="SENT", recipients=n, delivered=n, launched_at=now, completed_at=now,
         )  # fmt: skip
         session.add(campaign)
         session.flush()
+        store_links(session, campaign)
         org_id, campaign_id = org.id, campaign.id
     tokens = [secrets.token_hex(32) for _ in range(n)]
     tag = uuid.uuid4().hex[:6]
@@ -262,6 +282,7 @@ class Run:
     errors: str
     cpu_per_request: float  # the server's CPU time (all its threads), in seconds
     p99_ms: float  # wrk's 99th percentile of latency
+    done: int = 0  # requests answered
 
 
 def cpu_seconds(pid: int) -> float:
@@ -309,7 +330,7 @@ def wrk(
     )
     p99 = re.search(r"^\s*99%\s+([\d.]+)(us|ms|s)\s*$", out, re.MULTILINE)
     p99_ms = float(p99.group(1)) * _TO_MS[p99.group(2)] if p99 else float("nan")
-    return Run(rps, made, errors, cpu / max(done, 1), p99_ms)
+    return Run(rps, made, errors, cpu / max(done, 1), p99_ms, done)
 
 
 _TO_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
@@ -331,20 +352,22 @@ def run(args: argparse.Namespace) -> int:
     seeded = seed(database_url, args.sends)
     # The pixel walks the first tokens and the repeated POST the last ones, each a small file
     # gone round many times, so every token in it is hit; the first-time POST walks the
-    # tokens in between once, each hit at most once, a slice of its own per round (it needs
-    # --sends large enough).
+    # tokens in between once, each hit at most once (it needs --sends large enough).
     open_tokens = seeded.tokens[: args.open_tokens]
     repeat_tokens = seeded.tokens[-args.repeat_tokens :]
-    fresh_tokens = seeded.tokens[args.open_tokens : -args.repeat_tokens]
-    per_round = len(fresh_tokens) // args.rounds
-    fresh = [fresh_tokens[k * per_round : (k + 1) * per_round] for k in range(args.rounds)]
+    # the clicks: a small file gone round (its sends' links kept), then first clicks
+    click_end = args.open_tokens + args.click_tokens
+    click_tokens = seeded.tokens[args.open_tokens : click_end]
+    middle = seeded.tokens[click_end : -args.repeat_tokens]
+    first_clicks, fresh_tokens = middle[: len(middle) // 2], middle[len(middle) // 2 :]
     unknown_tokens = [secrets.token_hex(32) for _ in range(5000)]
     files = {
         "opens": write_lines(workdir / "opens.txt", open_tokens),
         "unknown": write_lines(workdir / "unknown.txt", unknown_tokens),
+        "fresh": write_lines(workdir / "fresh.txt", fresh_tokens),
         "repeat": write_lines(workdir / "repeat.txt", repeat_tokens),
-        **{f"fresh{k}": write_lines(workdir / f"fresh{k}.txt", part)
-           for k, part in enumerate(fresh)},
+        "clicks": write_lines(workdir / "clicks.txt", click_tokens),
+        "first_clicks": write_lines(workdir / "first_clicks.txt", first_clicks),
     }  # fmt: skip
     script = workdir / "tokens.lua"
     script.write_text(LUA)
@@ -359,34 +382,36 @@ def run(args: argparse.Namespace) -> int:
         [HERALD, "serve", "--no-worker", "--port", str(herald_port)],
         stdout=logs["herald"], stderr=subprocess.STDOUT,
     )  # fmt: skip
-    rounds: list[dict[str, Run]] = []
-    warmups: list[dict[str, Run]] = []
+    results: dict[str, Run] = {}
+    warmups: dict[str, Run] = {}
     try:
         wait_for_port(bare_port, bare, "bare Starlette")
         wait_for_port(herald_port, herald, "herald serve")
         bare_url, herald_url = f"http://127.0.0.1:{bare_port}", f"http://127.0.0.1:{herald_port}"
+        targets = [
+            ("bare Starlette GIF", bare, bare_url, "opens", "pixel"),
+            ("Herald pixel, real tokens", herald, herald_url, "opens", "pixel"),
+            ("Herald pixel, unknown tokens", herald, herald_url, "unknown", "pixel"),
+            (BARE_302, bare, bare_url, "clicks", "click"),
+            (CLICK_CACHED, herald, herald_url, "clicks", "click"),
+            (CLICK_ONE_LINK, herald, herald_url, "clicks", "click1"),
+            (CLICK_FIRST, herald, herald_url, "first_clicks", "click1"),
+            (FRESH, herald, herald_url, "fresh", "unsubscribe"),
+            (REPEAT, herald, herald_url, "repeat", "unsubscribe"),
+        ]
         print(
-            f"wrk -t{args.threads} -c{args.connections} -d{args.duration}s, {args.rounds} "
-            f"round(s); tokens: {len(open_tokens):,} pixel, {per_round:,} first-time POST per "
-            f"round, {len(repeat_tokens):,} repeated POST"
+            f"wrk -t{args.threads} -c{args.connections} -d{args.duration}s; tokens: "
+            f"{len(open_tokens):,} pixel, {len(click_tokens):,} cached clicks, "
+            f"{len(first_clicks):,} first clicks, {len(fresh_tokens):,} first-time POST, "
+            f"{len(repeat_tokens):,} repeated POST"
         )
-        for k in range(args.rounds):
-            targets = [
-                (BARE, bare, bare_url, "opens", "pixel"),
-                (PIXEL, herald, herald_url, "opens", "pixel"),
-                (UNKNOWN, herald, herald_url, "unknown", "pixel"),
-                (FRESH, herald, herald_url, f"fresh{k}", "unsubscribe"),
-                (REPEAT, herald, herald_url, "repeat", "unsubscribe"),
-            ]
-            rounds.append({})
-            warmups.append({})
-            for name, server, url, tokens, mode in targets:
-                # the first-time POST warms up on unknown tokens, so its walk starts afresh
-                warm = "unknown" if name == FRESH else tokens
-                warmups[k][name] = wrk(args, server, url, files[warm], mode, script, args.warmup)
-                time.sleep(0.5)
-                rounds[k][name] = wrk(args, server, url, files[tokens], mode, script, args.duration)
-                time.sleep(0.5)
+        for name, server, url, tokens, mode in targets:
+            # the first-time runs warm up on unknown tokens, so their walks start afresh
+            warm = "unknown" if tokens in ("fresh", "first_clicks") else tokens
+            warmups[name] = wrk(args, server, url, files[warm], mode, script, args.warmup)
+            time.sleep(0.5)
+            results[name] = wrk(args, server, url, files[tokens], mode, script, args.duration)
+            time.sleep(0.5)
         time.sleep(2.5)  # let the recorder flush the last buffered opens
     finally:
         stop(herald)
@@ -394,12 +419,71 @@ def run(args: argparse.Namespace) -> int:
         for log in logs.values():
             log.close()
 
-    for k, results in enumerate(rounds):
-        print_round(k, results)
-    ok = check_counts(
-        args, database_url, seeded, rounds, warmups, open_tokens, fresh, repeat_tokens
+    # CPU per request: what the server spent, whatever else ran on the machine meanwhile;
+    # "vs bare": against the bare GIF, the clicks against the bare 302
+    print(f"\n{'target':<32} {'req/s':>10} {'vs bare':>8} {'p99':>9} {'server CPU/req':>15}")
+    for name, result in results.items():
+        base = results[BARE_302 if "click" in name else "bare Starlette GIF"].rps
+        extra = f"  ({result.errors})" if result.errors else ""
+        cpu = f"{result.cpu_per_request * 1e6:,.0f} µs"
+        p99 = f"{result.p99_ms:.1f} ms"
+        print(
+            f"{name:<32} {result.rps:>10,.0f} {result.rps / base:>8.2f} {p99:>9} {cpu:>15}{extra}"
+        )
+
+    pixel = "Herald pixel, real tokens"
+    opened_expected = distinct_hit([warmups[pixel], results[pixel]], len(open_tokens))
+    # Disjoint token sets. The walks that went round their files hit every token in them;
+    # the first-time walk's last requests (one per connection at most) may have been cut
+    # off when wrk stopped, so its count lies between what was answered and what was made.
+    repeat_expected = distinct_hit([warmups[REPEAT], results[REPEAT]], len(repeat_tokens))
+    fresh_walked = [fresh_tokens[i] for i in walked([results[FRESH]], len(fresh_tokens))]
+    fresh_made = len(fresh_walked)
+    in_flight = args.connections
+    cached = [warmups[CLICK_CACHED], results[CLICK_CACHED]]
+    cached += [warmups[CLICK_ONE_LINK], results[CLICK_ONE_LINK]]
+    clicks = [*cached, results[CLICK_FIRST]]
+    flood = ClickFlood(
+        cached={click_tokens[i] for i in walked(cached, len(click_tokens))},
+        first={first_clicks[i] for i in walked([results[CLICK_FIRST]], len(first_clicks))},
+        in_flight=args.connections,
+        # the first-click run's warm-up went to unknown tokens: nothing stored
+        answered=sum(run.done for run in clicks),
+        made=sum(sum(run.made) for run in clicks),
     )
-    print_targets(rounds, ok)
+    clicks_ok, clicks_summary, clicked = check(database_url, seeded.campaign_id, flood)
+    opens, opened, unsubscribed, opted_out = counts(database_url, seeded)
+    fresh_counted = unsubscribed - repeat_expected
+    ok = (
+        clicks_ok
+        # the pixel's and the clicks' sends are apart; every clicked send is opened (check())
+        and opens == opened == opened_expected + clicked
+        and unsubscribed == opted_out
+        and fresh_made - in_flight <= fresh_counted <= fresh_made
+        and stray_unsubscribes(database_url, seeded, fresh_walked, repeat_tokens) == 0
+    )
+    if max(results[FRESH].made) * args.threads >= len(fresh_tokens):
+        print(
+            f"warning: the first-time POST went round its {len(fresh_tokens):,} tokens: "
+            "raise --sends"
+        )
+    for name, size in (
+        (pixel, len(open_tokens)),
+        (REPEAT, len(repeat_tokens)),
+        (CLICK_CACHED, len(click_tokens)),
+    ):
+        if min(results[name].made) < size // args.threads + args.connections:
+            print(f"warning: {name} did not go round its token file many times: use fewer tokens")
+    print(
+        f"\nunique opens: campaign {opens:,}, sends opened {opened:,}, "
+        f"distinct pixel tokens hit {opened_expected:,} (the rest opened by their clicks)\n"
+        f"{clicks_summary}\n"
+        f"unsubscribes: sends {unsubscribed:,}, contacts opted out {opted_out:,}; "
+        f"repeated POST: {repeat_expected:,} distinct tokens; first-time POST: "
+        f"{fresh_counted:,} of {fresh_made:,} requests made (the last <= {in_flight} in flight), "
+        f"none outside the tokens posted\n"
+        f"exact: {'yes' if ok else 'NO'}"
+    )
     if ok and not args.keep:
         shutil.rmtree(workdir, ignore_errors=True)
     else:
@@ -407,110 +491,17 @@ def run(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
-def print_round(k: int, results: dict[str, Run]) -> None:
-    """req/s and server CPU per request, each also as a ratio to bare Starlette's: on a
-    machine shared with other work the CPU ratio is the steadier of the two."""
-    bare = results[BARE]
-    print(
-        f"\nround {k + 1}\n{'target':<32} {'req/s':>9} {'vs bare':>8} {'p99':>10} "
-        f"{'server CPU/req':>15} {'CPU vs bare':>12}"
-    )
-    for name, result in results.items():
-        extra = f"  ({result.errors})" if result.errors else ""
-        cpu = f"{result.cpu_per_request * 1e6:,.0f} µs"
-        cpu_ratio = bare.cpu_per_request / result.cpu_per_request
-        print(
-            f"{name:<32} {result.rps:>9,.0f} {result.rps / bare.rps:>8.2f} "
-            f"{result.p99_ms:>7.1f} ms {cpu:>15} {cpu_ratio:>12.2f}{extra}"
-        )
-
-
-def check_counts(
-    args: argparse.Namespace,
-    database_url: str,
-    seeded: Seeded,
-    rounds: list[dict[str, Run]],
-    warmups: list[dict[str, Run]],
-    open_tokens: list[str],
-    fresh: list[list[str]],
-    repeat_tokens: list[str],
-) -> bool:
-    """Unique opens equal the distinct tokens the pixel hit; opt-outs the distinct tokens
-    posted, none other."""
-    pixel_runs = [each[PIXEL] for each in warmups + rounds]
-    opened_expected = distinct_hit(pixel_runs, len(open_tokens))
-    # Disjoint token sets. The walks that went round their files hit every token in them;
-    # the first-time walks' last requests (one per connection at most) may have been cut
-    # off when wrk stopped, so their count lies between what was answered and what was made.
-    repeat_expected = distinct_hit([each[REPEAT] for each in warmups + rounds], len(repeat_tokens))
-    fresh_walked = [
-        tokens[i]
-        for tokens, results in zip(fresh, rounds, strict=True)
-        for i in walked([results[FRESH]], len(tokens))
-    ]
-    fresh_made = len(fresh_walked)
-    in_flight = args.connections * len(rounds)
-    opens, opened, unsubscribed, opted_out = counts(database_url, seeded)
-    fresh_counted = unsubscribed - repeat_expected
-    ok = (
-        opens == opened == opened_expected
-        and unsubscribed == opted_out
-        and fresh_made - in_flight <= fresh_counted <= fresh_made
-        and stray_unsubscribes(database_url, seeded, fresh_walked, repeat_tokens) == 0
-    )
-    for tokens, results in zip(fresh, rounds, strict=True):
-        if max(results[FRESH].made) * args.threads >= len(tokens):
-            print(
-                f"warning: a first-time POST went round its {len(tokens):,} tokens: raise --sends"
-            )
-    for name, size in ((PIXEL, len(open_tokens)), (REPEAT, len(repeat_tokens))):
-        if (
-            min(min(results[name].made) for results in rounds)
-            < size // args.threads + args.connections
-        ):
-            print(f"warning: {name} did not go round its token file many times: use fewer tokens")
-    print(
-        f"\nunique opens: campaign {opens:,}, sends opened {opened:,}, "
-        f"distinct tokens hit {opened_expected:,}\n"
-        f"unsubscribes: sends {unsubscribed:,}, contacts opted out {opted_out:,}; "
-        f"repeated POST: {repeat_expected:,} distinct tokens; first-time POST: "
-        f"{fresh_counted:,} of {fresh_made:,} requests made (the last <= {in_flight} in flight), "
-        f"none outside the tokens posted"
-    )
-    return ok
-
-
-def print_targets(rounds: list[dict[str, Run]], exact: bool) -> None:
-    """Issue #12's targets, each round judged on its own against its own bare Starlette."""
-    print(f"\ntargets ({len(rounds)} round(s); req/s against bare Starlette in the same round)")
-    all_met = exact
-    for name, ratio in TARGETS:
-        ratios = [results[name].rps / results[BARE].rps for results in rounds]
-        p99s = [results[name].p99_ms for results in rounds]
-        met = sum(r >= ratio and p < P99_MS for r, p in zip(ratios, p99s, strict=True))
-        all_met = all_met and met == len(rounds)
-        print(
-            f"  {name:<30} ratio {' '.join(f'{r:.2f}' for r in ratios)} (>= {ratio}), "
-            f"p99 {' '.join(f'{p:.0f}' for p in p99s)} ms (< {P99_MS:.0f}): "
-            f"met in {met} of {len(rounds)}"
-        )
-    print(f"  unique opens and opt-outs exact: {'yes' if exact else 'NO'}")
-    print(f"all targets met: {'yes' if all_met else 'NO'}")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sends", type=int, default=200_000)
     parser.add_argument("--open-tokens", type=int, default=5_000)
     parser.add_argument("--repeat-tokens", type=int, default=2_000)
+    parser.add_argument("--click-tokens", type=int, default=2_000)
     parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
     parser.add_argument("--warmup", type=int, default=2, help="seconds of warm-up per target")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--database-url", default=None)
-    parser.add_argument(
-        "--rounds", type=int, default=1, help="measure every target this many times"
-    )
     parser.add_argument("--keep", action="store_true", help="keep the database and logs")
     parser.add_argument("--serve-bare", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()

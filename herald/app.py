@@ -30,6 +30,10 @@ from herald.error_handlers import TokenPathErrors, error_response, install_error
 from herald.log import configure_logging
 from herald.mailconfig.routes import router as mailconfig_router
 from herald.mailconfig.views import router as mailconfig_pages
+from herald.marketing.campaign_form import router as campaign_form_pages
+from herald.marketing.classify import HitClassifier
+from herald.marketing.clicks import click_recorder
+from herald.marketing.links import LinkTargets
 from herald.marketing.opens import open_recorder
 from herald.marketing.public import router as public_router
 from herald.marketing.routes import router as marketing_router
@@ -66,6 +70,9 @@ def create_app(
         app.state.webhook_keys = WebhookKeys(runtime)
         app.state.sns_verifier = sns_verifier = SnsVerifier(settings.sns_cert_host_patterns)
         recorder.start()
+        app.state.click_recorder = clicks = click_recorder(runtime, settings.open_flush_seconds)
+        app.state.link_targets = link_targets = LinkTargets(runtime)
+        clicks.start()
         worker = None
         bounce_jobs: tuple[BounceJobs, asyncio.Task[None]] | None = None
         if embedded_worker:
@@ -85,8 +92,10 @@ def create_app(
                 await asyncio.to_thread(worker.stop)
             try:
                 await recorder.stop()
+                await clicks.stop()
             finally:
                 await unsubscriber.close()
+                await link_targets.close()
                 await inbox.close()
                 await sns_verifier.close()
 
@@ -102,6 +111,7 @@ def create_app(
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.runtime = runtime
+    app.state.hit_classifier = HitClassifier(settings.apple_networks)
     # templates ship inside the package: re-read them on change only while developing
     templates.env.auto_reload = settings.env == "dev"
     app.add_middleware(SilentRefresh, runtime=runtime)
@@ -145,6 +155,7 @@ def _area_routers() -> list[APIRouter]:
         bounces_router,
         orgs_router,
         audit_router,
+        campaign_form_pages,  # before marketing_pages: /marketing/campaigns/new is no id
         marketing_pages,
         bounces_pages,
         crm_pages,

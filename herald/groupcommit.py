@@ -5,7 +5,7 @@ While one batch is being written (in a thread), the requests that arrive wait an
 together in the next one: a flood costs one transaction per batch instead of one per
 request, and a lone request is written within a few turns of the event loop. Used by the
 one-click unsubscribes and the bounce receiver, whose answers (200, 250) promise that the
-write is committed.
+write is committed, and for tracked links' first clicks, whose reads go together the same way.
 """
 
 from __future__ import annotations

@@ -7,7 +7,14 @@ from herald.bounces.webhooks.models import MailgunToken, WebhookDelivery
 from herald.crm.models import Contact, ContactStatus
 from herald.db import Base
 from herald.mailconfig.models import BounceMailboxPoll, EmailConfig
-from herald.marketing.models import Campaign, MarketingSend, RelayBudget, RelayConnection
+from herald.marketing.models import (
+    Campaign,
+    MarketingClick,
+    MarketingLink,
+    MarketingSend,
+    RelayBudget,
+    RelayConnection,
+)
 from herald.orgs.models import Org, User
 
 metadata = Base.metadata
@@ -22,6 +29,8 @@ __all__ = [
     "EmailConfig",
     "LoginFailure",
     "MailgunToken",
+    "MarketingClick",
+    "MarketingLink",
     "MarketingSend",
     "Org",
     "RawReport",

@@ -77,7 +77,13 @@ class Settings(BaseSettings):
         default=10, description="Test messages (settings and campaign tests) one org may send."
     )
     open_flush_seconds: float = Field(
-        default=1.0, description="How often buffered open-pixel hits are written."
+        default=1.0, description="How often buffered tracking hits (opens, clicks) are written."
+    )
+    apple_proxy_networks: str = Field(
+        default="17.0.0.0/8",
+        description="Networks (comma-separated CIDRs) of Apple Mail Privacy Protection's "
+        "proxies: a hit from one of them with the bare agent `Mozilla/5.0` is a machine hit. "
+        "The default is Apple's own 17.0.0.0/8; add the ranges Apple publishes as they change.",
     )
 
     bounce_poll_seconds: float = Field(
@@ -108,7 +114,7 @@ class Settings(BaseSettings):
         description="Where `herald dev` keeps the local inbox and the demo login.",
     )
 
-    @field_validator("smtp_allowed_networks")
+    @field_validator("smtp_allowed_networks", "apple_proxy_networks")
     @classmethod
     def _networks_parse(cls, value: str) -> str:
         egress.parse_networks(value)  # a bad entry stops the start with its name
@@ -126,6 +132,10 @@ class Settings(BaseSettings):
     @property
     def smtp_networks(self) -> tuple[egress.Network, ...]:
         return egress.parse_networks(self.smtp_allowed_networks)
+
+    @property
+    def apple_networks(self) -> tuple[egress.Network, ...]:
+        return egress.parse_networks(self.apple_proxy_networks)
 
     @property
     def sns_cert_host_patterns(self) -> tuple[tuple[str, int], ...]:

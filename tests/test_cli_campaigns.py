@@ -28,6 +28,7 @@ from herald.marketing.schemas import CampaignOut
 from herald.runtime import Runtime
 from tests.marketing.engine import mark_delivered
 from tests.marketing.factories import (
+    NO_ENGAGEMENT,
     add_contact,
     ago,
     configure_email,
@@ -241,6 +242,7 @@ def test_stats_json_gives_the_api_figures(runtime, database_url, tmp_path):
         "openRate": 0.75,
         "bounced": 0,
         "complaints": 0,
+        **NO_ENGAGEMENT,
     }
 
 

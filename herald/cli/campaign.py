@@ -106,9 +106,22 @@ def _stats_text(stats: dict[str, Any]) -> str:
         "bounced": "Bounced",
         "complaints": "Complaints",
         "opens": "Opens",
+        "openRate": "Open rate",
+        "humanOpens": "Human opens",
+        "machineOpens": "Machine opens",
+        "humanOpenRate": "Human open rate",
+        "clicks": "Clicks",
+        "machineClicks": "Machine clicks",
+        "clickRate": "Click rate",
+        "unsubscribes": "Unsubscribes",
     }
-    lines = [f"{label:<11} {stats[key]}" for key, label in labels.items()]
-    lines.append(f"{'Open rate':<11} {stats['openRate']:.1%}")
+    width = max(len(label) for label in labels.values())
+    lines = [
+        f"{label:<{width}} {stats[key]:.1%}"
+        if key.endswith("Rate")
+        else f"{label:<{width}} {stats[key]}"
+        for key, label in labels.items()
+    ]
     return "\n".join(lines)
 
 
@@ -120,11 +133,13 @@ def _show_text(data: dict[str, Any]) -> str:
         if key in bodies:
             continue
         shown = "-" if value is None or value == "" else value
-        if key == "openRate":
+        if key.endswith("Rate"):
             shown = f"{value:.1%}"
         elif key == "audience":
             statuses = ", ".join(value.get("statuses") or [])
+            source = value.get("campaignId")  # a follow-up: who did not open/click that one
             shown = value["type"] + (f": {statuses}" if statuses else "")
+            shown += f" of campaign {source}" if source else ""
         lines.append(f"{key:<{width}}  {shown}")
     for key in bodies:
         lines += ["", f"--- {key} ---", data[key] or "(empty)"]
@@ -328,9 +343,13 @@ def stats(
 
     Status, recipients, delivered, failed, unknown (the mail server may have
     taken it; never re-sent on its own), pending, bounced (part of failed),
-    complaints, opens, and the open rate (opens / delivered).
+    complaints, opens and the open rate (opens / delivered), human and machine
+    opens, clicks (sends a person clicked), machine clicks (sends only machines
+    clicked), the click rate (clicks / delivered) and unsubscribes.
     --json prints {"status", "recipients", "delivered", "failed", "unknown",
-    "pending", "opens", "openRate", "bounced", "complaints"}.
+    "pending", "opens", "openRate", "bounced", "complaints", "humanOpens",
+    "machineOpens", "humanOpenRate", "clicks", "machineClicks", "clickRate",
+    "unsubscribes"}.
     Uses the database named by HERALD_DATABASE_URL (no login).
     """
     with operator_runtime(as_json) as runtime:

@@ -65,7 +65,9 @@ WELCOME_HTML = """<h1>Hello {{firstName|there}}!</h1>
 <p>This is the demo campaign of <strong>Herald</strong>, sent to the contacts of
 {{companyName|your company}}.</p>
 <p>Every message is personalised: this one was made for {{email}}.</p>
-<p>Open it in the Inbox to count an open, then follow the unsubscribe link below.</p>
+<p>Open it in the Inbox to count an open, follow
+<a href="https://example.com/?from=herald-demo&amp;who={{email}}">this tracked link</a> to count
+a click (Herald sends you on to the page), then follow the unsubscribe link below.</p>
 """
 WELCOME_TEXT = """Hello {{firstName|there}}!
 

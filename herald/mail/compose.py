@@ -20,6 +20,7 @@ import css_inline
 import idna
 
 from herald.mail.htmltext import html_to_text
+from herald.mail.links import LINK_BASE_FIELD, TRAP_ANCHOR, rewrite_links
 from herald.mail.merge import (
     BODY_FIELDS,
     SUBJECT_FIELDS,
@@ -75,6 +76,16 @@ class Recipient:
 
 
 @dataclass(frozen=True, slots=True)
+class CompiledBodies:
+    """A campaign's final HTML and text templates, and its tracked links' URLs in order
+    (link n is ``links[n - 1]``; empty without click tracking)."""
+
+    html: str
+    text: str
+    links: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class ListHeaders:
     """What names a campaign's list in its messages: ``Feedback-ID`` (Gmail's feedback loop
     reports spam rates per campaign with it) and ``List-Id`` (RFC 2919; list headers without
@@ -100,6 +111,9 @@ class ListHeaders:
 class CampaignMessage:
     """One campaign compiled for sending; :meth:`render` is safe to call from many threads.
 
+    ``track_opens`` adds the pixel; ``track_clicks`` rewrites the HTML's http(s) links to
+    Herald's redirect; either adds the hidden trap link. Both off: links as written.
+
     Raises ValidationFailed for an unknown placeholder (naming subject/htmlBody/textBody),
     InvalidAddress for an unusable ``from_email`` and ValueError for a bad ``base_url``.
     """
@@ -114,6 +128,8 @@ class CampaignMessage:
         from_email: str,
         base_url: str,
         boundary: str | None = None,
+        track_opens: bool = True,
+        track_clicks: bool = True,
         list_headers: ListHeaders | None = None,
     ) -> None:
         base_url = base_url.rstrip("/")
@@ -121,10 +137,15 @@ class CampaignMessage:
             raise ValueError(f"base_url must be an absolute http(s) URL, not {base_url!r}")
         self._base_url = base_url
         self._subject = Template.parse(subject, "subject", allowed=SUBJECT_FIELDS)
-        html_source, text_source = compile_bodies(html_body, text_body)
-        html_template = Template.parse(html_source, "htmlBody", allowed=(*BODY_FIELDS, PIXEL_FIELD))
+        bodies = compile_bodies(
+            html_body, text_body, track_opens=track_opens, track_clicks=track_clicks
+        )
+        self.links = bodies.links
+        html_template = Template.parse(
+            bodies.html, "htmlBody", allowed=(*BODY_FIELDS, PIXEL_FIELD, LINK_BASE_FIELD)
+        )
         self._html = _EncodedBody(html_template, escape_html=True)
-        self._text = _EncodedBody(Template.parse(text_source, "textBody"), escape_html=False)
+        self._text = _EncodedBody(Template.parse(bodies.text, "textBody"), escape_html=False)
 
         self._from_email = _ascii_domain(from_email)
         self._domain = self._from_email.rpartition("@")[2]
@@ -184,6 +205,7 @@ class CampaignMessage:
             "email": strip_controls(r.email),
             "unsubscribeUrl": unsubscribe_url,
             PIXEL_FIELD: f"{self._base_url}/t/{r.token}.gif",
+            LINK_BASE_FIELD: f"{self._base_url}/c/{r.token}",
         }
         to_name = _display_name(f"{r.first_name} {r.last_name}")
         head = (
@@ -245,9 +267,12 @@ def text_message(
     return head.encode("utf-8") + data + (b"" if data.endswith(b"\r\n") else b"\r\n")
 
 
-def compile_bodies(html_body: str, text_body: str) -> tuple[str, str]:
+def compile_bodies(
+    html_body: str, text_body: str, *, track_opens: bool = True, track_clicks: bool = True
+) -> CompiledBodies:
     """The final HTML and text templates: CSS inlined, text generated when blank,
-    unsubscribe link added when missing, tracking pixel placed, line endings normalized.
+    unsubscribe link added when missing, links rewritten and the trap link and pixel placed
+    as tracking asks, line endings normalized.
 
     Raises ValidationFailed for an unknown placeholder, also one that only appears once
     entities are decoded; the service can call it at save for the full check.
@@ -268,7 +293,14 @@ def compile_bodies(html_body: str, text_body: str) -> tuple[str, str]:
     if not text.endswith("\n"):
         text += "\n"
 
-    addition = _PIXEL if html_template.uses("unsubscribeUrl") else _HTML_FOOTER + _PIXEL
+    links: tuple[str, ...] = ()
+    if track_clicks:
+        source, links = rewrite_links(source)
+    addition = "" if html_template.uses("unsubscribeUrl") else _HTML_FOOTER
+    if track_opens or track_clicks:
+        addition += TRAP_ANCHOR
+    if track_opens:
+        addition += _PIXEL
     ends = list(_BODY_END.finditer(source))
     if ends:
         source = source[: ends[-1].start()] + addition + source[ends[-1].start() :]
@@ -277,7 +309,7 @@ def compile_bodies(html_body: str, text_body: str) -> tuple[str, str]:
     source = _NEWLINES.sub("\n", source)
     if not source.endswith("\n"):
         source += "\n"
-    return source, text
+    return CompiledBodies(source, text, links)
 
 
 # Quoted-printable piece: encoded bytes (CRLF), first and last line lengths, several lines?
@@ -300,9 +332,19 @@ class _EncodedBody:
         self.base64 = len(data) - len(data.decode("ascii", "ignore")) > len(data) // 6
         self._template = template
         self._escape = escape_html
-        self._pieces = [
-            s if isinstance(s, Placeholder) else _qp_piece(s) for s in template.segments
-        ]
+        # (placeholder, the literal after it, that literal placed after a value of several
+        # lines ending at column c: {c: (bytes, column after)}): one step per placeholder,
+        # as a message's cost is per step. A tracked link's value (its send's /c/ URL) is
+        # always of several lines ending at the same column, so its number and text after
+        # it are placed once per campaign, not per message.
+        self._steps: list[tuple[Placeholder | None, _Piece, dict[int, tuple[bytes, int]]]] = []
+        for segment in template.segments:
+            if isinstance(segment, Placeholder):
+                self._steps.append((segment, _NOTHING, {}))
+            elif self._steps and self._steps[-1][1] is _NOTHING:
+                self._steps[-1] = (self._steps[-1][0], _qp_piece(segment), {})
+            else:
+                self._steps.append((None, _qp_piece(segment), {}))
 
     def encode(self, values: Mapping[str, str]) -> bytes:
         """Values must be free of CR and LF; literals have LF line endings."""
@@ -311,26 +353,44 @@ class _EncodedBody:
             data = b2a_base64(text.replace("\n", "\r\n").encode("utf-8"), newline=False)
             return b"\r\n".join(data[i : i + 76] for i in range(0, len(data), 76))
         out: list[bytes] = []
+        append = out.append
         column = 0
         merged: dict[Placeholder, _Piece] = {}
-        for piece in self._pieces:
-            if isinstance(piece, Placeholder):
-                cached = merged.get(piece)
-                if cached is None:
-                    value = piece.merge(values, escape_html=self._escape)
-                    cached = merged[piece] = _qp_piece(value) if value else _NOTHING
-                data, first, last, several = cached
-            else:
-                data, first, last, several = piece
+        for placeholder, literal, placed in self._steps:
+            if placeholder is not None:
+                data, first, last, several = merged.get(placeholder) or self._merge(
+                    placeholder, values, merged
+                )
+                if column + first > (76 if several else 75):
+                    append(b"=\r\n")
+                    column = 0
+                append(data)
+                if several:
+                    tail = placed.get(last) or placed.setdefault(last, _placed(literal, last))
+                    append(tail[0])
+                    column = tail[1]
+                    continue
+                column += first
+            data, first, last, several = literal
             if column + first > (76 if several else 75):
-                out.append(b"=\r\n")
+                append(b"=\r\n")
                 column = 0
-            out.append(data)
+            append(data)
             column = last if several else column + first
         return b"".join(out)
 
+    def _merge(
+        self, placeholder: Placeholder, values: Mapping[str, str], merged: dict[Placeholder, _Piece]
+    ) -> _Piece:
+        value = placeholder.merge(values, escape_html=self._escape)
+        piece = merged[placeholder] = _qp_piece(value) if value else _NOTHING
+        return piece
+
 
 def _qp_piece(text: str) -> _Piece:
+    # printable ASCII but "=" and whitespace: quoted-printable keeps it as it is
+    if text.isascii() and text.isprintable() and "=" not in text and " " not in text:
+        return _folded(text.encode("ascii"))
     encoded = b2a_qp(text.encode("utf-8"), istext=True)
     if len(encoded) > 76:
         encoded = b"\n".join(_refold(line) for line in encoded.split(b"\n"))
@@ -344,6 +404,27 @@ def _qp_piece(text: str) -> _Piece:
     if first_end < 0:
         return encoded, len(encoded), len(encoded), False
     return encoded.replace(b"\n", b"\r\n"), first_end, len(encoded) - last_start, True
+
+
+def _placed(piece: _Piece, column: int) -> tuple[bytes, int]:
+    """A piece's bytes (a soft line break first, if it does not fit) and the column after
+    it, placed at ``column``: what encode() does for one piece."""
+    data, first, last, several = piece
+    if column + first > (76 if several else 75):
+        return b"=\r\n" + data, last if several else first
+    return data, last if several else column + first
+
+
+def _folded(data: bytes) -> _Piece:
+    """Text that quoted-printable keeps as it is (a send's URLs), cut into lines of 75 and
+    a soft line break: the same as b2a_qp, without its second look at each line."""
+    size = len(data)
+    if size <= 75:
+        return data, size, size, False
+    if size <= 150:  # a send's URL: two lines
+        return data[:75] + b"=\r\n" + data[75:], 76, size - 75, True
+    lines = [data[i : i + 75] for i in range(0, size, 75)]
+    return b"=\r\n".join(lines), 76, len(lines[-1]), True
 
 
 def _refold(line: bytes) -> bytes:

@@ -27,13 +27,17 @@ HEADER = (
     "bounceType",
     "bouncedAt",
     "complainedAt",
+    "clickedAt",
+    "machine",
 )
 PAGE_SIZE = 1000
 
 
-def _cell(value: str | dt.datetime | None) -> str:
+def _cell(value: str | dt.datetime | bool | None) -> str:
     if value is None:
         return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
     if isinstance(value, dt.datetime):
         return value.isoformat()
     return neutralise(value)
@@ -72,6 +76,8 @@ def csv_chunks(
                         row.bounce_type,
                         row.bounced_at,
                         row.complained_at,
+                        row.clicked_at,
+                        row.machine,
                     )
                 )
                 for row in rows

@@ -22,6 +22,7 @@ from herald.db import UTCDateTime, db_now, utcnow
 from herald.errors import Conflict
 from herald.mailconfig.service import sending_defaults
 from herald.marketing.audience import eligible_contacts
+from herald.marketing.links import store_links
 from herald.marketing.models import Campaign, CampaignStatus, MarketingSend, SendStatus
 from herald.marketing.repository import CampaignRepository, campaign_in_any_org
 
@@ -166,6 +167,7 @@ def launch_campaign(
             execution_options={"preserve_rowcount": True},
         )
     recipients = int(inserted.rowcount or 0)  # type: ignore[attr-defined]
+    store_links(session, campaign)
 
     values: dict[str, Any] = {"recipients": recipients}
     if recipients == 0:

@@ -9,6 +9,9 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    Boolean,
+    ColumnElement,
+    Double,
     Float,
     ForeignKey,
     Index,
@@ -16,8 +19,11 @@ from sqlalchemy import (
     String,
     Text,
     Uuid,
+    and_,
     text,
+    true,
 )
+from sqlalchemy.ext.hybrid import hybrid_property
 from sqlalchemy.orm import Mapped, mapped_column
 
 from herald.db import Base, IdMixin, OrgScoped, TimestampMixin, UTCDateTime, big_int_id, utcnow
@@ -96,9 +102,29 @@ class Campaign(IdMixin, OrgScoped, TimestampMixin, Base):
     # starts the count again.
     failure_streak: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
+    # Engagement (issue #17): without track_opens no pixel, without track_clicks links as
+    # written. Counted per send: opens = human_opens + machine_opens (a send with a human
+    # open or click is human); clicks = sends with a human click, machine_clicks = sends
+    # whose clicks were all machine ones.
+    track_opens: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
+    track_clicks: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
+    human_opens: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    machine_opens: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    clicks: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    machine_clicks: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    unsubscribes: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+
     @property
     def open_rate(self) -> float:
         return self.opens / self.delivered if self.delivered else 0.0
+
+    @property
+    def human_open_rate(self) -> float:
+        return self.human_opens / self.delivered if self.delivered else 0.0
+
+    @property
+    def click_rate(self) -> float:
+        return self.clicks / self.delivered if self.delivered else 0.0
 
     @property
     def pending(self) -> int:
@@ -186,6 +212,69 @@ class MarketingSend(OrgScoped, Base):
     bounce_type: Mapped[str | None] = mapped_column(String(8), default=None)  # hard | soft
     bounced_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, default=None)
     complained_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, default=None)
+
+    # Engagement (herald.marketing.engagement): opened_at and clicked_at are the first open
+    # and click of any class; the *_human_at columns the first human ones still standing
+    # (a trap link or a burst can turn hits machine afterwards). Only a class and a reason
+    # are kept, never a client's address or agent. None of these is indexed, so that
+    # recording a hit stays an update in place.
+    open_human_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, default=None)
+    clicked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, default=None)
+    click_human_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, default=None)
+    trapped_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, default=None)
+    machine_reason: Mapped[str | None] = mapped_column(String(32), default=None)
+    # per tracked link ("n": count), how many of the send's clicks on it are a person's: kept
+    # with the send, so that writing a click never counts the send's whole history
+    human_link_hits: Mapped[dict[str, int] | None] = mapped_column(JSON, default=None)
+
+    @hybrid_property
+    def machine(self) -> bool:
+        """The send's only opens or clicks were machine ones (a click implies an open)."""
+        engaged = self.opened_at is not None
+        return engaged and self.open_human_at is None and self.click_human_at is None
+
+    @machine.inplace.expression
+    @classmethod
+    def _machine_expression(cls) -> ColumnElement[bool]:
+        return and_(
+            cls.opened_at.is_not(None), cls.open_human_at.is_(None), cls.click_human_at.is_(None)
+        )
+
+
+class MarketingLink(Base):
+    """A tracked link of a launched campaign, in body order from 1, ``url`` as written
+    (placeholders unmerged). Its counters move with the click rows they count."""
+
+    __tablename__ = "marketing_links"
+
+    campaign_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("campaigns.id", ondelete="CASCADE"), primary_key=True
+    )
+    n: Mapped[int] = mapped_column(Integer, primary_key=True)
+    org_id: Mapped[uuid.UUID] = mapped_column(Uuid)
+    url: Mapped[str] = mapped_column(Text)
+    clicks: Mapped[int] = mapped_column(Integer, default=0)  # human hits
+    unique_clicks: Mapped[int] = mapped_column(Integer, default=0)  # sends with a human hit
+    machine_clicks: Mapped[int] = mapped_column(Integer, default=0)  # machine hits
+
+
+class MarketingClick(Base):
+    """One hit on a tracked link (link 0: the hidden trap link): when, and its class and
+    reason; nothing about the client. Like sends, no foreign keys: rows are written in
+    batches by the hit recorder and read by send."""
+
+    __tablename__ = "marketing_clicks"
+    __table_args__ = (Index("ix_marketing_clicks_send", "send_id", "machine", "link", "at"),)
+
+    id: Mapped[int] = mapped_column(big_int_id(), primary_key=True, autoincrement=True)
+    org_id: Mapped[uuid.UUID] = mapped_column(Uuid)
+    campaign_id: Mapped[uuid.UUID] = mapped_column(Uuid)
+    send_id: Mapped[int] = mapped_column(big_int_id())
+    link: Mapped[int] = mapped_column(Integer)
+    # seconds since the epoch, as the classification rules compare them (thousands a second)
+    at: Mapped[float] = mapped_column(Double)
+    machine: Mapped[bool] = mapped_column(Boolean)
+    reason: Mapped[str | None] = mapped_column(String(32), default=None)
 
 
 # --- the relay's shared budget (issue #16): one row per org, kept by herald.marketing.relay

@@ -1,52 +1,42 @@
-"""Unique opens from the open pixel: its hits, buffered, counted once per delivered send."""
+"""Unique opens from the open pixel: its hits, buffered, counted once per send that went
+out, each human or machine (herald.marketing.classify, herald.marketing.engagement)."""
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import defaultdict
 
-from sqlalchemy import bindparam, update
 from sqlalchemy.orm import Session
 
 from herald.db import utcnow
+from herald.marketing import engagement
+from herald.marketing.classify import Reason
 from herald.marketing.hits import HitRecorder
-from herald.marketing.models import Campaign, MarketingSend, SendStatus
 from herald.runtime import Runtime
 
-_CHUNK = 500  # tokens per UPDATE: well under every database's limit of bound values
-
-# Built once, the tokens one expanding parameter: a flood flushes thousands of hits a second.
-_MARK_OPENED = (
-    update(MarketingSend)
-    .where(
-        MarketingSend.token.in_(bindparam("tokens", expanding=True)),
-        MarketingSend.opened_at.is_(None),
-        # an open is counted against a delivery, so the open rate stays within 0..1
-        MarketingSend.status == SendStatus.DELIVERED.value,
-    )
-    .values(opened_at=bindparam("now"))
-    .returning(MarketingSend.campaign_id)
-)
-_COUNT_OPENS = (
-    update(Campaign)
-    .where(Campaign.id == bindparam("campaign_id"))
-    .values(opens=Campaign.opens + bindparam("n"))
-)
+# (token, the request's machine reason or "" for none): equal hits count once.
+OpenHit = tuple[str, str]
 
 
-def record_opens(session: Session, tokens: list[str]) -> int:
-    """Mark these sends opened (first open only) and count each once on its campaign."""
-    connection = session.connection()
+def record_opens(session: Session, hits: list[OpenHit]) -> int:
+    """Mark these sends opened (human or machine) and move their campaigns' counters;
+    returns how many sends changed their figures."""
     now = utcnow()
-    per_campaign: Counter[object] = Counter()
-    for start in range(0, len(tokens), _CHUNK):
-        chunk = tokens[start : start + _CHUNK]
-        result = connection.execute(_MARK_OPENED, {"tokens": chunk, "now": now})
-        per_campaign.update(row[0] for row in result.all())
-    for campaign_id, n in per_campaign.items():
-        connection.execute(_COUNT_OPENS, {"campaign_id": campaign_id, "n": n})
-    return sum(per_campaign.values())
+    reasons: dict[str, list[str]] = defaultdict(list)
+    for token, reason in hits:
+        reasons[token].append(reason)
+    changed = []
+    # Only sends without a human open yet: a hit changes nothing on the others, so a
+    # flood of repeated opens costs one indexed read per token.
+    for send in engagement.load(session, sorted(reasons), without_human_open=True):
+        before, state = send.figures(), send.state()
+        for reason in sorted(reasons[send.token], reverse=True):  # machine first, then human
+            send.opened(now, Reason(reason) if reason else None)
+        if send.state() != state:
+            changed.append((send, before))
+    moves = engagement.save(session, changed)
+    return sum(move["opens"] for move in moves.values())
 
 
-def open_recorder(runtime: Runtime, interval: float) -> HitRecorder[str]:
-    """The pixel's recorder: its hits are the sends' tokens."""
+def open_recorder(runtime: Runtime, interval: float) -> HitRecorder[OpenHit]:
+    """The pixel's recorder: its hits are (token, machine reason)."""
     return HitRecorder(runtime, record_opens, "opens", interval)

@@ -80,6 +80,10 @@ def compile_message(
             from_name=campaign.from_name or from_name,
             from_email=campaign.from_email or from_email or PLACEHOLDER_SENDER,
             base_url=base_url,
+            # links as written: a preview or test message is no send, so its /c/ links
+            # would lead nowhere; the person testing should land where the link points
+            track_opens=campaign.track_opens,
+            track_clicks=False,
             list_headers=list_headers,
         )
     except InvalidAddress as exc:

@@ -1,4 +1,5 @@
-"""Public endpoints in every message (no login): the open pixel and the unsubscribe page.
+"""Public endpoints in every message (no login): the open pixel, tracked links and the
+unsubscribe page.
 
 Ordinary FastAPI routes behind the app's middleware; none of them sets a cookie (the
 page session leaves these paths alone, ``herald.web.session``).
@@ -7,13 +8,20 @@ page session leaves these paths alone, ``herald.web.session``).
 from __future__ import annotations
 
 import base64
+import itertools
+import time
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, Response
 from sqlalchemy.orm import Session
 
+from herald.mail.links import TRAP_LINK
+from herald.marketing.classify import HitClassifier
+from herald.marketing.clicks import ClickHit
 from herald.marketing.hits import HitRecorder
+from herald.marketing.links import LinkTargets, NotKept
+from herald.marketing.opens import OpenHit
 from herald.marketing.tokens import well_formed
 from herald.marketing.unsubscribe import Unsubscribed, Unsubscriber, page_details
 from herald.runtime import get_session
@@ -27,6 +35,12 @@ PIXEL_HEADERS = {
     "Pragma": "no-cache",
     "Expires": "0",
 }
+REDIRECT_HEADERS = {
+    # every click must reach Herald to be counted; the target learns nothing of the message
+    "Cache-Control": "no-store",
+    "Referrer-Policy": "no-referrer",
+}
+MAX_LINK_DIGITS = 6
 PAGE_HEADERS = {
     "Cache-Control": "no-store",
     "Referrer-Policy": "no-referrer",
@@ -41,9 +55,60 @@ async def open_pixel(request: Request) -> Response:
     here). The name is read from the path as it is: nothing to validate in it."""
     token = request.path_params["name"].removesuffix(".gif")
     if well_formed(token):
-        recorder: HitRecorder[str] = request.app.state.open_recorder
-        recorder.hit(token)
+        recorder: HitRecorder[OpenHit] = request.app.state.open_recorder
+        recorder.hit((token, _machine_reason(request)))
     return Response(PIXEL, media_type="image/gif", headers=PIXEL_HEADERS)
+
+
+_click_numbers = itertools.count()
+
+
+async def tracked_link(request: Request) -> Response:
+    """302 to link n of the send's own campaign, merged for its contact, and a click
+    counted (buffered); anything else gets the generic page and no redirect. HEAD answers
+    the same (and counts a machine click). The trap link counts and leads nowhere."""
+    token, number = request.path_params["token"], request.path_params["n"]
+    if not (well_formed(token) and number.isdigit() and len(number) <= MAX_LINK_DIGITS):
+        return _invalid_link(request)
+    link = int(number)
+    target = None
+    if link != TRAP_LINK:
+        targets: LinkTargets = request.app.state.link_targets
+        known = targets.known(token, link)  # no await when the send is kept
+        target = await targets.target(token, link) if isinstance(known, NotKept) else known
+        if target is None:
+            return _invalid_link(request)
+    recorder: HitRecorder[ClickHit] = request.app.state.click_recorder
+    reason = _machine_reason(request, link)
+    recorder.hit(ClickHit(token, time.time(), next(_click_numbers), link, reason))
+    if target is None:
+        return _invalid_link(request)
+    response = Response(status_code=302)
+    response.raw_headers = [(b"location", target.encode("ascii")), *_REDIRECT_RAW_HEADERS]
+    return response
+
+
+# The redirect's fixed headers, encoded once (a click is a hot path).
+_REDIRECT_RAW_HEADERS = [
+    (name.lower().encode("latin-1"), value.encode("latin-1"))
+    for name, value in {**REDIRECT_HEADERS, "Content-Length": "0"}.items()
+]
+
+
+def _machine_reason(request: Request, link: int | None = None) -> str:
+    """The request's machine reason ("" for none); its address and agent go no further.
+    Read from the ASGI scope as it is (the pixel's hot path builds no header or client
+    objects)."""
+    scope = request.scope
+    classifier: HitClassifier = request.app.state.hit_classifier
+    client = scope.get("client")
+    agent = ""
+    for name, value in scope["headers"]:
+        if name == b"user-agent":
+            agent = value.decode("latin-1")
+            break
+    reason = classifier.verdict(scope["method"], client[0] if client else None, agent, link)
+    return reason.value if reason else ""
 
 
 # Before the GET: the router tries routes in order, and a path that matches with another
@@ -63,6 +128,7 @@ async def one_click(request: Request) -> HTMLResponse:
 
 
 router.add_route("/t/{name:path}", open_pixel, methods=["GET", "HEAD"])
+router.add_route("/c/{token}/{n:path}", tracked_link, methods=["GET", "HEAD"])
 router.add_route("/u/{token:path}", one_click, methods=["POST"])
 
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from sqlalchemy import (
+    Boolean,
     ColumnElement,
     CursorResult,
     Row,
@@ -20,6 +21,7 @@ from sqlalchemy import (
     func,
     literal_column,
     select,
+    type_coerce,
     update,
 )
 from sqlalchemy.orm import Session
@@ -200,6 +202,8 @@ class SendRepository:
                 MarketingSend.bounce_type,
                 MarketingSend.bounced_at,
                 MarketingSend.complained_at,
+                MarketingSend.clicked_at,
+                type_coerce(MarketingSend.machine, Boolean).label("machine"),
             )
             .where(MarketingSend.campaign_id == campaign_id, MarketingSend.id > after_id)
             .order_by(MarketingSend.id)

@@ -11,7 +11,7 @@ from starlette.concurrency import run_in_threadpool
 from herald.audit import service as audit
 from herald.auth.access import Capability, allows
 from herald.auth.deps import MARKETING_READ, MARKETING_WRITE, Principal
-from herald.marketing import control, export, preview, service
+from herald.marketing import control, export, links, preview, service
 from herald.marketing.launch import launch_campaign
 from herald.marketing.models import CampaignStatus, SendStatus
 from herald.marketing.schemas import (
@@ -20,7 +20,10 @@ from herald.marketing.schemas import (
     CampaignIn,
     CampaignOut,
     CampaignPatchIn,
+    DuplicateIn,
     LaunchOut,
+    LinkOut,
+    LinksOut,
     ScheduleIn,
     SendOut,
     StatsOut,
@@ -313,16 +316,29 @@ def cancel(
     "/campaigns/{campaign_id}/duplicate",
     status_code=201,
     response_model=CampaignOut,
-    responses=NOT_FOUND,
+    responses={
+        **NOT_FOUND,
+        **BODY,
+        **error_responses(
+            409,
+            notes={
+                409: "An engagement audience was asked of a campaign that is not SENT (`not_sent`)."
+            },
+        ),
+    },
 )
 def duplicate_campaign(
     campaign_id: str,
+    body: DuplicateIn | None = None,
     principal: Principal = Depends(MARKETING_WRITE),
     session: Session = Depends(get_session, scope="function"),
 ) -> CampaignOut:
-    """A new DRAFT from any campaign: same sender, subject, bodies and audience, the name
-    suffixed " (copy)", zero counts."""
-    copy = service.duplicate_campaign(session, principal.org_id, campaign_id)
+    """A new DRAFT from any campaign: same sender, subject, bodies, audience and tracking
+    settings, the name suffixed " (copy)", zero counts. With `{"audience": "NOT_OPENED"}`
+    (or `"NOT_CLICKED"`) the copy goes instead to the contacts the source (SENT) was
+    delivered to who have no human open (click) of it, evaluated at its launch."""
+    audience = body.audience if body else None
+    copy = service.duplicate_campaign(session, principal.org_id, campaign_id, audience)
     return CampaignOut.model_validate(copy)
 
 
@@ -378,10 +394,28 @@ def campaign_stats(
     principal: Principal = Depends(MARKETING_READ),
     session: Session = Depends(get_session, scope="function"),
 ) -> StatsOut:
-    """From the campaign's counters; openRate = opens / delivered (0 when none delivered).
+    """From the campaign's counters; openRate = opens / delivered, humanOpenRate =
+    humanOpens / delivered, clickRate = clicks / delivered (0 when none delivered).
     `failed` counts FAILED and BOUNCED sends (a bounce moves a send from delivered to
-    failed), `bounced` the BOUNCED ones, `complaints` the sends marked as spam."""
+    failed), `bounced` the BOUNCED ones, `complaints` the sends marked as spam.
+    `opens` = humanOpens + machineOpens (a send with a human open or click is human);
+    `clicks`: sends with a human click, `machineClicks`: sends whose clicks were all
+    machine ones; `unsubscribes`: sends whose unsubscribe link was used."""
     return StatsOut.model_validate(service.get_campaign(session, principal.org_id, campaign_id))
+
+
+@router.get("/campaigns/{campaign_id}/links", response_model=LinksOut, responses=NOT_FOUND)
+def campaign_links(
+    campaign_id: str,
+    principal: Principal = Depends(MARKETING_READ),
+    session: Session = Depends(get_session, scope="function"),
+) -> LinksOut:
+    """One row per tracked link of the body, in order, `url` as written (placeholders
+    unmerged): `clicks` human hits, `uniqueClicks` sends with a human hit, `machineClicks`
+    machine hits. Empty without `trackClicks`; a DRAFT's links at zero."""
+    campaign = service.get_campaign(session, principal.org_id, campaign_id)
+    rows = links.campaign_links(session, campaign)
+    return LinksOut(items=[LinkOut.model_validate(row) for row in rows])
 
 
 @router.post("/audience/count", response_model=AudienceCountOut, responses=BODY)
@@ -442,7 +476,7 @@ def list_sends(
         **csv_response(
             "A CSV attachment, one row per send: "
             "`email,firstName,lastName,status,deliveredAt,openedAt,error,bounceType,bouncedAt,"
-            "complainedAt`."
+            "complainedAt,clickedAt,machine`."
         ),
         **NOT_FOUND,
     },

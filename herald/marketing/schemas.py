@@ -10,16 +10,19 @@ import datetime as dt
 import uuid
 from typing import Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from herald.schemas import ApiModel
 
 
 class AudienceIn(ApiModel):
-    """``{"type": "ALL"}`` or ``{"type": "STATUS", "statuses": [...]}`` (at least one)."""
+    """``{"type": "ALL"}`` or ``{"type": "STATUS", "statuses": [...]}`` (at least one).
+    ``{"type": "NOT_OPENED" | "NOT_CLICKED", "campaignId": ID}`` is made only by duplicating
+    a SENT campaign; a PUT or PATCH may send it back unchanged."""
 
-    type: Literal["ALL", "STATUS"]
+    type: Literal["ALL", "STATUS", "NOT_OPENED", "NOT_CLICKED"]
     statuses: list[str] | None = None
+    campaign_id: str | None = None
 
 
 def _everyone() -> AudienceIn:
@@ -36,6 +39,8 @@ class CampaignIn(ApiModel):
     html_body: str | None = None
     text_body: str | None = None
     audience: AudienceIn = Field(default_factory=_everyone)
+    track_opens: bool = True
+    track_clicks: bool = True
 
 
 class CampaignPatchIn(ApiModel):
@@ -48,6 +53,15 @@ class CampaignPatchIn(ApiModel):
     html_body: str | None = None
     text_body: str | None = None
     audience: AudienceIn | None = None
+    track_opens: bool | None = None
+    track_clicks: bool | None = None
+
+
+class DuplicateIn(ApiModel):
+    """Optional body of a duplicate: the copy goes to the source's non-openers or
+    non-clickers (the source must be SENT)."""
+
+    audience: Literal["NOT_OPENED", "NOT_CLICKED"] | None = None
 
 
 class CampaignOut(ApiModel):
@@ -75,6 +89,8 @@ class CampaignOut(ApiModel):
     completed_at: dt.datetime | None
     failure_reason: str | None
     hold_reason: str | None
+    track_opens: bool
+    track_clicks: bool
     # sending control (issue #16)
     cancelled: int
     scheduled_at: dt.datetime | None
@@ -105,6 +121,24 @@ class StatsOut(ApiModel):
     open_rate: float
     bounced: int
     complaints: int
+    human_opens: int
+    machine_opens: int
+    human_open_rate: float
+    clicks: int
+    machine_clicks: int
+    click_rate: float
+    unsubscribes: int
+
+
+class LinkOut(ApiModel):
+    url: str
+    clicks: int
+    unique_clicks: int
+    machine_clicks: int
+
+
+class LinksOut(ApiModel):
+    items: list[LinkOut]
 
 
 class AudienceCountIn(ApiModel):
@@ -129,6 +163,15 @@ class SendOut(ApiModel):
     bounce_type: str | None
     bounced_at: dt.datetime | None
     complained_at: dt.datetime | None
+    clicked_at: dt.datetime | None
+    machine: bool
+    machine_reason: str | None  # herald.marketing.classify.Reason, when ``machine``
+
+    @model_validator(mode="after")
+    def _reason_only_for_machine(self) -> SendOut:
+        if not self.machine:
+            self.machine_reason = None
+        return self
 
 
 class TestSendIn(ApiModel):

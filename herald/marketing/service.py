@@ -18,7 +18,7 @@ from herald.crm.service import list_statuses
 from herald.errors import Conflict, NotFound, ValidationFailed
 from herald.mail import merge
 from herald.mail.compose import compile_bodies
-from herald.marketing.audience import count_eligible
+from herald.marketing.audience import ENGAGEMENT_AUDIENCES, count_eligible
 from herald.marketing.counters import add_to_counters
 from herald.marketing.models import Campaign, CampaignStatus, MarketingSend, SendStatus
 from herald.marketing.repository import (
@@ -111,12 +111,31 @@ def _body(value: str | None, field: str) -> str:
     return body
 
 
-def _audience(session: Session, org_id: uuid.UUID, audience: AudienceIn | None) -> dict[str, Any]:
-    """The audience as stored; statuses matched case-insensitively, kept as the org spells them."""
+def _audience(
+    session: Session,
+    org_id: uuid.UUID,
+    audience: AudienceIn | None,
+    current: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The audience as stored; statuses matched case-insensitively, kept as the org spells them.
+
+    An engagement audience is made by a duplicate of a SENT campaign: here it is taken only
+    as the campaign's ``current`` one, sent back unchanged (a GET, then a PUT).
+    """
     if audience is None:
         raise ValidationFailed("audience cannot be null.", field="audience")
     if audience.type == "ALL":
         return {"type": "ALL"}
+    if audience.type in ENGAGEMENT_AUDIENCES:
+        asked = {"type": audience.type, "campaignId": audience.campaign_id}
+        if current is not None and asked == current:
+            return dict(current)
+        raise ValidationFailed(
+            f"A {audience.type} audience is made by duplicating a SENT campaign "
+            f'(POST /api/marketing/campaigns/{{id}}/duplicate with {{"audience": '
+            f'"{audience.type}"}}), not set by hand.',
+            field="audience.type",
+        )
     field = "audience.statuses"
     if not audience.statuses:
         raise ValidationFailed("A STATUS audience needs at least one contact status.", field=field)
@@ -136,7 +155,15 @@ def _audience(session: Session, org_id: uuid.UUID, audience: AudienceIn | None) 
     return {"type": "STATUS", "statuses": chosen}
 
 
-def _cleaned(session: Session, org_id: uuid.UUID, name: str, value: Any) -> Any:
+def _flag(value: bool | None, field: str) -> bool:
+    if value is None:
+        raise ValidationFailed(f"{field} must be true or false.", field=field)
+    return value
+
+
+def _cleaned(
+    session: Session, org_id: uuid.UUID, name: str, value: Any, current: Campaign | None
+) -> Any:
     """The stored value of one input field (by its Python name)."""
     if name == "name":
         return _line(value, "name", MAX_NAME_LENGTH, required=True)
@@ -151,11 +178,25 @@ def _cleaned(session: Session, org_id: uuid.UUID, name: str, value: Any) -> Any:
     if name == "text_body":
         return _body(value, "textBody")
     if name == "audience":
-        return _audience(session, org_id, value)
+        return _audience(session, org_id, value, current.audience if current else None)
+    if name == "track_opens":
+        return _flag(value, "trackOpens")
+    if name == "track_clicks":
+        return _flag(value, "trackClicks")
     raise AssertionError(f"no rule for campaign field {name}")
 
 
-FIELDS = ("name", "from_name", "from_email", "subject", "html_body", "text_body", "audience")
+FIELDS = (
+    "name",
+    "from_name",
+    "from_email",
+    "subject",
+    "html_body",
+    "text_body",
+    "audience",
+    "track_opens",
+    "track_clicks",
+)
 
 
 @dataclass(frozen=True)
@@ -180,7 +221,7 @@ def _validated(
     the rules; ``current`` gives the fields a PATCH leaves as they are."""
     sent = data.model_fields_set if isinstance(data, CampaignPatchIn) else set(FIELDS)
     values = {
-        name: _cleaned(session, org_id, name, getattr(data, name))
+        name: _cleaned(session, org_id, name, getattr(data, name), current)
         for name in FIELDS
         if name in sent
     }
@@ -280,9 +321,18 @@ def delete_campaign(
     CampaignRepository(session, org_id).delete(campaign)
 
 
-def duplicate_campaign(session: Session, org_id: uuid.UUID, campaign_id: str) -> Campaign:
-    """A new DRAFT with the content of any campaign, whatever its status, and zero counts."""
+def duplicate_campaign(
+    session: Session, org_id: uuid.UUID, campaign_id: str, audience: str | None = None
+) -> Campaign:
+    """A new DRAFT with the content of any campaign, whatever its status, and zero counts.
+
+    ``audience`` NOT_OPENED / NOT_CLICKED: the copy goes to the source's non-openers or
+    non-clickers instead (evaluated at its launch); 409 unless the source is SENT.
+    """
     source = CampaignRepository(session, org_id).get(campaign_id)
+    copied = dict(source.audience)
+    if audience is not None:
+        copied = _engagement_audience(source, audience)
     name = source.name[: MAX_NAME_LENGTH - len(COPY_SUFFIX)] + COPY_SUFFIX
     copy = Campaign(
         name=name,
@@ -291,14 +341,40 @@ def duplicate_campaign(session: Session, org_id: uuid.UUID, campaign_id: str) ->
         subject=source.subject,
         html_body=source.html_body,
         text_body=source.text_body,
-        audience=dict(source.audience),
+        audience=copied,
+        track_opens=source.track_opens,
+        track_clicks=source.track_clicks,
         status=CampaignStatus.DRAFT.value,
     )
     return CampaignRepository(session, org_id).add(copy)
 
 
+def _engagement_audience(source: Campaign, kind: str) -> dict[str, Any]:
+    if kind not in ENGAGEMENT_AUDIENCES:
+        raise ValidationFailed(
+            f"audience must be one of {', '.join(ENGAGEMENT_AUDIENCES)}.", field="audience"
+        )
+    if source.status != CampaignStatus.SENT.value:
+        raise Conflict(
+            f"Only a SENT campaign has non-openers and non-clickers; this one is {source.status}.",
+            code="not_sent",
+            details={"status": source.status},
+        )
+    return {"type": kind, "campaignId": str(source.id)}
+
+
 def count_audience(session: Session, org_id: uuid.UUID, audience: AudienceIn) -> int:
-    """How many contacts a launch to ``audience`` would mail now."""
+    """How many contacts a launch to ``audience`` would mail now. An engagement audience
+    names a SENT campaign of the org."""
+    if audience.type in ENGAGEMENT_AUDIENCES:
+        try:
+            source = CampaignRepository(session, org_id).get(audience.campaign_id or "")
+        except NotFound:
+            raise ValidationFailed(
+                "audience.campaignId must name one of this org's campaigns.",
+                field="audience.campaignId",
+            ) from None
+        return count_eligible(session, org_id, _engagement_audience(source, audience.type))
     return count_eligible(session, org_id, _audience(session, org_id, audience))
 
 

@@ -4,6 +4,7 @@ and the page's own form), group-committed."""
 from __future__ import annotations
 
 import uuid
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -17,7 +18,7 @@ from herald.crm.models import Contact
 from herald.db import unit_of_work, utcnow
 from herald.groupcommit import GroupCommit
 from herald.log import get_logger
-from herald.marketing.models import MarketingSend
+from herald.marketing.models import Campaign, MarketingSend
 from herald.marketing.tokens import find_send
 from herald.orgs.models import Org
 from herald.runtime import Runtime
@@ -78,6 +79,12 @@ _OPT_OUT = (
     )
     .values(marketing_opt_out=true(), updated_at=bindparam("now"))
 )
+# The campaign's unsubscribes counter moves with the sends it counts (stats.unsubscribes).
+_COUNT_UNSUBSCRIBES = (
+    update(Campaign)
+    .where(Campaign.id == bindparam("b_campaign_id"))
+    .values(unsubscribes=Campaign.unsubscribes + bindparam("n"))
+)
 _DETAILS = (
     select(MarketingSend.token, MarketingSend.email, Org.name)
     .join(Org, Org.id == MarketingSend.org_id)
@@ -135,6 +142,11 @@ def unsubscribe_tokens(sessions: sessionmaker[Session], tokens: list[str]) -> Ap
     with unit_of_work(sessions) as session:
         connection = session.connection()
         found, marked = _apply(connection, params)
+        per_campaign = Counter(row.campaign_id for row in marked)
+        for campaign_id in sorted(per_campaign, key=str):
+            connection.execute(
+                _COUNT_UNSUBSCRIBES, {"b_campaign_id": campaign_id, "n": per_campaign[campaign_id]}
+            )
     return Applied(
         {row.token: Unsubscribed(row.name, row.email) for row in found},
         [(row.id, row.campaign_id) for row in marked],

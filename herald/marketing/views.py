@@ -1,5 +1,6 @@
-"""The Marketing pages: campaign list, form, detail (KPIs, live progress, sandboxed preview,
-send test, opens chart) and email log, plus the small JSON endpoints their scripts poll.
+"""The Marketing pages: campaign list, detail (KPIs, live progress, sandboxed preview,
+send test, opens and clicks over time, links, follow-ups) and email log, plus the small JSON
+endpoints their scripts poll. The campaign form is herald.marketing.campaign_form.
 
 Thin: each handler reads the form, calls the service and renders; the rules and the queries
 live in herald.marketing.service / launch / preview / charts.
@@ -19,14 +20,13 @@ from sqlalchemy.orm import Session
 from herald.audit import service as audit
 from herald.auth.access import Capability, allows
 from herald.auth.deps import Principal
-from herald.crm.service import list_statuses
 from herald.errors import Conflict, HeraldError, ValidationFailed
 from herald.mail.testsend import SmtpFailed
-from herald.marketing import charts, control, export, preview, service
-from herald.marketing.audience import count_eligible
+from herald.marketing import charts, control, export, links, preview, service
+from herald.marketing.audience import ENGAGEMENT_AUDIENCES, count_eligible
+from herald.marketing.classify import REASON_TEXT
 from herald.marketing.launch import launch_campaign
 from herald.marketing.models import Campaign, CampaignStatus, SendStatus
-from herald.marketing.schemas import AudienceIn, CampaignIn
 from herald.runtime import get_runtime, get_session, get_settings_dep
 from herald.settings import Settings
 from herald.web.csrf import verify_csrf
@@ -52,6 +52,17 @@ NOTICES = {
     "saved": ("ok", "Changes saved."),
     "launched": ("ok", "Campaign launched: sending has started."),
     "duplicated": ("ok", "This is a new draft copied from the campaign."),
+    "duplicated_not_opened": (
+        "ok",
+        "This is a new draft for the contacts who did not open the campaign; who they are is "
+        "decided again at launch.",
+    ),
+    "duplicated_not_clicked": (
+        "ok",
+        "This is a new draft for the contacts who did not click in the campaign; who they are "
+        "is decided again at launch.",
+    ),
+    "not_sent": ("error", "Only a SENT campaign can be copied to its non-openers or non-clickers."),
     "deleted": ("ok", "Campaign deleted."),
     "resent": ("ok", "The send is queued again."),
     "scheduled": ("ok", "Campaign scheduled: it will be sent at the time shown."),
@@ -64,17 +75,10 @@ NOTICES = {
     "status_moved": ("error", "The campaign's status changed meanwhile; see it as it is now."),
 }
 
-# Service field names (camelCase, as the API names them) -> this form's field names.
-FORM_FIELDS = {
-    "name": "name",
-    "fromName": "from_name",
-    "fromEmail": "from_email",
-    "subject": "subject",
-    "htmlBody": "html_body",
-    "textBody": "text_body",
-    "audience": "audience",
-    "audience.statuses": "audience",
-}
+FOLLOW_UPS = (
+    ("NOT_OPENED", "Duplicate to non-openers", "did not open it"),
+    ("NOT_CLICKED", "Duplicate to non-clickers", "did not click in it"),
+)
 
 
 def _notice(key: str | None) -> tuple[str, str] | None:
@@ -112,152 +116,14 @@ def campaign_list(
     )
 
 
-# --- the form ---
-
-
-def _form_values(campaign: Campaign | None) -> dict[str, Any]:
-    if campaign is None:
-        return {"audience_type": "ALL", "statuses": []}
-    audience = campaign.audience or {"type": "ALL"}
-    return {
-        "name": campaign.name,
-        "from_name": campaign.from_name,
-        "from_email": campaign.from_email,
-        "subject": campaign.subject,
-        "html_body": campaign.html_body,
-        "text_body": campaign.text_body,
-        "audience_type": audience.get("type", "ALL"),
-        "statuses": list(audience.get("statuses") or []),
-    }
-
-
-def _render_form(
-    request: Request,
-    principal: Principal,
-    session: Session,
-    campaign: Campaign | None,
-    values: dict[str, Any],
-    errors: dict[str, str] | None = None,
-    status: int = 200,
-) -> HTMLResponse:
-    audience = {"type": values["audience_type"], "statuses": values["statuses"]}
-    return render(
-        request,
-        "marketing/form.html",
-        principal,
-        status=status,
-        campaign=campaign,
-        values=values,
-        errors=errors or {},
-        org_statuses=list_statuses(session, principal.org_id),
-        eligible=count_eligible(session, principal.org_id, audience),
-    )
-
-
-def _campaign_in(values: dict[str, Any]) -> CampaignIn:
-    statuses = values["statuses"] if values["audience_type"] == "STATUS" else None
-    return CampaignIn(
-        name=values["name"],
-        from_name=values["from_name"],
-        from_email=values["from_email"],
-        subject=values["subject"],
-        html_body=values["html_body"],
-        text_body=values["text_body"],
-        audience=AudienceIn(type=values["audience_type"], statuses=statuses),
-    )
-
-
-def _field_errors(exc: ValidationFailed) -> dict[str, str]:
-    errors: dict[str, str] = {}
-    for detail in exc.details or [{"field": "", "message": exc.message}]:
-        field = FORM_FIELDS.get(str(detail.get("field")), "form")
-        errors.setdefault(field, str(detail.get("message")))
-    return errors
-
-
-def campaign_form(
-    name: Annotated[str, Form(max_length=1000)] = "",
-    from_name: Annotated[str, Form(max_length=1000)] = "",
-    from_email: Annotated[str, Form(max_length=1000)] = "",
-    subject: Annotated[str, Form(max_length=2000)] = "",
-    html_body: Annotated[str, Form(max_length=2_000_000)] = "",
-    text_body: Annotated[str, Form(max_length=2_000_000)] = "",
-    audience_type: Annotated[str, Form()] = "ALL",
-    statuses: Annotated[list[str] | None, Form()] = None,
-) -> dict[str, Any]:
-    """The posted form as the template's values (what was entered, for a re-render)."""
-    return {
-        "name": name,
-        "from_name": from_name,
-        "from_email": from_email,
-        "subject": subject,
-        "html_body": html_body,
-        "text_body": text_body,
-        "audience_type": "STATUS" if audience_type == "STATUS" else "ALL",
-        "statuses": statuses or [],
-    }
-
-
-FormValues = Annotated[dict[str, Any], Depends(campaign_form)]
-
-
-@router.get("/marketing/campaigns/new", response_class=HTMLResponse)
-def new_campaign(request: Request, principal: Writer, session: Db) -> HTMLResponse:
-    return _render_form(request, principal, session, None, _form_values(None))
-
-
-@router.post("/marketing/campaigns", response_model=None, dependencies=Csrf)
-def create_campaign(
-    request: Request, principal: Writer, session: Db, values: FormValues
-) -> HTMLResponse | RedirectResponse:
+def source_name(session: Session, org_id: Any, audience: dict[str, Any]) -> str:
+    """The name of the campaign an engagement audience follows up ("" for other audiences)."""
+    if audience.get("type") not in ENGAGEMENT_AUDIENCES:
+        return ""
     try:
-        campaign = service.create_campaign(session, principal.org_id, _campaign_in(values))
-    except ValidationFailed as exc:
-        errors = _field_errors(exc)
-        return _render_form(request, principal, session, None, values, errors, 422)
-    return redirect(f"/marketing/campaigns/{campaign.id}?notice=created")
-
-
-@router.get("/marketing/campaigns/{campaign_id}/edit", response_model=None)
-def edit_campaign(
-    request: Request, campaign_id: str, principal: Writer, session: Db
-) -> HTMLResponse | RedirectResponse:
-    campaign = service.get_campaign(session, principal.org_id, campaign_id)
-    if campaign.status != CampaignStatus.DRAFT.value:
-        return redirect(f"/marketing/campaigns/{campaign.id}?notice=not_draft")
-    return _render_form(request, principal, session, campaign, _form_values(campaign))
-
-
-@router.post("/marketing/campaigns/{campaign_id}/edit", response_model=None, dependencies=Csrf)
-def update_campaign(
-    request: Request, campaign_id: str, principal: Writer, session: Db, values: FormValues
-) -> HTMLResponse | RedirectResponse:
-    try:
-        campaign = service.update_campaign(
-            session, principal.org_id, campaign_id, _campaign_in(values)
-        )
-    except ValidationFailed as exc:
-        campaign = service.get_campaign(session, principal.org_id, campaign_id)
-        errors = _field_errors(exc)
-        return _render_form(request, principal, session, campaign, values, errors, 422)
-    return redirect(f"/marketing/campaigns/{campaign.id}?notice=saved")
-
-
-@router.post("/marketing/audience-count.json", dependencies=Csrf)
-def audience_count(
-    principal: Reader,
-    session: Db,
-    audience_type: Annotated[str, Form()] = "ALL",
-    statuses: Annotated[list[str] | None, Form()] = None,
-) -> JSONResponse:
-    """The form's live count of eligible recipients (changes nothing)."""
-    kind = "STATUS" if audience_type == "STATUS" else "ALL"
-    audience = AudienceIn(type=kind, statuses=(statuses or []) if kind == "STATUS" else None)
-    try:
-        recipients = service.count_audience(session, principal.org_id, audience)
-    except ValidationFailed as exc:
-        return JSONResponse({"recipients": 0, "message": exc.message})
-    return JSONResponse({"recipients": recipients, "message": ""})
+        return service.get_campaign(session, org_id, str(audience.get("campaignId"))).name
+    except HeraldError:
+        return "(a campaign no longer found)"
 
 
 # --- the detail page ---
@@ -275,6 +141,13 @@ def _stats(campaign: Campaign, not_sent: int = 0) -> dict[str, Any]:
         "pending": campaign.pending,
         "opens": campaign.opens,
         "openRate": f"{campaign.open_rate * 100:.1f}%",
+        "humanOpens": campaign.human_opens,
+        "machineOpens": campaign.machine_opens,
+        "humanOpenRate": f"{campaign.human_open_rate * 100:.1f}%",
+        "clicks": campaign.clicks,
+        "machineClicks": campaign.machine_clicks,
+        "clickRate": f"{campaign.click_rate * 100:.1f}%",
+        "unsubscribes": campaign.unsubscribes,
         "bounced": campaign.bounced,
         "complaints": campaign.complaints,
         "progress": progress,
@@ -297,7 +170,13 @@ def _render_detail(
     status: int = 200,
 ) -> HTMLResponse:
     draft = campaign.status == CampaignStatus.DRAFT.value
-    not_sent = control.not_sent_if_cancelled(session, principal.org_id, campaign)
+    org_id = principal.org_id
+    not_sent = control.not_sent_if_cancelled(session, org_id, campaign)
+    follow_ups = []
+    if campaign.status == CampaignStatus.SENT.value:
+        for kind, label, who in FOLLOW_UPS:
+            audience = {"type": kind, "campaignId": str(campaign.id)}
+            follow_ups.append((kind, label, who, count_eligible(session, org_id, audience)))
     return render(
         request,
         "marketing/detail.html",
@@ -311,8 +190,12 @@ def _render_detail(
         can_write=_can_write(principal),
         read_only_reason=READ_ONLY_REASON,
         draft=draft,
-        eligible=count_eligible(session, principal.org_id, campaign.audience) if draft else 0,
-        bars=charts.bars(charts.opens_per_hour(session, principal.org_id, campaign.id)),
+        eligible=count_eligible(session, org_id, campaign.audience) if draft else 0,
+        audience_source=source_name(session, org_id, campaign.audience),
+        follow_ups=follow_ups,
+        links=links.campaign_links(session, campaign),
+        bars=charts.bars(charts.opens_per_hour(session, org_id, campaign.id)),
+        click_bars=charts.bars(charts.clicks_per_hour(session, org_id, campaign.id)),
         chart_width=charts.CHART_WIDTH,
         chart_height=charts.CHART_HEIGHT,
         notice=notice,
@@ -392,9 +275,21 @@ def launch(campaign_id: str, principal: Writer, session: Db) -> RedirectResponse
 
 
 @router.post("/marketing/campaigns/{campaign_id}/duplicate", dependencies=Csrf)
-def duplicate(campaign_id: str, principal: Writer, session: Db) -> RedirectResponse:
-    copy = service.duplicate_campaign(session, principal.org_id, campaign_id)
-    return redirect(f"/marketing/campaigns/{copy.id}?notice=duplicated")
+def duplicate(
+    campaign_id: str,
+    principal: Writer,
+    session: Db,
+    audience: Annotated[str, Form(max_length=20)] = "",
+) -> RedirectResponse:
+    """Duplicate, or ("Duplicate to non-openers / non-clickers") copy to the campaign's
+    non-openers or non-clickers."""
+    kind = audience if audience in ENGAGEMENT_AUDIENCES else None
+    try:
+        copy = service.duplicate_campaign(session, principal.org_id, campaign_id, kind)
+    except Conflict:
+        return redirect(f"/marketing/campaigns/{campaign_id}?notice=not_sent")
+    notice = f"duplicated_{kind.lower()}" if kind else "duplicated"
+    return redirect(f"/marketing/campaigns/{copy.id}?notice={notice}")
 
 
 @router.post("/marketing/campaigns/{campaign_id}/delete", dependencies=Csrf)
@@ -539,6 +434,7 @@ def email_log(
         q=q,
         send_statuses=[s.value for s in SendStatus],
         resendable=service.RESENDABLE,
+        reasons=REASON_TEXT,
         can_write=_can_write(principal),
         read_only_reason=READ_ONLY_REASON,
         notice=_notice(notice),

@@ -291,6 +291,8 @@ class Worker:
             from_name=campaign.from_name or account.from_name,
             from_email=campaign.from_email or account.from_email,
             base_url=self.settings.base_url,
+            track_opens=campaign.track_opens,
+            track_clicks=campaign.track_clicks,
             list_headers=list_headers(session, campaign),
         )
         job = CampaignJob(

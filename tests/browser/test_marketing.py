@@ -147,7 +147,7 @@ def test_a_failed_send_is_in_the_email_log_and_resend_requeues_it(page, runtime,
     lines = csv.text().splitlines()
     assert lines[0] == (
         "email,firstName,lastName,status,deliveredAt,openedAt,error,bounceType,bouncedAt,"
-        "complainedAt"
+        "complainedAt,clickedAt,machine"
     )
     assert len(lines) == 4
 

@@ -21,6 +21,7 @@ from herald.mail.compose import (
     compile_bodies,
 )
 from herald.mail.htmltext import html_to_text
+from herald.mail.links import LINK_BASE_FIELD
 from herald.mail.merge import BODY_FIELDS, SUBJECT_FIELDS, Template, strip_controls
 
 BASE = "https://herald.example"
@@ -30,6 +31,7 @@ HTML = """<!doctype html>
 <p>News for {{companyName}} &amp; friends: <a href="https://acme.example/sale">the sale</a>.</p>
 </body></html>"""
 ANN = Recipient("ann@example.com", "Ann", "Lee", "Acme & Co", "tok123")
+TRAP = f'<a href="{BASE}/c/tok123/0" style="display:none" aria-hidden="true" tabindex="-1"></a>'
 
 
 def campaign(**overrides: str) -> CampaignMessage:
@@ -84,14 +86,16 @@ def values_for(r: Recipient) -> dict[str, str]:
         "email": strip_controls(r.email),
         "unsubscribeUrl": f"{BASE}/u/{r.token}",
         PIXEL_FIELD: f"{BASE}/t/{r.token}.gif",
+        LINK_BASE_FIELD: f"{BASE}/c/{r.token}",
     }
 
 
 def expected_bodies(html_body: str, text_body: str, r: Recipient) -> tuple[str, str]:
-    html_source, text_source = compile_bodies(html_body, text_body)
+    bodies = compile_bodies(html_body, text_body)
     values = values_for(r)
-    html_template = Template.parse(html_source, "htmlBody", allowed=(*BODY_FIELDS, PIXEL_FIELD))
-    text = Template.parse(text_source, "textBody").render(values)
+    allowed = (*BODY_FIELDS, PIXEL_FIELD, LINK_BASE_FIELD)
+    html_template = Template.parse(bodies.html, "htmlBody", allowed=allowed)
+    text = Template.parse(bodies.text, "textBody").render(values)
     return text, html_template.render(values, escape_html=True)
 
 
@@ -132,7 +136,8 @@ def test_an_author_placed_unsubscribe_link_is_not_doubled() -> None:
     text, body = parts(parse(campaign(html_body=html_body, text_body=text_body).render(ANN)))
     assert text == f"Hi\nLeave: {BASE}/u/tok123\n"
     assert body == (
-        f'<p>Hi</p><p><a href="{BASE}/u/tok123">Leave</a></p><img src="{BASE}/t/tok123.gif" '
+        f'<p>Hi</p><p><a href="{BASE}/u/tok123">Leave</a></p>{TRAP}<img '
+        f'src="{BASE}/t/tok123.gif" '
         'width="1" height="1" alt="" style="display:block;border:0;width:1px;height:1px">\n'
     )
 
@@ -421,13 +426,15 @@ def test_html_to_text() -> None:
 def test_golden_message() -> None:
     c = CampaignMessage(
         subject="Hello {{firstName|there}} — 20% off",
-        html_body='<p>Hi {{firstName}},</p><p><a href="{{unsubscribeUrl}}">Unsubscribe</a></p>',
+        html_body='<p>Hi {{firstName}}, <a href="https://shop.example/?who={{email}}">shop</a></p>'
+        '<p><a href="{{unsubscribeUrl}}">Unsubscribe</a></p>',
         text_body="Hi {{firstName}},\n\nUnsubscribe: {{unsubscribeUrl}}",
         from_name="Acme Café",
         from_email="news@acme.example",
         base_url="https://herald.example/",
         boundary="=_golden",
     )
+    assert c.links == ("https://shop.example/?who={{email}}",)
     r = Recipient("zoe@example.com", "Zoë", "Brown", "", "abc123")
     raw = c.render(r, message_id="<m1@acme.example>", date="Mon, 02 Mar 2026 09:30:00 +0000")
     expected = (
@@ -454,8 +461,11 @@ def test_golden_message() -> None:
         'Content-Type: text/html; charset="utf-8"\r\n'
         "Content-Transfer-Encoding: quoted-printable\r\n"
         "\r\n"
-        '<p>Hi=20Zo=C3=AB,</p><p><a href=3D"https://herald.example/u/abc123=\r\n'
-        '">Unsubscribe</a></p><img src=3D"https://herald.example/t/abc123.gif=\r\n'
+        '<p>Hi=20Zo=C3=AB, <a href=3D"https://herald.example/c/abc123=\r\n'
+        '/1">shop</a></p><p><a href=3D"https://herald.example/u/abc123=\r\n'
+        '">Unsubscribe</a></p><a href=3D"https://herald.example/c/abc123=\r\n'
+        '/0" style=3D"display:none" aria-hidden=3D"true" tabindex=3D"-1"></a><img sr=\r\n'
+        'c=3D"https://herald.example/t/abc123.gif=\r\n'
         '" width=3D"1" height=3D"1" alt=3D"" style=3D"display:block;border:0;width:1=\r\n'
         'px;height:1px">\r\n'
         "\r\n"

@@ -8,7 +8,8 @@ with a regular expression, values HTML-escaped in HTML, C0 controls (tab kept) a
 from contact values and from the subject, display names with whitespace runs collapsed and cut
 at 720 UTF-8 bytes (compose._NAME_BYTES: a name is one encoded-word so that every reader
 decodes it alike and its line stays under 998 octets). Only what compose adds to the templates
-(CSS inlined, text part generated, unsubscribe footer and pixel) is taken from
+(CSS inlined, text part generated, unsubscribe footer, links rewritten, trap link and pixel) is
+taken from
 ``compile_bodies``, whose output test_compose.py checks.
 """
 
@@ -92,6 +93,7 @@ def values_for(r: Recipient) -> dict[str, str]:
         "email": CONTROLS.sub("", r.email),
         "unsubscribeUrl": f"{BASE}/u/{r.token}",
         "trackingPixelUrl": f"{BASE}/t/{r.token}.gif",
+        "trackedLinkBase": f"{BASE}/c/{r.token}",
     }
 
 
@@ -123,7 +125,8 @@ class Expected:
 
 def expected(c: Campaign, r: Recipient) -> Expected:
     values = values_for(r)
-    html_source, text_source = compile_bodies(c.html_body, c.text_body)
+    bodies = compile_bodies(c.html_body, c.text_body)
+    html_source, text_source = bodies.html, bodies.text
     return Expected(
         from_name=display_name(c.from_name),
         from_address=ascii_address(c.from_email),

@@ -107,6 +107,7 @@ def arrange(
     count: int,
     *,
     subject: str = "Hello {{firstName|there}}",
+    html_body: str = "<p>Hi {{firstName}}, <a href='{{unsubscribeUrl}}'>unsubscribe</a></p>",
     launch: bool = True,
     **smtp: Any,
 ) -> Arranged:
@@ -120,7 +121,7 @@ def arrange(
             org_id=org.id,
             name="Spring news",
             subject=subject,
-            html_body="<p>Hi {{firstName}}, <a href='{{unsubscribeUrl}}'>unsubscribe</a></p>",
+            html_body=html_body,
             text_body="Hi {{firstName}}\nUnsubscribe: {{unsubscribeUrl}}",
             audience={"type": "ALL"},
         )
@@ -179,6 +180,62 @@ def assert_counters_match_sends(runtime: Runtime, campaign_id: uuid.UUID) -> Non
     )
     assert (row.bounced, row.complaints) == (counts["BOUNCED"], complained)
     assert row.recipients == sum(counts.values())
+    assert_engagement_matches(runtime, campaign_id)
+
+
+def assert_engagement_matches(runtime: Runtime, campaign_id: uuid.UUID) -> None:
+    """The campaign's and its links' engagement counters equal a count of the sends and the
+    click rows they stand for (the contract's definitions, counted afresh)."""
+    from herald.marketing.models import MarketingClick, MarketingLink
+
+    row = campaign(runtime, campaign_id)
+    all_sends = sends(runtime, campaign_id)
+    opened = [s for s in all_sends if s.opened_at is not None]
+    human = [s for s in opened if s.open_human_at is not None or s.click_human_at is not None]
+    clicked = [s for s in all_sends if s.clicked_at is not None]
+    human_clicked = [s for s in clicked if s.click_human_at is not None]
+    assert (
+        row.opens,
+        row.human_opens,
+        row.machine_opens,
+        row.clicks,
+        row.machine_clicks,
+        row.unsubscribes,
+    ) == (
+        len(opened),
+        len(human),
+        len(opened) - len(human),
+        len(human_clicked),
+        len(clicked) - len(human_clicked),
+        sum(1 for s in all_sends if s.unsubscribed_at is not None),
+    )
+    with unit_of_work(runtime.sessions, write=False) as session:
+        hits = session.execute(
+            select(MarketingClick.send_id, MarketingClick.link, MarketingClick.machine).where(
+                MarketingClick.campaign_id == campaign_id
+            )
+        ).all()
+        links = session.scalars(
+            select(MarketingLink).where(MarketingLink.campaign_id == campaign_id)
+        ).all()
+        session.expunge_all()
+    for link in links:
+        mine = [h for h in hits if h.link == link.n]
+        assert (link.clicks, link.unique_clicks, link.machine_clicks) == (
+            sum(1 for h in mine if not h.machine),
+            len({h.send_id for h in mine if not h.machine}),
+            sum(1 for h in mine if h.machine),
+        ), f"link {link.n}"
+    # a send's first human click stands exactly when one of its click rows is human
+    human_rows = {h.send_id for h in hits if not h.machine and h.link != 0}
+    assert {s.id for s in human_clicked} == human_rows
+    # and what each send keeps of them: its person's clicks per link
+    kept = {s.id: s.human_link_hits or {} for s in all_sends}
+    counted: dict[int, dict[str, int]] = {s.id: {} for s in all_sends}
+    for h in hits:
+        if not h.machine and h.link != 0:
+            counted[h.send_id][str(h.link)] = counted[h.send_id].get(str(h.link), 0) + 1
+    assert kept == counted
 
 
 class InProcessWorker:
@@ -274,17 +331,21 @@ def stop_process(process: subprocess.Popen[bytes], sig: int = signal.SIGTERM) ->
             process.wait()
 
 
-def mark_delivered(runtime: Runtime, campaign_id: uuid.UUID) -> None:
-    """As if a worker had delivered every send (for tests of what comes after delivery)."""
+def mark_delivered(runtime: Runtime, campaign_id: uuid.UUID, seconds_ago: float = 0) -> None:
+    """As if a worker had delivered every send (for tests of what comes after delivery),
+    ``seconds_ago``."""
+    import datetime as dt
+
     from sqlalchemy import update
 
     from herald.db import utcnow
 
+    at = utcnow() - dt.timedelta(seconds=seconds_ago)
     with unit_of_work(runtime.sessions) as session:
         n = session.execute(
             update(MarketingSend)
             .where(MarketingSend.campaign_id == campaign_id)
-            .values(status="DELIVERED", delivered_at=utcnow(), attempts=1)
+            .values(status="DELIVERED", delivered_at=at, attempts=1)
         ).rowcount
         session.execute(
             update(Campaign)

@@ -26,6 +26,13 @@ from tests.orgs.factories import login, make_org, make_user
 _ORGS: set[uuid.UUID] = set()
 
 
+# The engagement figures of stats (issue #17) of a campaign nobody has opened or clicked.
+NO_ENGAGEMENT = {
+    "humanOpens": 0, "machineOpens": 0, "humanOpenRate": 0, "clicks": 0, "machineClicks": 0,
+    "clickRate": 0, "unsubscribes": 0,
+}  # fmt: skip
+
+
 @dataclass
 class Caller:
     org_id: uuid.UUID

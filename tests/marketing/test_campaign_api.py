@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import threading
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -16,6 +15,7 @@ from herald.crm.models import ContactStatus
 from herald.db import unit_of_work
 from herald.marketing.models import MarketingSend
 from tests.marketing.factories import (
+    NO_ENGAGEMENT,
     add_contact,
     assert_error,
     assert_field_error,
@@ -25,7 +25,6 @@ from tests.marketing.factories import (
     create_campaign,
     get_campaign_row,
     insert_campaign,
-    retire_queue,
 )
 
 pytestmark = pytest.mark.slow  # a long file: the parallel run starts it first (conftest)
@@ -36,22 +35,13 @@ FIELDS = {
     "status", "recipients", "delivered", "failed", "opens", "openRate", "createdAt",
     "updatedAt", "launchedAt", "completedAt", "failureReason", "unknown", "pending",
     "holdReason", "cancelled", "scheduledAt", "pausedAt", "pauseReason", "bounced", "complaints",
+    "trackOpens", "trackClicks",
 }  # fmt: skip
 STATS_FIELDS = {
     "status", "recipients", "delivered", "failed", "unknown", "pending", "cancelled", "opens",
-    "openRate", "bounced", "complaints",
+    "openRate", "bounced", "complaints", "humanOpens", "machineOpens", "humanOpenRate", "clicks",
+    "machineClicks", "clickRate", "unsubscribes",
 }  # fmt: skip
-
-
-@pytest.fixture(autouse=True)
-def _retire_queue(runtime) -> Iterator[None]:
-    yield
-    retire_queue(runtime)
-
-
-@pytest.fixture
-def admin(client, runtime):
-    return caller(client, runtime)
 
 
 # --- CRUD ---
@@ -326,7 +316,10 @@ def test_duplicate_is_a_fresh_draft_with_the_same_content(client, runtime, admin
     assert copy["id"] != source["id"]
     assert copy["name"] == "Launched news (copy)"
     assert copy["status"] == "DRAFT"
-    for key in ("fromName", "fromEmail", "subject", "htmlBody", "textBody", "audience"):
+    for key in (
+        "fromName", "fromEmail", "subject", "htmlBody", "textBody", "audience", "trackOpens",
+        "trackClicks",
+    ):  # fmt: skip
         assert copy[key] == source[key], key
     counts = ("recipients", "delivered", "failed", "unknown", "opens", "pending")
     assert [copy[k] for k in counts] == [0] * len(counts)
@@ -515,6 +508,7 @@ def test_stats_come_from_the_counters(client, runtime, admin):
         "openRate": 0.5,
         "bounced": 0,
         "complaints": 0,
+        **NO_ENGAGEMENT,
     }
     full = client.get(f"{API}/campaigns/{campaign_id}", headers=admin.headers).json()
     assert (full["openRate"], full["pending"], full["unknown"]) == (0.5, 1, 1)
@@ -529,6 +523,7 @@ def test_open_rate_is_zero_when_nothing_was_delivered(client, runtime, admin):
     assert client.get(f"{API}/campaigns/{draft['id']}/stats", headers=admin.headers).json() == {
         "status": "DRAFT", "recipients": 0, "delivered": 0, "failed": 0, "unknown": 0,
         "pending": 0, "cancelled": 0, "opens": 0, "openRate": 0, "bounced": 0, "complaints": 0,
+        **NO_ENGAGEMENT,
     }  # fmt: skip
 
 

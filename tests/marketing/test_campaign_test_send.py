@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Iterator
 from email import message_from_bytes, policy
 from typing import Any
 
@@ -26,17 +25,10 @@ from tests.marketing.factories import (
     assert_error,
     caller,
     create_campaign,
-    retire_queue,
 )
 from tests.smtp_server import SmtpServer, reject
 
 API = "/api/marketing/campaigns"
-
-
-@pytest.fixture(autouse=True)
-def _retire_queue(runtime) -> Iterator[None]:
-    yield
-    retire_queue(runtime)
 
 
 def sends_of(runtime, campaign_id: str) -> int:

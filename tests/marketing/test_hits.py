@@ -19,7 +19,7 @@ def test_a_flush_that_fails_on_the_database_keeps_its_hits_for_the_next(runtime,
     tokens = [send.token for send in sends(runtime, arranged.campaign_id)]
     failures = [OperationalError("UPDATE", {}, Exception("database is away"))]
 
-    def write(session: Session, batch: list[str]) -> int:
+    def write(session: Session, batch: list[tuple[str, str]]) -> int:
         if failures:
             raise failures.pop()
         return record_opens(session, batch)
@@ -27,7 +27,7 @@ def test_a_flush_that_fails_on_the_database_keeps_its_hits_for_the_next(runtime,
     async def scenario() -> tuple[int, int]:
         recorder = HitRecorder(runtime, write, "opens")
         for token in (*tokens, tokens[0]):
-            recorder.hit(token)
+            recorder.hit((token, ""))
         await recorder.flush()
         after_failure = campaign(runtime, arranged.campaign_id).opens
         await recorder.flush()
@@ -45,7 +45,7 @@ def test_hits_past_the_bound_are_dropped_not_kept(runtime, smtp_server, monkeypa
     async def scenario() -> int:
         recorder = HitRecorder(runtime, record_opens, "opens")
         for token in tokens:
-            recorder.hit(token)
+            recorder.hit((token, ""))
         await recorder.stop()  # the last flush, as at shutdown
         return campaign(runtime, arranged.campaign_id).opens
 
@@ -61,7 +61,7 @@ def test_the_task_flushes_by_itself(runtime, smtp_server):
     async def scenario() -> int:
         recorder = HitRecorder(runtime, record_opens, "opens", interval)
         recorder.start()
-        recorder.hit(token)
+        recorder.hit((token, ""))
         for _ in range(100):
             await asyncio.sleep(interval)
             if campaign(runtime, arranged.campaign_id).opens:

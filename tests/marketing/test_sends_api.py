@@ -8,12 +8,12 @@ import datetime as dt
 import io
 import threading
 import uuid
-from collections.abc import Iterator
 
 import httpx
 import pytest
 
 from tests.marketing.factories import (
+    NO_ENGAGEMENT,
     add_contact,
     ago,
     assert_error,
@@ -24,37 +24,18 @@ from tests.marketing.factories import (
     get_send,
     insert_campaign,
     insert_sends,
-    retire_queue,
 )
 
 API = "/api/marketing"
 SEND_FIELDS = {
     "id", "contactId", "email", "firstName", "lastName", "status", "error", "attempts",
-    "deliveredAt", "openedAt", "bounceType", "bouncedAt", "complainedAt",
+    "deliveredAt", "openedAt", "bounceType", "bouncedAt", "complainedAt", "clickedAt", "machine",
+    "machineReason",
 }  # fmt: skip
 CSV_HEADER = [
-    "email",
-    "firstName",
-    "lastName",
-    "status",
-    "deliveredAt",
-    "openedAt",
-    "error",
-    "bounceType",
-    "bouncedAt",
-    "complainedAt",
-]
-
-
-@pytest.fixture(autouse=True)
-def _retire_queue(runtime) -> Iterator[None]:
-    yield
-    retire_queue(runtime)
-
-
-@pytest.fixture
-def admin(client, runtime):
-    return caller(client, runtime)
+    "email", "firstName", "lastName", "status", "deliveredAt", "openedAt", "error", "bounceType",
+    "bouncedAt", "complainedAt", "clickedAt", "machine",
+]  # fmt: skip
 
 
 def log_campaign(runtime, org_id: uuid.UUID) -> tuple[uuid.UUID, list[int]]:
@@ -353,6 +334,7 @@ def test_resend_of_an_unknown_send_in_a_sent_campaign_keeps_it_sent(client, runt
     assert stats == {
         "status": "SENT", "recipients": 2, "delivered": 1, "failed": 0, "unknown": 0,
         "pending": 1, "cancelled": 0, "opens": 0, "openRate": 0, "bounced": 0, "complaints": 0,
+        **NO_ENGAGEMENT,
     }  # fmt: skip
     assert get_campaign_row(runtime, campaign_id).completed_at is not None
 

@@ -24,17 +24,9 @@ FORMULAS = [
     "-5",  # a plain negative number is a formula start too: exported as '-5
 ]
 HEADER = [
-    "email",
-    "firstName",
-    "lastName",
-    "status",
-    "deliveredAt",
-    "openedAt",
-    "error",
-    "bounceType",
-    "bouncedAt",
-    "complainedAt",
-]
+    "email", "firstName", "lastName", "status", "deliveredAt", "openedAt", "error", "bounceType",
+    "bouncedAt", "complainedAt", "clickedAt", "machine",
+]  # fmt: skip
 
 
 def read_csv(text: str) -> list[dict[str, str]]:

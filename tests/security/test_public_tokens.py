@@ -1,6 +1,6 @@
-"""The tokens in every message (unsubscribe link, open pixel) against tampering, enumeration
-and timing: a wrong token gets the generic answer and changes nothing, and the answers do
-not tell a stranger whether a token exists.
+"""The tokens in every message (unsubscribe link, open pixel, tracked links) against
+tampering, enumeration and timing: a wrong token gets the generic answer and changes
+nothing, and the answers do not tell a stranger whether a token exists.
 
 Already shown in tests/marketing/test_tracking.py: the GET of the unsubscribe page changes
 nothing (``test_get_on_the_unsubscribe_link_changes_nothing``), a few unknown tokens get the
@@ -70,17 +70,23 @@ def raw_get(base_url: str, path: str) -> tuple[int, dict[str, str]]:
 
 @pytest.fixture
 def delivered(runtime, smtp_server):
-    """Two delivered sends (no worker: marked as a worker would have left them)."""
-    arranged = arrange(runtime, smtp_server, 2)
+    """Two delivered sends with a tracked link (no worker: marked as a worker would have
+    left them)."""
+    arranged = arrange(runtime, smtp_server, 2, html_body=LINK_BODY)
     mark_delivered(runtime, arranged.campaign_id)
     return arranged
 
 
+LINK_BODY = '<p>Hi <a href="https://shop.example/">shop</a> <a href="{{unsubscribeUrl}}">x</a></p>'
+
+
 def assert_untouched(runtime, arranged) -> None:
-    time.sleep(runtime.settings.open_flush_seconds + 0.5)  # past one flush of buffered opens
-    assert campaign(runtime, arranged.campaign_id).opens == 0
+    time.sleep(runtime.settings.open_flush_seconds + 0.5)  # past one flush of buffered hits
+    row = campaign(runtime, arranged.campaign_id)
+    assert (row.opens, row.clicks, row.machine_clicks) == (0, 0, 0)
     for send in sends(runtime, arranged.campaign_id):
         assert send.opened_at is None and send.unsubscribed_at is None
+        assert send.clicked_at is None
     assert not any(contact_opted_out(runtime, email) for email in arranged.emails)
 
 
@@ -99,8 +105,20 @@ def test_tampered_tokens_get_the_generic_answers_and_change_nothing(
         gif = client.get(f"/t/{bad}.gif")
         if gif.status_code != 200 or gif.content != PIXEL or "set-cookie" in gif.headers:
             problems.append(f"GET /t/ {name}: {gif.status_code} {gif.headers}")
+        for method in ("GET", "HEAD"):
+            link = client.request(method, f"/c/{bad}/1")
+            if link.status_code != 404 or "location" in link.headers:
+                problems.append(f"{method} /c/ {name}: {link.status_code} {link.headers}")
+            if "set-cookie" in link.headers or (method == "GET" and INVALID_PAGE not in link.text):
+                problems.append(f"{method} /c/ {name}: a cookie, or not the generic page")
     # dot segments sent raw: whatever route they reach, no error and no cookie
-    for path in (f"/u/../u/{token[:-1]}", f"/t/../t/{token[:-1]}.gif", "/u/../../etc/passwd"):
+    for path in (
+        f"/u/../u/{token[:-1]}",
+        f"/t/../t/{token[:-1]}.gif",
+        "/u/../../etc/passwd",
+        f"/c/../c/{token[:-1]}/1",
+        f"/c/{token}/../../u/{token}",
+    ):
         status, headers = raw_get(live_server.url, path)
         if status >= 500 or "set-cookie" in headers:
             problems.append(f"raw {path}: {status}")
@@ -114,6 +132,8 @@ def test_tampering_changes_nothing_and_the_real_tokens_still_work(client, runtim
     for bad in tamperings(token).values():
         client.post(f"/u/{bad}", data={"List-Unsubscribe": "One-Click"})
         client.get(f"/t/{bad}.gif")
+        client.get(f"/c/{bad}/1")
+        client.get(f"/c/{bad}/0")
     assert_untouched(runtime, delivered)
     # the control: the genuine token does what the tampered ones did not
     client.get(f"/t/{token}.gif")

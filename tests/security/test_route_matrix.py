@@ -75,6 +75,8 @@ SKIPPED: dict[tuple[str, str], str] = {
     ("GET", "/t/{name}"): "public open pixel (tests/security/test_public_tokens.py)",
     ("GET", "/u/{token}"): "public unsubscribe page (tests/security/test_public_tokens.py)",
     ("POST", "/u/{token}"): "public RFC 8058 one-click (tests/security/test_public_tokens.py)",
+    ("GET", "/c/{token}/{n}"): "public tracked link (tests/security/test_public_tokens.py, "
+    "tests/marketing/test_clicks.py)",
     ("POST", "/webhooks/{provider}/{webhook_key}"): "mail services' webhooks, authenticated "
     "by the key and each service's signature (tests/bounces/test_webhooks.py, test_sns.py)",
 }
@@ -106,6 +108,7 @@ RULES: dict[tuple[str, str], Rule] = {
     ("GET", "/api/marketing/campaigns"): Rule.MARKETING_READ,
     ("GET", "/api/marketing/campaigns/{campaign_id}"): Rule.MARKETING_READ,
     ("GET", "/api/marketing/campaigns/{campaign_id}/stats"): Rule.MARKETING_READ,
+    ("GET", "/api/marketing/campaigns/{campaign_id}/links"): Rule.MARKETING_READ,
     ("GET", "/api/marketing/campaigns/{campaign_id}/sends"): Rule.MARKETING_READ,
     ("GET", "/api/marketing/campaigns/{campaign_id}/sends.csv"): Rule.MARKETING_READ,
     ("POST", "/api/marketing/campaigns"): Rule.MARKETING_WRITE,

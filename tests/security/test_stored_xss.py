@@ -153,6 +153,7 @@ def test_every_html_page_has_a_csp_without_unsafe_inline_scripts(
         "contact_id": contact["id"],
         "token": "0" * 64,
         "name": "0" * 64 + ".gif",
+        "n": "1",
         "message_id": uuid.uuid4().hex,
         "send_id": "1",
         "report_id": str(hostile_bounce(client, admin)["id"]),

@@ -6,7 +6,7 @@ the relay's limits. relay_budgets: one row per org, the permits the limits allow
 backoff after a throttling answer; relay_connections: the connection slots each worker holds.
 
 Revision ID: d3f8a1c6b942
-Revises: c4e8a1f9b372
+Revises: d3f8a1c5e7b2
 Create Date: 2026-12-07 17:00:00
 """
 
@@ -18,7 +18,7 @@ from alembic import op
 import herald.db
 
 revision: str = "d3f8a1c6b942"
-down_revision: str | None = "c4e8a1f9b372"
+down_revision: str | None = "d3f8a1c5e7b2"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

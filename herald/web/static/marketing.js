@@ -27,6 +27,8 @@ function liveAudienceCount() {
     for (const box of form.querySelectorAll("input[name=statuses]:checked")) {
       body.append("statuses", box.value);
     }
+    const source = form.elements.namedItem("audience_campaign");
+    if (source) body.append("audience_campaign", source.value);
     const mine = ++latest;
     try {
       const response = await fetch(url, {
