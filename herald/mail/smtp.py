@@ -23,10 +23,17 @@ _MAX_LINE = 8192
 # 530 authentication required, 534 mechanism too weak, 535 credentials invalid
 CREDENTIALS_REFUSED = frozenset({530, 534, 535})
 # What 451 and 452 say when the relay (not the recipient's mailbox) wants fewer messages;
-# 421 and 454 always mean it. Greylisting ("try again later") is about one recipient.
+# 454 always means it, and 421 unless the server says it is going away. Greylisting ("try
+# again later") is about one recipient.
 _THROTTLING_TEXT = re.compile(
     r"\b(rate|throttl\w*|too many|slow(ing)? down|busy|limit(s|ed)?|exceeded|congest\w*"
     r"|insufficient system (resources|storage))\b",
+    re.IGNORECASE,
+)
+# A 421 for a server shutting down: a rest does not help it; the send is retried, and a
+# server that stays away holds the campaign (it cannot be reached).
+_GOING_AWAY_TEXT = re.compile(
+    r"\b(shutting down|shut ?down|going down|not available|unavailable|maintenance)\b",
     re.IGNORECASE,
 )
 
@@ -54,10 +61,13 @@ class Reply:
 
     @property
     def throttling(self) -> bool:
-        """The relay asks for fewer messages: 421, 454, or a 451/452 saying so."""
-        if self.code in (421, 454):
+        """The relay asks for fewer messages: 454, a 421/451/452 saying so, or a 421 that
+        does not say the server is going away."""
+        if self.code == 454:
             return True
-        return self.code in (451, 452) and bool(_THROTTLING_TEXT.search(self.text))
+        if self.code in (421, 451, 452) and _THROTTLING_TEXT.search(self.text):
+            return True
+        return self.code == 421 and not _GOING_AWAY_TEXT.search(self.text)
 
     @property
     def credentials_refused(self) -> bool:

@@ -98,6 +98,9 @@ def test_an_unreachable_server_is_unavailable_not_refused_credentials() -> None:
     ("reply", "throttling"),
     [
         ("421 4.7.0 Try again later, closing connection", True),
+        ("421 4.7.0 Too many connections, service not available", True),
+        ("421 4.3.2 Service shutting down", False),  # going away: retried, not a rest
+        ("421 Service not available, closing transmission channel", False),
         ("454 Throttling failure: Maximum sending rate exceeded.", True),
         ("451 4.7.500 Server busy. Please try again later", True),
         ("452 4.5.3 Too many recipients", True),

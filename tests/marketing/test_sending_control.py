@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -22,16 +21,9 @@ from tests.marketing.factories import (
     get_campaign_row,
     insert_campaign,
     insert_sends,
-    retire_queue,
 )
 
 API = "/api/marketing"
-
-
-@pytest.fixture(autouse=True)
-def _retire_queue(runtime) -> Iterator[None]:
-    yield
-    retire_queue(runtime)
 
 
 @pytest.fixture
