@@ -42,8 +42,8 @@ def save_config(
 ) -> EmailConfig:
     """Replace the org's configuration. The password belongs to its destination: ``None``
     keeps the stored one only while host, port, username and security stay the same, ``""``
-    clears it. The relay's limits and the bounce settings left out of the body stay as they are. 422
-    ``smtp_host_not_allowed`` for a host the egress rule refuses."""
+    clears it. The relay's limits and the bounce settings left out of the body stay as they
+    are. 422 ``smtp_host_not_allowed`` for a host the egress rule refuses."""
     egress.check_host(data.host, settings.smtp_networks)
     inbound.check_egress(data, settings)
     current = get_config(session, org_id)
