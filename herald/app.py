@@ -117,10 +117,11 @@ def create_app(
     app.add_middleware(SilentRefresh, runtime=runtime)
     app.add_middleware(BodyLimit, settings=settings)
     app.add_middleware(TokenPathErrors)
-    # First: the pixel and the unsubscribe links are most of the traffic, and the router
-    # tries its routes in order. As the app router's own routes, since FastAPI matches an
-    # included router's routes in two passes (docs/performance.md).
-    app.router.routes.extend(public_router.routes)
+    # First, before even the OpenAPI route FastAPI added: the pixel, tracked and unsubscribe
+    # links are most of the traffic, and the router tries its routes in order. As the app
+    # router's own routes, since FastAPI matches an included router's routes in two passes
+    # (docs/performance.md).
+    app.router.routes[0:0] = public_router.routes
     app.router.routes.extend(webhooks_router.routes)  # mail services' calls come in bursts too
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     install_error_handlers(app)

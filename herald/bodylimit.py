@@ -19,6 +19,7 @@ UPLOAD_PATHS = ("/api/crm/contacts/import", "/crm/import")
 # API endpoints that take a body from callers without an access token.
 ANONYMOUS_API_BODIES = ("/api/auth/login", "/api/auth/refresh", "/api/auth/logout")
 _READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+_NONE = (b"", b"0")  # a Content-Length that announces no body
 # Room for the multipart boundaries and part headers around an uploaded file.
 MULTIPART_OVERHEAD = 64 * 1024
 
@@ -46,8 +47,12 @@ class BodyLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        announced, allowed = self.limit_for(scope["path"])
         headers = dict(scope.get("headers", []))
+        if b"transfer-encoding" not in headers and headers.get(b"content-length", b"0") in _NONE:
+            # no body (RFC 9112 6.3): nothing to count or refuse; most requests are GETs
+            await self.app(scope, receive, send)
+            return
+        announced, allowed = self.limit_for(scope["path"])
         if _anonymous_api_body(scope, headers):
             await _not_authenticated(scope, receive, send)
             return
@@ -97,10 +102,7 @@ def _anonymous_api_body(scope: Scope, headers: dict[bytes, bytes]) -> bool:
         return False
     if path in ANONYMOUS_API_BODIES:
         return False
-    has_body = b"transfer-encoding" in headers or headers.get(b"content-length", b"0") not in (
-        b"",
-        b"0",
-    )
+    has_body = b"transfer-encoding" in headers or headers.get(b"content-length", b"0") not in _NONE
     scheme, _, token = headers.get(b"authorization", b"").decode("latin-1").partition(" ")
     return has_body and not (scheme.lower() == "bearer" and token.strip())
 

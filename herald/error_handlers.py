@@ -144,8 +144,8 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     return error_response(exc.status_code, code, message, None, headers)
 
 
-# the pixel's and the unsubscribe links (a token follows), the webhooks (a key)
-_TOKEN_PATHS = ("/t/", "/u/", "/webhooks/")
+# the pixel's, tracked and unsubscribe links (a token follows), the webhooks (a key)
+_TOKEN_PATHS = ("/t/", "/c/", "/u/", "/webhooks/")
 
 
 def unexpected_error(path: str, exc: Exception) -> JSONResponse:
@@ -160,9 +160,9 @@ def unexpected_error(path: str, exc: Exception) -> JSONResponse:
 
 
 class TokenPathErrors:
-    """The 500 of an unhandled error under /t/, /u/ and /webhooks/, answered here and not raised on:
-    the server's own report of it would carry the link's token (SQLAlchemy's messages
-    show bound values), and raising past the response makes it drop the keep-alive
+    """The 500 of an unhandled error under /t/, /c/, /u/ and /webhooks/, answered here and not
+    raised on: the server's own report of it would carry the link's token (SQLAlchemy's
+    messages show bound values), and raising past the response makes it drop the keep-alive
     connection. Elsewhere Starlette's handler answers and the server logs the traceback."""
 
     def __init__(self, app: ASGIApp) -> None:

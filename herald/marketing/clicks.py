@@ -114,8 +114,6 @@ class _SendFlush:
 
     def __init__(self, send: engagement.SendEngagement, recent: list[_Row]) -> None:
         self.send = send
-        self.before = send.figures()
-        self.state = send.state()
         self.delivered_at = seconds(send.delivered_at)
         self.recent = recent
         # stored human hits per link, before this flush (kept with the send)
@@ -236,7 +234,7 @@ def _write(session: Session, flushes: list[_SendFlush]) -> int:
         kept = {str(n): hits for n, hits in sorted(f.human_after().items()) if hits > 0}
         f.send.human_link_hits = kept or None
     _first_human_clicks(session, flushes)
-    engagement.save(session, [(f.send, f.before) for f in flushes if f.send.state() != f.state])
+    engagement.save(session, [f.send for f in flushes])
     _move_link_counters(session, flushes)
     return len(new_rows)
 

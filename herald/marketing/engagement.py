@@ -11,11 +11,12 @@ scanner fetched) or back (its trap link was followed) exactly once, under any co
 from __future__ import annotations
 
 import datetime as dt
+import operator
 import uuid
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 
-from sqlalchemy import Integer, bindparam, select, update
+from sqlalchemy import Integer, Update, bindparam, select, update
 from sqlalchemy.orm import Session
 
 from herald.marketing.classify import Reason, after_trap, seconds
@@ -28,29 +29,23 @@ CHUNK = 500  # tokens or ids per statement: well under every database's bound va
 ENGAGED = (SendStatus.DELIVERED.value, SendStatus.SENDING.value)
 FIGURES = ("opens", "human_opens", "machine_opens", "clicks", "machine_clicks")
 
-_COLUMNS = (
-    S.id,
-    S.token,
-    S.org_id,
-    S.campaign_id,
-    S.delivered_at,
-    S.opened_at,
-    S.open_human_at,
-    S.clicked_at,
-    S.click_human_at,
-    S.trapped_at,
-    S.machine_reason,
-    S.human_link_hits,
-)
 STATE = ("opened_at", "open_human_at", "clicked_at", "click_human_at", "trapped_at")
 KEPT = (*STATE, "machine_reason", "human_link_hits")  # what save() writes
-# Built once: a flood writes thousands of sends a second. Bind names differ from the
-# columns' (SQLAlchemy reserves those for the SET clause).
-_SAVE = (
-    update(S)
-    .where(S.id == bindparam("b_id"))
-    .values({name: bindparam(f"b_{name}", type_=S.__table__.c[name].type) for name in KEPT})
-)
+_KEPT_OF = operator.attrgetter(*KEPT)  # one call per send: a flood saves thousands a second
+# One UPDATE per set of changed columns, built once: a first click changes four of the
+# seven, a repeated one mostly one, and each value written costs its conversion. Bind
+# names differ from the columns' (SQLAlchemy reserves those for the SET clause).
+_SAVES: dict[tuple[str, ...], Update] = {}
+
+
+def _save_statement(names: tuple[str, ...]) -> Update:
+    stmt = _SAVES.get(names)
+    if stmt is None:
+        values = {name: bindparam(f"b_{name}", type_=S.__table__.c[name].type) for name in names}
+        stmt = _SAVES[names] = update(S).where(S.id == bindparam("b_id")).values(values)
+    return stmt
+
+
 _COUNT = (
     update(Campaign)
     .where(Campaign.id == bindparam("b_campaign_id"))
@@ -61,6 +56,25 @@ _COUNT = (
         }
     )
 )
+
+
+Figures = tuple[int, int, int, int, int]
+
+
+def _figures(
+    opened_at: object, open_human_at: object, clicked_at: object, click_human_at: object
+) -> Figures:
+    opened = opened_at is not None
+    human = open_human_at is not None or click_human_at is not None
+    clicked = clicked_at is not None
+    human_click = click_human_at is not None
+    return (
+        int(opened),
+        int(opened and human),
+        int(opened and not human),
+        int(human_click),
+        int(clicked and not human_click),
+    )
 
 
 def earliest(current: dt.datetime | None, at: dt.datetime) -> dt.datetime:
@@ -84,23 +98,26 @@ class SendEngagement:
     trapped_at: dt.datetime | None
     machine_reason: str | None
     human_link_hits: dict[str, int] | None
+    loaded: tuple[object, ...] = field(init=False, repr=False)  # the state as read
 
-    def figures(self) -> tuple[int, int, int, int, int]:
+    def __post_init__(self) -> None:
+        self.loaded = self.state()
+
+    def figures(self) -> Figures:
         """What this send adds to its campaign's counters, in the order of FIGURES."""
-        opened = self.opened_at is not None
-        human = self.open_human_at is not None or self.click_human_at is not None
-        clicked = self.clicked_at is not None
-        human_click = self.click_human_at is not None
-        return (
-            int(opened),
-            int(opened and human),
-            int(opened and not human),
-            int(human_click),
-            int(clicked and not human_click),
-        )
+        return _figures(*self.state()[:4])
 
     def state(self) -> tuple[object, ...]:
-        return tuple(getattr(self, name) for name in KEPT)
+        state: tuple[object, ...] = _KEPT_OF(self)
+        return state
+
+    def changed(self) -> tuple[str, ...]:
+        """The kept columns that differ from what was read."""
+        return tuple(
+            name
+            for name, now, then in zip(KEPT, self.state(), self.loaded, strict=True)
+            if now != then
+        )
 
     def opened(self, at: dt.datetime, reason: Reason | None) -> None:
         """A pixel hit; ``reason`` is the request's machine reason, if any."""
@@ -127,6 +144,10 @@ class SendEngagement:
         self.machine_reason = Reason.TRAP_LINK.value
 
 
+# Read in the order of SendEngagement's fields (its rows are built by position).
+_COLUMNS = tuple(getattr(S, f.name) for f in fields(SendEngagement) if f.init)
+
+
 def load(
     session: Session, tokens: list[str], *, without_human_open: bool = False
 ) -> list[SendEngagement]:
@@ -144,28 +165,30 @@ def load(
         )
         if without_human_open:
             stmt = stmt.where(S.open_human_at.is_(None))
-        found.extend(SendEngagement(**row._mapping) for row in connection.execute(stmt))
+        found.extend(SendEngagement(*row) for row in connection.execute(stmt))
     return found
 
 
-Figures = tuple[int, int, int, int, int]
-
-
-def save(
-    session: Session, changed: Iterable[tuple[SendEngagement, Figures]]
-) -> dict[uuid.UUID, dict[str, int]]:
-    """Write the sends whose state changed (each with its figures from before the change)
-    and move their campaigns' counters; the counter moves per campaign, returned."""
-    rows = []
+def save(session: Session, sends: Iterable[SendEngagement]) -> dict[uuid.UUID, dict[str, int]]:
+    """Write what changed of these sends since they were read and move their campaigns'
+    counters; the counter moves per campaign, returned."""
+    rows: dict[tuple[str, ...], list[dict[str, object]]] = {}
     moves: dict[uuid.UUID, list[int]] = {}
-    for send, before in changed:
-        rows.append({"b_id": send.id} | {f"b_{name}": getattr(send, name) for name in KEPT})
+    for send in sends:
+        names = send.changed()
+        if not names:
+            continue
+        row: dict[str, object] = {"b_id": send.id}
+        for name in names:
+            row[f"b_{name}"] = getattr(send, name)
+        rows.setdefault(names, []).append(row)
         move = moves.setdefault(send.campaign_id, [0] * len(FIGURES))
+        before = _figures(*send.loaded[:4])
         for i, (now, then) in enumerate(zip(send.figures(), before, strict=True)):
             move[i] += now - then
     connection = session.connection()
-    if rows:
-        connection.execute(_SAVE, rows)
+    for names, group in rows.items():
+        connection.execute(_save_statement(names), group)
     for campaign_id in sorted(moves, key=str):  # one order: concurrent writers cannot deadlock
         move = moves[campaign_id]
         if any(move):

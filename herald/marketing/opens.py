@@ -24,16 +24,13 @@ def record_opens(session: Session, hits: list[OpenHit]) -> int:
     reasons: dict[str, list[str]] = defaultdict(list)
     for token, reason in hits:
         reasons[token].append(reason)
-    changed = []
     # Only sends without a human open yet: a hit changes nothing on the others, so a
     # flood of repeated opens costs one indexed read per token.
-    for send in engagement.load(session, sorted(reasons), without_human_open=True):
-        before, state = send.figures(), send.state()
+    sends = engagement.load(session, sorted(reasons), without_human_open=True)
+    for send in sends:
         for reason in sorted(reasons[send.token], reverse=True):  # machine first, then human
             send.opened(now, Reason(reason) if reason else None)
-        if send.state() != state:
-            changed.append((send, before))
-    moves = engagement.save(session, changed)
+    moves = engagement.save(session, sends)
     return sum(move["opens"] for move in moves.values())
 
 

@@ -71,21 +71,20 @@ async def tracked_link(request: Request) -> Response:
     if not (well_formed(token) and number.isdigit() and len(number) <= MAX_LINK_DIGITS):
         return _invalid_link(request)
     link = int(number)
+    state = request.app.state
     target = None
     if link != TRAP_LINK:
-        targets: LinkTargets = request.app.state.link_targets
+        targets: LinkTargets = state.link_targets
         known = targets.known(token, link)  # no await when the send is kept
         target = await targets.target(token, link) if isinstance(known, NotKept) else known
         if target is None:
             return _invalid_link(request)
-    recorder: HitRecorder[ClickHit] = request.app.state.click_recorder
+    recorder: HitRecorder[ClickHit] = state.click_recorder
     reason = _machine_reason(request, link)
     recorder.hit(ClickHit(token, time.time(), next(_click_numbers), link, reason))
     if target is None:
         return _invalid_link(request)
-    response = Response(status_code=302)
-    response.raw_headers = [(b"location", target.encode("ascii")), *_REDIRECT_RAW_HEADERS]
-    return response
+    return _Redirect(target)
 
 
 # The redirect's fixed headers, encoded once (a click is a hot path).
@@ -93,6 +92,16 @@ _REDIRECT_RAW_HEADERS = [
     (name.lower().encode("latin-1"), value.encode("latin-1"))
     for name, value in {**REDIRECT_HEADERS, "Content-Length": "0"}.items()
 ]
+
+
+class _Redirect(Response):
+    """The 302 of a tracked link, its headers as they go out (none to parse or count)."""
+
+    def __init__(self, location: str) -> None:
+        self.status_code = 302
+        self.background = None
+        self.body = b""
+        self.raw_headers = [(b"location", location.encode("ascii")), *_REDIRECT_RAW_HEADERS]
 
 
 def _machine_reason(request: Request, link: int | None = None) -> str:

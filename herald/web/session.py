@@ -28,7 +28,7 @@ ACCESS_COOKIE = "herald_access"
 REFRESH_COOKIE = "herald_refresh"
 # Requests that never carry a page session: the API uses Authorization headers, and the
 # public endpoints in messages must stay cookie-free.
-SKIP_PREFIXES = ("/api/", "/t/", "/u/", "/static/", "/healthz")
+SKIP_PREFIXES = ("/api/", "/t/", "/c/", "/u/", "/static/", "/healthz")
 
 
 def _cookie(name: str, value: str, settings: Settings, max_age: int) -> str:

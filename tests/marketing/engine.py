@@ -12,11 +12,12 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
 from sqlalchemy import func, select
 
 from herald.audit.service import CLI, system_actor
@@ -352,3 +353,27 @@ def mark_delivered(runtime: Runtime, campaign_id: uuid.UUID, seconds_ago: float 
             .where(Campaign.id == campaign_id)
             .values(delivered=n, status="SENT", completed_at=utcnow())
         )
+
+
+def assert_fails_without_token(
+    monkeypatch,
+    capfd,
+    broken: tuple[object, str],
+    request: Callable[[], httpx.Response],
+    token: str,
+) -> None:
+    """``request()`` while ``broken`` (a module and a name in it) raises as a database gone
+    away would: the contract's 500, logged, and neither the answer nor the log carries the
+    link's token."""
+
+    def fails(*args, **kwargs):
+        raise RuntimeError("the database went away")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(*broken, fails)
+        response = request()
+    assert response.status_code == 500
+    assert response.json()["error"]["code"] == "internal_error"
+    assert token not in response.text
+    logged = "".join(capfd.readouterr())
+    assert "request.unhandled_error" in logged and token not in logged

@@ -19,10 +19,12 @@ import pytest
 from sqlalchemy import select
 
 from herald.db import unit_of_work
+from herald.marketing import links as link_targets
 from herald.marketing.models import MarketingClick, MarketingLink
 from tests.marketing.engine import (
     arrange,
     assert_counters_match_sends,
+    assert_fails_without_token,
     campaign,
     mark_delivered,
     sends,
@@ -120,6 +122,18 @@ def test_a_click_redirects_to_its_link_merged_for_the_contact_and_counts(
     assert clicked.clicked_at is not None and clicked.opened_at is not None
     assert not clicked.machine
     assert_counters_match_sends(runtime, arranged.campaign_id)
+
+
+def test_a_first_click_that_fails_answers_the_contracts_500_without_its_token(
+    client, runtime, smtp_server, monkeypatch, capfd
+):
+    """The send's read fails (the database away): the contract's 500, and neither the
+    answer nor the log carries the link's token; the next click works."""
+    arranged = delivered(runtime, smtp_server, 1)
+    token = sends(runtime, arranged.campaign_id)[0].token
+    broken = (link_targets, "unit_of_work")
+    assert_fails_without_token(monkeypatch, capfd, broken, lambda: click(client, token, 1), token)
+    assert click(client, token, 1).status_code == 302
 
 
 def test_clicks_are_counted_total_and_unique_per_link(client, runtime, smtp_server):

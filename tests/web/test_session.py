@@ -56,6 +56,20 @@ def test_an_expired_access_cookie_is_refreshed_silently_even_by_two_requests_at_
     assert again.status_code == 200
 
 
+def test_a_tracked_link_leaves_the_page_session_alone(start_server, runtime):
+    """A person signed in to Herald clicks a link in a campaign: the link's answer carries
+    no cookie, and the refresh token is not spent on it."""
+    live_server = start_server(base_url="http://127.0.0.1")
+    user = make_user(runtime, make_org(runtime), "USER")
+    with httpx.Client(base_url=live_server.url, headers={"accept": "text/html"}) as client:
+        cookies = page_login(client, user)
+    stale = f"herald_access=expired.token.value; herald_refresh={cookies['herald_refresh']}"
+    link = httpx.get(f"{live_server.url}/c/{'a' * 64}/1", headers={"Cookie": stale})
+    assert link.status_code == 404 and "set-cookie" not in link.headers
+    page = httpx.get(f"{live_server.url}/crm/contacts", headers={"Cookie": stale})
+    assert page.status_code == 200 and page.cookies.get("herald_access")
+
+
 def test_a_cross_site_form_post_is_refused(start_server, runtime):
     live_server = start_server(base_url="http://127.0.0.1")
     user = make_user(runtime, make_org(runtime), "ADMIN")
