@@ -7,7 +7,14 @@ from herald.bounces.webhooks.models import MailgunToken, WebhookDelivery
 from herald.crm.models import Contact, ContactStatus
 from herald.db import Base
 from herald.mailconfig.models import BounceMailboxPoll, EmailConfig
-from herald.marketing.models import Campaign, MarketingClick, MarketingLink, MarketingSend
+from herald.marketing.models import (
+    Campaign,
+    MarketingClick,
+    MarketingLink,
+    MarketingSend,
+    RelayBudget,
+    RelayConnection,
+)
 from herald.orgs.models import Org, User
 
 metadata = Base.metadata
@@ -28,6 +35,8 @@ __all__ = [
     "Org",
     "RawReport",
     "RefreshToken",
+    "RelayBudget",
+    "RelayConnection",
     "User",
     "WebhookDelivery",
     "metadata",

@@ -50,6 +50,18 @@ class Settings(BaseSettings):
     lease_seconds: float = 60
     retry_base_seconds: float = 60
     retry_window_seconds: float = 14400
+    autopause_failures: int = Field(
+        default=50,
+        ge=1,
+        description="Sends in a row that fail for a reason not their recipient's (connection "
+        "refused or lost, TLS failure, timeout) before a campaign pauses itself.",
+    )
+    schedule_grace_seconds: float = Field(
+        default=3600,
+        ge=0,
+        description="A scheduled campaign found later than this after its time (Herald was "
+        "down) goes back to DRAFT instead of being sent.",
+    )
 
     smtp_verify_tls: bool = Field(
         default=True,

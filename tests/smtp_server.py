@@ -20,6 +20,7 @@ import logging
 import ssl
 import tempfile
 import threading
+import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -96,6 +97,8 @@ class Received:
     """The AUTH username the client logged in with, if it did."""
     tls: bool
     """Whether the message came over TLS (implicit or after STARTTLS)."""
+    at: float = 0.0
+    """When the server took it (time.monotonic(), at the end of DATA)."""
 
 
 @dataclass
@@ -117,6 +120,9 @@ class SmtpServer:
         self.port = port or free_port()
         self.messages: list[Received] = []
         self.errors: list[Exception] = []
+        self.transactions: list[float] = []  # when each MAIL FROM arrived (time.monotonic())
+        self.open_connections = 0
+        self.most_open_connections = 0
         self._scripts: dict[str, _Script] = {}
         self._lock = threading.Condition()
         self._certs: tempfile.TemporaryDirectory[str] | None = None
@@ -170,7 +176,12 @@ class SmtpServer:
                 options["ssl_context"] = context
             else:
                 options.update(tls_context=context, require_starttls=True)
-        return Controller(_Handler(self), **options)
+        return _CountingController(_Handler(self), **options)
+
+    def connected(self, change: int) -> None:
+        with self._lock:
+            self.open_connections += change
+            self.most_open_connections = max(self.most_open_connections, self.open_connections)
 
     def _authenticate(
         self, _server: SMTP, _session: Session, _envelope: Envelope, _mechanism: str, data: Any
@@ -218,6 +229,7 @@ class SmtpServer:
             queue_id=uuid.uuid4().hex[:12].upper(),
             login=login,
             tls=transport is not None and transport.get_extra_info("sslcontext") is not None,
+            at=time.monotonic(),
         )
         with self._lock:
             self.messages.append(received)
@@ -234,6 +246,8 @@ class _Handler:
     async def handle_MAIL(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
     ) -> str:
+        with self.owner._lock:
+            self.owner.transactions.append(time.monotonic())
         if self.owner.credentials is not None and not session.authenticated:
             return "530 5.7.0 Authentication required"
         envelope.mail_from = address
@@ -261,6 +275,23 @@ class _Handler:
                 return answer
         received = self.owner.record(server, envelope, session)
         return f"250 2.0.0 Ok: queued as {received.queue_id}"
+
+
+class _CountingSMTP(SMTP):
+    """Counts the connections open at once (``SmtpServer.most_open_connections``)."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        self.event_handler.owner.connected(+1)
+
+    def connection_lost(self, error: Exception | None) -> None:
+        super().connection_lost(error)
+        self.event_handler.owner.connected(-1)
+
+
+class _CountingController(Controller):
+    def factory(self) -> SMTP:
+        return _CountingSMTP(self.handler, **self.SMTP_kwargs)
 
 
 def _self_signed_context(directory: Path) -> ssl.SSLContext:

@@ -1,9 +1,11 @@
 """The operator's campaign commands, run as the real `herald` binary on the test database:
-list, show, launch, stats (and --watch), and the sends CSV export."""
+list, show, launch, stats (and --watch), schedule, unschedule, pause, resume, cancel, and
+the sends CSV export."""
 
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import io
 import json
 import os
@@ -235,6 +237,7 @@ def test_stats_json_gives_the_api_figures(runtime, database_url, tmp_path):
         "failed": 1,
         "unknown": 1,
         "pending": 4,
+        "cancelled": 0,
         "opens": 3,
         "openRate": 0.75,
         "bounced": 0,
@@ -327,3 +330,73 @@ def test_unknown_or_malformed_ids_exit_1_with_a_message(database_url, tmp_path):
     assert error["code"] == "validation_error"
     assert error["message"].startswith("'not-a-uuid' is not a campaign id")
     assert export.stderr == "Error: Campaign not found.\n" and export.stdout == ""
+
+
+# --- sending control: schedule, unschedule, pause, resume, cancel
+
+
+def test_schedule_then_unschedule_and_the_refusals(runtime, database_url, tmp_path):
+    _org_id, campaign_id = draft(runtime)
+    cid = str(campaign_id)
+    scheduled, past, bad = herald_all(
+        database_url,
+        tmp_path,
+        ["campaign", "schedule", cid, "--at", "2099-12-24T09:00+01:00", "--json"],
+        ["campaign", "schedule", cid, "--at", "2020-01-01T09:00Z"],
+        ["campaign", "schedule", cid, "--at", "next tuesday", "--json"],
+    )
+    # 2099 is more than a year ahead: refused; the others never got as far
+    assert scheduled.returncode == past.returncode == bad.returncode == 1
+    assert json.loads(scheduled.stdout)["error"]["message"] == "at must be at most a year from now."
+    assert past.stderr == "Error: at must be in the future.\n"
+    assert json.loads(bad.stdout)["error"]["message"].startswith("'next tuesday' is not a date")
+
+    when = (dt.datetime.now(dt.UTC) + dt.timedelta(days=3)).replace(second=0, microsecond=0)
+    at = when.strftime("%Y-%m-%dT%H:%M") + "Z"
+    scheduled = herald(["campaign", "schedule", cid, "--at", at, "--json"], database_url, tmp_path)
+    data = ok_json(scheduled)
+    assert data["status"] == "SCHEDULED"
+    assert dt.datetime.fromisoformat(data["scheduledAt"]) == when
+    text = herald(["campaign", "unschedule", cid], database_url, tmp_path)
+    assert text.returncode == 0 and text.stdout.startswith("Unscheduled:")
+    assert get_campaign_row(runtime, campaign_id).status == "DRAFT"
+    again = herald(["campaign", "unschedule", cid], database_url, tmp_path)
+    assert again.returncode == 1
+    assert again.stderr.startswith("Error: Only a SCHEDULED campaign can be unscheduled")
+
+
+def test_pause_resume_and_cancel_with_its_question(runtime, database_url, tmp_path):
+    org = make_org(runtime)
+    campaign_id = insert_campaign(runtime, org.id, "SENDING", recipients=3, delivered=1)
+    insert_sends(
+        runtime,
+        org.id,
+        campaign_id,
+        [
+            {"email": "a@example.com", "status": "DELIVERED"},
+            {"email": "b@example.com", "status": "QUEUED"},
+            {"email": "c@example.com", "status": "QUEUED"},
+        ],
+    )
+    cid = str(campaign_id)
+    paused = ok_json(herald(["campaign", "pause", cid, "--json"], database_url, tmp_path))
+    assert (paused["status"], paused["pauseReason"]) == ("PAUSED", "Paused by herald CLI.")
+    resumed = herald(["campaign", "resume", cid], database_url, tmp_path)
+    assert resumed.stdout == "Resumed: SENDING, 2 message(s) to go.\n"
+
+    declined = herald(["campaign", "cancel", cid], database_url, tmp_path, "n\n")
+    assert declined.returncode == 1
+    assert "2 message(s) not yet sent will never be sent" in declined.stderr
+    assert get_campaign_row(runtime, campaign_id).status == "SENDING"
+    cancelled = herald(["campaign", "cancel", cid, "--yes", "--json"], database_url, tmp_path)
+    data = ok_json(cancelled)
+    assert (data["status"], data["cancelled"], data["pending"]) == ("CANCELLED", 2, 0)
+    again = herald(["campaign", "pause", cid], database_url, tmp_path)
+    assert again.returncode == 1 and "Only a SENDING campaign can be paused" in again.stderr
+
+
+@pytest.mark.parametrize("command", ["schedule", "unschedule", "pause", "resume", "cancel"])
+def test_the_control_commands_explain_themselves(database_url, tmp_path, command):
+    result = herald(["campaign", command, "--help"], database_url, tmp_path)
+    assert result.returncode == 0
+    assert "--json" in result.stdout and "ID" in result.stdout

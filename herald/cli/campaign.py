@@ -8,15 +8,18 @@ from __future__ import annotations
 import datetime as dt
 import sys
 import threading
+import uuid
+from collections.abc import Callable
 from typing import Any
 
 import typer
+from sqlalchemy.orm import Session
 
 from herald.audit import service as audit
 from herald.cli.output import JSON_OPTION, ctrl_c_flag, emit, operator_runtime, parse_status
 from herald.db import unit_of_work
-from herald.errors import Conflict, HeraldError
-from herald.marketing import service
+from herald.errors import Conflict, HeraldError, ValidationFailed
+from herald.marketing import control, service
 from herald.marketing.audience import count_eligible
 from herald.marketing.launch import launch_campaign
 from herald.marketing.models import Campaign, CampaignStatus
@@ -26,8 +29,9 @@ from herald.runtime import Runtime
 from herald.schemas import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 
 app = typer.Typer(
-    help="Email campaigns of every org: list, show, launch, and follow their sending. "
-    "Works on the database named by HERALD_DATABASE_URL, without a login.",
+    help="Email campaigns of every org: list, show, launch, schedule, pause, resume, cancel, "
+    "and follow their sending. Works on the database named by HERALD_DATABASE_URL, without "
+    "a login.",
     no_args_is_help=True,
 )
 
@@ -35,6 +39,7 @@ EXIT_INTERRUPTED = 130  # the shell's code for a command stopped by Ctrl-C (128 
 NAME_WIDTH = 40
 
 CAMPAIGN_ID = typer.Argument(..., help="The campaign's id (a UUID, as `herald campaign list`).")
+YES_OPTION = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation (for scripts).")
 
 
 def _campaign_json(campaign: Campaign, org_name: str) -> dict[str, Any]:
@@ -146,7 +151,12 @@ def list_(
     org_id: str = typer.Option(
         None, "--org", help="Only this org's campaigns (its id). Default: every org's."
     ),
-    status: str = typer.Option(None, "--status", help="Only DRAFT, SENDING, SENT or FAILED ones."),
+    status: str = typer.Option(
+        None,
+        "--status",
+        help="Only campaigns with this status: DRAFT, SCHEDULED, SENDING, PAUSED, SENT, "
+        "CANCELLED or FAILED.",
+    ),
     page: int = typer.Option(1, "--page", min=1, help="Which page of results, from 1."),
     page_size: int = typer.Option(
         DEFAULT_PAGE_SIZE, "--page-size", min=1, max=MAX_PAGE_SIZE, help="Campaigns per page."
@@ -203,6 +213,14 @@ def _yes(question: str) -> bool:
     return answer.strip().lower() in ("y", "yes")
 
 
+def _confirm(question: str, done: str) -> None:
+    """Ask; anything but yes stops the command (exit 1) with ``Not <done>``."""
+    if not _yes(question):
+        raise HeraldError(
+            f"Not {done} (answer y at the prompt, or pass --yes).", code="not_confirmed"
+        )
+
+
 def _confirm_launch(runtime: Runtime, campaign_id: str) -> None:
     """Ask before launching, naming how many contacts would be mailed now."""
     with unit_of_work(runtime.sessions, write=False) as session:
@@ -218,18 +236,13 @@ def _confirm_launch(runtime: Runtime, campaign_id: str) -> None:
         f"Launch {campaign.name!r} (org {org_name!r}) to {eligible} eligible "
         f"recipient{'' if eligible == 1 else 's'} now?"
     )
-    if not _yes(question):
-        raise HeraldError(
-            "Not launched (answer y at the prompt, or pass --yes).", code="not_confirmed"
-        )
+    _confirm(question, "launched")
 
 
 @app.command("launch")
 def launch(
     campaign_id: str = CAMPAIGN_ID,
-    yes: bool = typer.Option(
-        False, "--yes", "-y", help="Do not ask for confirmation (for scripts)."
-    ),
+    yes: bool = YES_OPTION,
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Launch a DRAFT campaign, as the API's launch does.
@@ -349,3 +362,151 @@ def stats(
             typer.echo("\nStopped watching; the campaign goes on sending.", err=True)
             raise typer.Exit(EXIT_INTERRUPTED) from None
     emit(figures, as_json, _stats_text(figures))
+
+
+# --- sending control
+
+
+def _control(
+    campaign_id: str,
+    as_json: bool,
+    change: Callable[..., Campaign],
+    done: Callable[[Campaign], str],
+) -> None:
+    """Apply one sending-control change as the CLI, print the campaign (or a sentence)."""
+    with operator_runtime(as_json) as runtime, unit_of_work(runtime.sessions) as session:
+        found = service.get_campaign_in_any_org(session, campaign_id)
+        actor = audit.system_actor(found.org_id, audit.CLI)
+        campaign = change(session, found.org_id, str(found.id), actor=actor)
+        data = _campaign_json(campaign, get_org(session, campaign.org_id).name)
+        text = done(campaign)
+    emit(data, as_json, text)
+
+
+def _at(value: str) -> dt.datetime:
+    """An ISO 8601 time; without an offset, this machine's local time."""
+    try:
+        moment = dt.datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise ValidationFailed(
+            f"{value!r} is not a date and time such as 2026-12-24T09:00+01:00.", field="at"
+        ) from None
+    return moment if moment.tzinfo is not None else moment.astimezone()
+
+
+def _utc(moment: dt.datetime | None) -> str:
+    return moment.strftime("%Y-%m-%d %H:%M UTC") if moment else "-"
+
+
+@app.command("schedule")
+def schedule(
+    campaign_id: str = CAMPAIGN_ID,
+    at: str = typer.Option(
+        ...,
+        "--at",
+        help="When to send it, ISO 8601: 2026-12-24T09:00+01:00, or ...Z for UTC; without an "
+        "offset, this machine's local time.",
+    ),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Schedule a DRAFT campaign: a running worker launches it at that time.
+
+    Who is eligible is decided when it launches. Exits 1 unless the campaign is a
+    DRAFT, the time is in the future and within a year, and the org's SMTP settings
+    and a sender address are there. A campaign found more than
+    HERALD_SCHEDULE_GRACE_SECONDS late (no worker was running) goes back to DRAFT.
+    --json prints the campaign, as `herald campaign show --json`.
+    """
+
+    def at_that_time(
+        session: Session, org_id: uuid.UUID, campaign_id: str, *, actor: audit.Actor
+    ) -> Campaign:
+        return control.schedule_campaign(session, org_id, campaign_id, _at(at), actor=actor)
+
+    _control(
+        campaign_id,
+        as_json,
+        at_that_time,
+        lambda c: f"Scheduled: {c.name!r} will be sent at {_utc(c.scheduled_at)}.",
+    )
+
+
+@app.command("unschedule")
+def unschedule(campaign_id: str = CAMPAIGN_ID, as_json: bool = JSON_OPTION) -> None:
+    """Take a SCHEDULED campaign back to DRAFT (editable again). Exits 1 otherwise.
+
+    --json prints the campaign.
+    """
+    _control(
+        campaign_id,
+        as_json,
+        control.unschedule_campaign,
+        lambda c: f"Unscheduled: {c.name!r} is a DRAFT again.",
+    )
+
+
+@app.command("pause")
+def pause(campaign_id: str = CAMPAIGN_ID, as_json: bool = JSON_OPTION) -> None:
+    """Pause a SENDING campaign: once this returns no new message starts; those in
+    flight (at most 100 per worker) complete. Exits 1 unless SENDING.
+
+    --json prints the campaign.
+    """
+    _control(
+        campaign_id,
+        as_json,
+        control.pause_campaign,
+        lambda c: f"Paused: {c.pending} message(s) wait for `herald campaign resume`.",
+    )
+
+
+@app.command("resume")
+def resume(campaign_id: str = CAMPAIGN_ID, as_json: bool = JSON_OPTION) -> None:
+    """Resume a PAUSED campaign (also one that paused itself, once the cause is fixed):
+    the messages still queued go out, one per contact. Exits 1 unless PAUSED.
+
+    --json prints the campaign.
+    """
+    _control(
+        campaign_id,
+        as_json,
+        control.resume_campaign,
+        lambda c: f"Resumed: {c.status}, {c.pending} message(s) to go.",
+    )
+
+
+def _confirm_cancel(runtime: Runtime, campaign_id: str) -> None:
+    """Ask before cancelling, naming how many messages would never be sent."""
+    with unit_of_work(runtime.sessions, write=False) as session:
+        campaign = service.get_campaign_in_any_org(session, campaign_id)
+        not_sent = control.not_sent_if_cancelled(session, campaign.org_id, campaign)
+    what = (
+        "it will not be sent at its scheduled time"
+        if campaign.status == CampaignStatus.SCHEDULED.value
+        else f"{not_sent} message(s) not yet sent will never be sent"
+    )
+    _confirm(f"Cancel {campaign.name!r} ({campaign.status})? {what}.", "cancelled")
+
+
+@app.command("cancel")
+def cancel(
+    campaign_id: str = CAMPAIGN_ID,
+    yes: bool = YES_OPTION,
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Cancel a SCHEDULED, SENDING or PAUSED campaign, for good: its queued messages
+    are never sent (counted as cancelled); those in flight complete. Duplicate it to
+    send it again. Unless --yes, first asks, showing how many would not be sent.
+    Exits 1 for any other status.
+
+    --json prints the campaign.
+    """
+    with operator_runtime(as_json) as runtime:
+        if not yes:
+            _confirm_cancel(runtime, campaign_id)
+    _control(
+        campaign_id,
+        as_json,
+        control.cancel_campaign,
+        lambda c: f"Cancelled: {c.cancelled} message(s) will never be sent.",
+    )

@@ -10,17 +10,44 @@ from herald.mail.smtp import Reply, SmtpSettings
 
 
 class ServerUnavailable(Exception):
-    """The server cannot be reached or refuses our login: hold, don't fail."""
+    """The server cannot be reached, or refused the session: hold, don't fail. ``reply``
+    is its answer when it gave one (a throttling 421 in its greeting, a refused login)."""
+
+    def __init__(self, message: str, reply: Reply | None = None) -> None:
+        super().__init__(message)
+        self.reply = reply
+
+    @property
+    def throttling(self) -> bool:
+        return self.reply is not None and self.reply.throttling
+
+
+class CredentialsRefused(ServerUnavailable):
+    """The relay refuses Herald's login (530/534/535): nothing will go until someone fixes
+    the configuration."""
+
+
+class TooLate(Exception):
+    """The message's permit ran out before a connection was free: nothing was sent."""
 
 
 class Mailer(Protocol):
-    """Sends messages to one server. ``send`` answers the final 2xx reply, or raises
-    ``smtp.SmtpError`` (refused), ``smtp.ConnectionLost`` (its ``phase`` says whether a retry
-    is safe) or ``ServerUnavailable``."""
+    """Sends messages to one server over at most ``size`` connections (``resize`` changes
+    it). ``send`` answers the final 2xx reply, or raises ``smtp.SmtpError`` (refused),
+    ``smtp.ConnectionLost`` (its ``phase`` says whether a retry is safe),
+    ``ServerUnavailable``, or ``TooLate`` when no connection was free by ``not_after``
+    (``time.monotonic()``; the message was not started)."""
+
+    @property
+    def size(self) -> int: ...
+
+    def resize(self, size: int) -> None: ...
 
     async def ensure_ready(self) -> None: ...
 
-    async def send(self, sender: str, recipient: str, message: bytes) -> Reply: ...
+    async def send(
+        self, sender: str, recipient: str, message: bytes, not_after: float | None = None
+    ) -> Reply: ...
 
     async def close(self) -> None: ...
 
@@ -50,7 +77,12 @@ class InMemoryMailer:
         if self.refuse is not None:
             raise ServerUnavailable(str(self.refuse))
 
-    async def send(self, sender: str, recipient: str, message: bytes) -> Reply:
+    def resize(self, size: int) -> None:
+        self.size = size
+
+    async def send(
+        self, sender: str, recipient: str, message: bytes, not_after: float | None = None
+    ) -> Reply:
         if self.refuse is not None:
             raise self.refuse
         self.sent.append(SentMessage(sender, recipient, message))

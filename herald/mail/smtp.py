@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import enum
+import re
 import ssl
 from dataclasses import dataclass, field
 
@@ -19,6 +20,22 @@ from herald.mail import egress, tls
 
 DEFAULT_TIMEOUT = 60.0
 _MAX_LINE = 8192
+# 530 authentication required, 534 mechanism too weak, 535 credentials invalid
+CREDENTIALS_REFUSED = frozenset({530, 534, 535})
+# What 451 and 452 say when the relay (not the recipient's mailbox) wants fewer messages;
+# 454 always means it, and 421 unless the server says it is going away. Greylisting ("try
+# again later") is about one recipient.
+_THROTTLING_TEXT = re.compile(
+    r"\b(rate|throttl\w*|too many|slow(ing)? down|busy|limit(s|ed)?|exceeded|congest\w*"
+    r"|insufficient system (resources|storage))\b",
+    re.IGNORECASE,
+)
+# A 421 for a server shutting down: a rest does not help it; the send is retried, and a
+# server that stays away holds the campaign (it cannot be reached).
+_GOING_AWAY_TEXT = re.compile(
+    r"\b(shutting down|shut ?down|going down|not available|unavailable|maintenance)\b",
+    re.IGNORECASE,
+)
 
 
 class Phase(enum.Enum):
@@ -41,6 +58,20 @@ class Reply:
     @property
     def transient(self) -> bool:
         return 400 <= self.code < 500
+
+    @property
+    def throttling(self) -> bool:
+        """The relay asks for fewer messages: 454, a 421/451/452 saying so, or a 421 that
+        does not say the server is going away."""
+        if self.code == 454:
+            return True
+        if self.code in (421, 451, 452) and _THROTTLING_TEXT.search(self.text):
+            return True
+        return self.code == 421 and not _GOING_AWAY_TEXT.search(self.text)
+
+    @property
+    def credentials_refused(self) -> bool:
+        return self.code in CREDENTIALS_REFUSED
 
     def __str__(self) -> str:
         return f"{self.code} {self.text}".strip()

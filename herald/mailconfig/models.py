@@ -1,5 +1,5 @@
-"""Per-org mail settings: the SMTP relay, the bounce mailbox and the mail services' webhook
-keys. Secrets are sealed with herald.secretbox, never returned."""
+"""Per-org mail settings: the SMTP relay and its limits, the bounce mailbox and the mail
+services' webhook keys. Secrets are sealed with herald.secretbox, never returned."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, Text, Uni
 from sqlalchemy.orm import Mapped, mapped_column
 
 from herald.db import Base, IdMixin, OrgScoped, TimestampMixin, UTCDateTime
+from herald.mailconfig.account import DEFAULT_MAX_CONNECTIONS
 
 
 def new_webhook_key() -> str:
@@ -34,6 +35,14 @@ class EmailConfig(IdMixin, OrgScoped, TimestampMixin, Base):
     security: Mapped[str] = mapped_column(String(16), default="starttls")
     default_from_name: Mapped[str] = mapped_column(String(200), default="")
     default_from_email: Mapped[str] = mapped_column(String(320), default="")
+
+    # The relay's limits (issue #16), held by all workers together; None: no limit
+    max_per_second: Mapped[int | None] = mapped_column(Integer, default=None)
+    max_per_hour: Mapped[int | None] = mapped_column(Integer, default=None)
+    max_connections: Mapped[int] = mapped_column(
+        Integer, default=DEFAULT_MAX_CONNECTIONS, server_default=str(DEFAULT_MAX_CONNECTIONS)
+    )
+
     # Bounces (herald.bounces): the envelope sender's base, lower-cased; None: no VERP.
     bounce_address: Mapped[str | None] = mapped_column(String(320), default=None)
     soft_bounce_limit: Mapped[int] = mapped_column(Integer, default=3, server_default="3")

@@ -11,7 +11,7 @@ from starlette.concurrency import run_in_threadpool
 from herald.audit import service as audit
 from herald.auth.deps import ADMIN_ONLY, Principal
 from herald.mailconfig import inbound, service, testmail
-from herald.mailconfig.account import MailAccount
+from herald.mailconfig.account import DEFAULT_MAX_CONNECTIONS, MailAccount
 from herald.mailconfig.bounceaddress import DEFAULT_SOFT_BOUNCE_LIMIT
 from herald.mailconfig.models import EmailConfig
 from herald.mailconfig.schemas import (
@@ -48,6 +48,9 @@ def _view(session: Session, settings: Settings, row: EmailConfig | None) -> Emai
             default_from_name="",
             default_from_email="",
             password_set=False,
+            max_per_second=None,
+            max_per_hour=None,
+            max_connections=DEFAULT_MAX_CONNECTIONS,
             updated_at=None,
             bounce_address=None,
             soft_bounce_limit=DEFAULT_SOFT_BOUNCE_LIMIT,
@@ -62,6 +65,9 @@ def _view(session: Session, settings: Settings, row: EmailConfig | None) -> Emai
         default_from_name=row.default_from_name,
         default_from_email=row.default_from_email,
         password_set=row.password_sealed is not None,
+        max_per_second=row.max_per_second,
+        max_per_hour=row.max_per_hour,
+        max_connections=row.max_connections,
         updated_at=row.updated_at,
         bounce_address=row.bounce_address,
         soft_bounce_limit=row.soft_bounce_limit,
@@ -72,8 +78,9 @@ def _view(session: Session, settings: Settings, row: EmailConfig | None) -> Emai
 @router.get("/api/settings/email", response_model=EmailConfigOut, response_model_by_alias=True)
 def get_email_config(principal: AdminUser, session: Db, settings: AppSettings) -> EmailConfigOut:
     """The organisation's SMTP settings (`configured: false` until saved); the password is
-    never shown, only whether one is set. Also the bounce mailbox (with its last poll) and
-    the mail services' webhook URLs and keys (the Mailgun signing key only as set or not)."""
+    never shown, only whether one is set. Also the relay's limits, the bounce mailbox (with
+    its last poll) and the mail services' webhook URLs and keys (the Mailgun signing key only
+    as set or not)."""
     return _view(session, settings, service.get_config(session, principal.org_id))
 
 
@@ -104,6 +111,8 @@ def put_email_config(
     while host, port, username and security stay the same (a change clears it); an empty string
     clears it. A host that is or resolves to a non-public address is a 422
     `smtp_host_not_allowed`, unless HERALD_SMTP_ALLOWED_NETWORKS allows it.
+    `maxPerSecond` and `maxPerHour` (null: no limit) and `maxConnections` (1-100, default
+    10) are the relay's limits, held by all of Herald's workers together (left out: kept).
     `bounceAddress` (null or blank: none) is where bounces come back: each campaign message
     is sent with the return path `local+TAG@domain`, so its local part may have at most 37
     characters and no "+"; `softBounceLimit` (1-100, default 3) soft-bouncing campaigns in a

@@ -17,6 +17,7 @@ from pydantic import AfterValidator, BeforeValidator, Field
 from pydantic_core import PydanticCustomError
 
 from herald.mail.sendref import bounce_address_problem
+from herald.mailconfig.account import DEFAULT_MAX_CONNECTIONS
 from herald.mailconfig.bounceaddress import DEFAULT_SOFT_BOUNCE_LIMIT
 from herald.schemas import ApiModel
 
@@ -25,6 +26,9 @@ SECURITY_MODES: tuple[Security, ...] = get_args(Security)
 
 DEFAULT_PORT = 587
 DEFAULT_SECURITY: Security = "starttls"
+MAX_PER_SECOND = 100_000
+MAX_PER_HOUR = 100_000_000
+MAX_CONNECTIONS = 100
 MAX_SOFT_BOUNCE_LIMIT = 100
 
 _HOSTNAME = re.compile(
@@ -196,6 +200,12 @@ class EmailConfigIn(ApiModel):
     security: Security
     default_from_name: HeaderText = Field(default="", max_length=200)
     default_from_email: Address = Field(max_length=320)
+    # The relay's limits, for all of Herald's workers together; null: no limit.
+    max_per_second: int | None = Field(default=None, ge=1, le=MAX_PER_SECOND, strict=True)
+    max_per_hour: int | None = Field(default=None, ge=1, le=MAX_PER_HOUR, strict=True)
+    max_connections: int = Field(
+        default=DEFAULT_MAX_CONNECTIONS, ge=1, le=MAX_CONNECTIONS, strict=True
+    )
     # Bounces and complaints (herald.bounces): see CONTRACT.md "Bounces and complaints"
     bounce_address: BounceAddress = Field(default=None, max_length=320)
     soft_bounce_limit: int = Field(
@@ -216,6 +226,9 @@ class EmailConfigOut(ApiModel):
     default_from_name: str
     default_from_email: str
     password_set: bool
+    max_per_second: int | None
+    max_per_hour: int | None
+    max_connections: int
     updated_at: dt.datetime | None
     bounce_address: str | None
     soft_bounce_limit: int

@@ -13,7 +13,7 @@ from herald.errors import Conflict
 from herald.mail import egress
 from herald.mail.smtp import SmtpSettings
 from herald.mailconfig import inbound
-from herald.mailconfig.account import MailAccount
+from herald.mailconfig.account import MailAccount, RelayLimits
 from herald.mailconfig.bounceaddress import bounce_addresses
 from herald.mailconfig.models import EmailConfig
 from herald.mailconfig.repository import EmailConfigRepository
@@ -42,8 +42,8 @@ def save_config(
 ) -> EmailConfig:
     """Replace the org's configuration. The password belongs to its destination: ``None``
     keeps the stored one only while host, port, username and security stay the same, ``""``
-    clears it. The bounce settings left out of the body stay as they are. 422
-    ``smtp_host_not_allowed`` for a host the egress rule refuses."""
+    clears it. The relay's limits and the bounce settings left out of the body stay as they
+    are. 422 ``smtp_host_not_allowed`` for a host the egress rule refuses."""
     egress.check_host(data.host, settings.smtp_networks)
     inbound.check_egress(data, settings)
     current = get_config(session, org_id)
@@ -54,6 +54,9 @@ def save_config(
         "security": data.security,
         "default_from_name": data.default_from_name,
         "default_from_email": data.default_from_email,
+        "max_per_second": data.max_per_second,
+        "max_per_hour": data.max_per_hour,
+        "max_connections": data.max_connections,
         "bounce_address": data.bounce_address,
         "soft_bounce_limit": data.soft_bounce_limit,
     }
@@ -100,8 +103,14 @@ def _check_bounce_address_free(
 # What a stored password is bound to: change any of them and it is no longer sent anywhere.
 _DESTINATION = ("host", "port", "username", "security")
 # As the mailbox and the webhook keys (herald.mailconfig.inbound): a client that knows
-# nothing of bounces does not unset them.
-_KEPT_WHEN_LEFT_OUT = ("bounce_address", "soft_bounce_limit")
+# nothing of bounces or of the relay's limits does not unset them (null still clears a limit).
+_KEPT_WHEN_LEFT_OUT = (
+    "max_per_second",
+    "max_per_hour",
+    "max_connections",
+    "bounce_address",
+    "soft_bounce_limit",
+)
 
 
 @dataclass(frozen=True)
@@ -139,6 +148,7 @@ def load_mail_account(session: Session, settings: Settings, org_id: uuid.UUID) -
         ),
         from_name=row.default_from_name,
         from_email=row.default_from_email,
+        limits=RelayLimits(row.max_per_second, row.max_per_hour, row.max_connections),
         bounce_address=row.bounce_address,
     )
 

@@ -16,6 +16,7 @@ from herald.auth.deps import Principal
 from herald.errors import Conflict, HeraldError, ValidationFailed
 from herald.mail.testsend import SmtpFailed
 from herald.mailconfig import inbound, inbound_form, service, testmail
+from herald.mailconfig.account import DEFAULT_MAX_CONNECTIONS
 from herald.mailconfig.bounceaddress import DEFAULT_SOFT_BOUNCE_LIMIT
 from herald.mailconfig.schemas import (
     DEFAULT_PORT,
@@ -50,6 +51,15 @@ def pydantic_errors(exc: ValidationError) -> dict[str, str]:
     return errors
 
 
+def _number(text: str, empty: int | str | None = "") -> int | str | None:
+    """A form field as the API model takes it: digits as an int, blank as ``empty``,
+    anything else as typed (the model then names the field in its error)."""
+    text = text.strip()
+    if not text:
+        return empty
+    return int(text) if is_number(text) else text
+
+
 def _stored_values(session: Session, principal: Principal, settings: Settings) -> dict[str, Any]:
     row = service.get_config(session, principal.org_id)
     inbound = inbound_form.stored(session, settings, row)
@@ -63,6 +73,9 @@ def _stored_values(session: Session, principal: Principal, settings: Settings) -
             "passwordSet": False,
             "defaultFromName": "",
             "defaultFromEmail": "",
+            "maxPerSecond": "",
+            "maxPerHour": "",
+            "maxConnections": DEFAULT_MAX_CONNECTIONS,
             "bounceAddress": "",
             "softBounceLimit": DEFAULT_SOFT_BOUNCE_LIMIT,
             **inbound,
@@ -76,6 +89,9 @@ def _stored_values(session: Session, principal: Principal, settings: Settings) -
         "passwordSet": row.password_sealed is not None,
         "defaultFromName": row.default_from_name,
         "defaultFromEmail": row.default_from_email,
+        "maxPerSecond": row.max_per_second or "",
+        "maxPerHour": row.max_per_hour or "",
+        "maxConnections": row.max_connections,
         "bounceAddress": row.bounce_address or "",
         "softBounceLimit": row.soft_bounce_limit,
         **inbound,
@@ -121,15 +137,6 @@ def email_settings(
     return _render(request, principal, session, notice=notice)
 
 
-def _limit(entered: str) -> int | str:
-    """The form's soft-bounce limit: blank is the default, a number an int (the schema
-    checks its range), anything else stays text for the schema's error."""
-    entered = entered.strip()
-    if not entered:
-        return DEFAULT_SOFT_BOUNCE_LIMIT
-    return int(entered) if is_number(entered) else entered
-
-
 @router.post("/settings/email", response_model=None, dependencies=[Depends(verify_csrf)])
 def save_email_settings(
     request: Request,
@@ -143,6 +150,9 @@ def save_email_settings(
     password: Text = "",
     default_from_name: Text = "",
     default_from_email: Text = "",
+    max_per_second: Text = "",
+    max_per_hour: Text = "",
+    max_connections: Text = "",
     bounce_address: Text = "",
     soft_bounce_limit: Text = "",
     mailbox_host: Text = "",
@@ -168,21 +178,28 @@ def save_email_settings(
     }
     entered: dict[str, Any] = {
         "host": host,
-        "port": int(port) if is_number(port.strip()) else port,
+        "port": _number(port),
         "security": security,
         "username": username,
         # Write-only: an empty field keeps the stored password (for the same destination).
         "password": password or None,
         "defaultFromName": default_from_name,
         "defaultFromEmail": default_from_email,
+        # the relay's limits: an empty field is no limit (connections: the default)
+        "maxPerSecond": _number(max_per_second, None),
+        "maxPerHour": _number(max_per_hour, None),
+        "maxConnections": _number(max_connections, DEFAULT_MAX_CONNECTIONS),
         "bounceAddress": bounce_address,
-        "softBounceLimit": _limit(soft_bounce_limit),
+        "softBounceLimit": _number(soft_bounce_limit, DEFAULT_SOFT_BOUNCE_LIMIT),
         **inbound_form.entered(inbound),
     }
     shown = {
         **entered,
         "password": None,
         "port": port,
+        "maxPerSecond": max_per_second,
+        "maxPerHour": max_per_hour,
+        "maxConnections": max_connections,
         "softBounceLimit": soft_bounce_limit,
         **inbound_form.shown(inbound),
     }

@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from sqlalchemy.orm import Session
 
 from herald.marketing import repository
+from herald.marketing.counters import add_to_counters
 from herald.marketing.models import SendStatus
-from herald.marketing.queue import add_to_counters
 from herald.marketing.repository import DeliveredSendRepository, SendFacts
 from herald.text import MAX_REASON
 

@@ -12,19 +12,19 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import ColumnElement, String, func, insert, literal, update
+from sqlalchemy import ColumnElement, String, func, insert, literal, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from herald.audit import service as audit
 from herald.crm.models import Contact
-from herald.db import UTCDateTime, utcnow
+from herald.db import UTCDateTime, db_now, utcnow
 from herald.errors import Conflict
 from herald.mailconfig.service import sending_defaults
 from herald.marketing.audience import eligible_contacts
 from herald.marketing.links import store_links
 from herald.marketing.models import Campaign, CampaignStatus, MarketingSend, SendStatus
-from herald.marketing.repository import CampaignRepository
+from herald.marketing.repository import CampaignRepository, campaign_in_any_org
 
 
 class LaunchFailed(Conflict):
@@ -65,10 +65,12 @@ def bulk_insert_settings(connection: Connection) -> Iterator[None]:
         connection.exec_driver_sql(f"PRAGMA cache_size={previous}")
 
 
-def _fail(session: Session, campaign: Campaign, reason: str, code: str) -> LaunchFailed:
+def _fail(
+    session: Session, campaign: Campaign, reason: str, code: str, expected: CampaignStatus
+) -> LaunchFailed:
     taken = session.execute(
         update(Campaign)
-        .where(Campaign.id == campaign.id, Campaign.status == CampaignStatus.DRAFT.value)
+        .where(Campaign.id == campaign.id, Campaign.status == expected.value)
         .values(status=CampaignStatus.FAILED.value, failure_reason=reason, updated_at=utcnow())
         .execution_options(synchronize_session=False)
     )
@@ -78,38 +80,57 @@ def _fail(session: Session, campaign: Campaign, reason: str, code: str) -> Launc
     return LaunchFailed(reason, code=code, details={"status": CampaignStatus.FAILED.value})
 
 
-def launch_campaign(
-    session: Session, org_id: uuid.UUID, campaign_id: str | uuid.UUID, *, actor: audit.Actor
-) -> Campaign:
-    """DRAFT -> SENDING with one QUEUED send per eligible contact; 409 unless DRAFT.
-
-    Two launches at once: the conditional UPDATE lets exactly one of them win.
-    """
-    campaign = CampaignRepository(session, org_id).get_for_update(campaign_id)
-    if campaign.status != CampaignStatus.DRAFT.value:
-        raise Conflict("Only a DRAFT campaign can be launched.", code="not_draft")
+def launch_problem(
+    session: Session, org_id: uuid.UUID, campaign: Campaign
+) -> tuple[str, str] | None:
+    """Why a launch of ``campaign`` would fail now (the reason and its code), or None."""
     defaults = sending_defaults(session, org_id)
     if defaults is None:
-        raise _fail(
-            session,
-            campaign,
+        return (
             "SMTP is not configured: set it up under Settings → Email configuration.",
             "smtp_not_configured",
         )
     if not (campaign.from_email or defaults.from_email):
-        raise _fail(
-            session,
-            campaign,
+        return (
             "No sender address: give the campaign a From email or set the default one "
             "under Settings → Email configuration.",
             "sender_missing",
         )
+    return None
+
+
+def launch_campaign(
+    session: Session,
+    org_id: uuid.UUID,
+    campaign_id: str | uuid.UUID,
+    *,
+    actor: audit.Actor,
+    scheduled: bool = False,
+) -> Campaign:
+    """DRAFT (or, ``scheduled``, SCHEDULED) -> SENDING with one QUEUED send per eligible
+    contact; 409 unless the campaign has that status.
+
+    Two launches at once (two requests, or two workers finding a scheduled campaign due):
+    the conditional UPDATE lets exactly one of them win.
+    """
+    expected = CampaignStatus.SCHEDULED if scheduled else CampaignStatus.DRAFT
+    campaign = CampaignRepository(session, org_id).get_for_update(campaign_id)
+    if campaign.status != expected.value:
+        raise Conflict("Only a DRAFT campaign can be launched.", code="not_draft")
+    problem = launch_problem(session, org_id, campaign)
+    if problem is not None:
+        raise _fail(session, campaign, *problem, expected)
 
     now = utcnow()
     taken = session.execute(
         update(Campaign)
-        .where(Campaign.id == campaign.id, Campaign.status == CampaignStatus.DRAFT.value)
-        .values(status=CampaignStatus.SENDING.value, launched_at=now, updated_at=now)
+        .where(Campaign.id == campaign.id, Campaign.status == expected.value)
+        .values(
+            status=CampaignStatus.SENDING.value,
+            launched_at=now,
+            updated_at=now,
+            failure_reason=None,
+        )
         .execution_options(synchronize_session=False)
     )
     if not taken.rowcount:  # type: ignore[attr-defined]
@@ -159,11 +180,69 @@ def launch_campaign(
     )
     session.flush()
     session.refresh(campaign)
+    details: dict[str, Any] = {"recipients": recipients}
+    if scheduled and campaign.scheduled_at is not None:
+        details["scheduledAt"] = campaign.scheduled_at.isoformat()
+    audit.record(session, actor, "campaign.launched", target=target(campaign), details=details)
+    return campaign
+
+
+def target(campaign: Campaign) -> str:
+    """How the audit log names a campaign."""
+    return f"campaign {campaign.id} {campaign.name}"
+
+
+# --- scheduled campaigns: launched by whichever worker finds them due first
+
+
+def due_scheduled(session: Session, limit: int = 20) -> list[uuid.UUID]:
+    """SCHEDULED campaigns whose time has come, earliest first. Read-only: every worker
+    asks every second."""
+    now = db_now(session)
+    return list(
+        session.scalars(
+            select(Campaign.id)
+            .where(Campaign.status == CampaignStatus.SCHEDULED.value, Campaign.scheduled_at <= now)
+            .order_by(Campaign.scheduled_at)
+            .limit(limit)
+        )
+    )
+
+
+def launch_due(session: Session, campaign_id: uuid.UUID, grace_seconds: float) -> Campaign | None:
+    """Launch a SCHEDULED campaign whose time has come (eligibility is decided now), or put
+    it back to DRAFT with the reason when Herald finds it more than ``grace_seconds`` late.
+    None when it is no longer SCHEDULED (another worker launched it, someone unscheduled or
+    cancelled it). A failed launch leaves it FAILED with the reason, as a launch by hand does."""
+    campaign = campaign_in_any_org(session, campaign_id)
+    if campaign is None:
+        return None
+    session.refresh(campaign, with_for_update=True)
+    if campaign.status != CampaignStatus.SCHEDULED.value or campaign.scheduled_at is None:
+        return None
+    actor = audit.system_actor(campaign.org_id, audit.WORKER)
+    late = (db_now(session) - campaign.scheduled_at).total_seconds()
+    if late <= grace_seconds:
+        return launch_campaign(session, campaign.org_id, campaign.id, actor=actor, scheduled=True)
+    when = campaign.scheduled_at.strftime("%Y-%m-%d %H:%M UTC")
+    reason = (
+        f"It missed its scheduled time ({when}): Herald was not running then and found it "
+        f"{round(late / 60)} minutes late. Schedule it again, or launch it."
+    )
+    session.execute(
+        update(Campaign)
+        .where(Campaign.id == campaign.id, Campaign.status == CampaignStatus.SCHEDULED.value)
+        .values(
+            status=CampaignStatus.DRAFT.value,
+            scheduled_at=None,
+            failure_reason=reason,
+            updated_at=utcnow(),
+        )
+        .execution_options(synchronize_session=False)
+    )
+    session.refresh(campaign)
+    details = {"reason": reason}
     audit.record(
-        session,
-        actor,
-        "campaign.launched",
-        target=f"campaign {campaign.id} {campaign.name}",
-        details={"recipients": recipients},
+        session, actor, "campaign.schedule_missed", target=target(campaign), details=details
     )
     return campaign

@@ -12,6 +12,7 @@ from sqlalchemy import (
     Boolean,
     ColumnElement,
     Double,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -30,9 +31,16 @@ from herald.db import Base, IdMixin, OrgScoped, TimestampMixin, UTCDateTime, big
 
 class CampaignStatus(enum.StrEnum):
     DRAFT = "DRAFT"
+    SCHEDULED = "SCHEDULED"
     SENDING = "SENDING"
+    PAUSED = "PAUSED"
     SENT = "SENT"
+    CANCELLED = "CANCELLED"
     FAILED = "FAILED"
+
+
+# Campaigns whose queued sends workers take: SENT ones too, for the sends resent by hand.
+CLAIMABLE = (CampaignStatus.SENDING.value, CampaignStatus.SENT.value)
 
 
 class SendStatus(enum.StrEnum):
@@ -41,6 +49,7 @@ class SendStatus(enum.StrEnum):
     DELIVERED = "DELIVERED"
     FAILED = "FAILED"
     UNKNOWN = "UNKNOWN"
+    CANCELLED = "CANCELLED"  # its campaign was cancelled before it was sent: never sent
     BOUNCED = "BOUNCED"  # delivered, then a bounce for it arrived (herald.bounces)
 
 
@@ -48,7 +57,11 @@ class Campaign(IdMixin, OrgScoped, TimestampMixin, Base):
     """A one-off email to an audience. Counters are kept with the sends, never counted."""
 
     __tablename__ = "campaigns"
-    __table_args__ = (Index("ix_campaigns_org_created", "org_id", "created_at", "id"),)
+    __table_args__ = (
+        Index("ix_campaigns_org_created", "org_id", "created_at", "id"),
+        # the workers' look for scheduled campaigns that are due
+        Index("ix_campaigns_status_scheduled", "status", "scheduled_at"),
+    )
 
     name: Mapped[str] = mapped_column(String(200))
     from_name: Mapped[str] = mapped_column(String(200), default="")
@@ -64,6 +77,7 @@ class Campaign(IdMixin, OrgScoped, TimestampMixin, Base):
     failed: Mapped[int] = mapped_column(Integer, default=0)
     unknown: Mapped[int] = mapped_column(Integer, default=0)
     opens: Mapped[int] = mapped_column(Integer, default=0)
+    cancelled: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     # Bounces and complaints (herald.bounces): a bounce moves a send from delivered to
     # failed and counts it in bounced; a complaint leaves the send DELIVERED.
     bounced: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
@@ -72,10 +86,21 @@ class Campaign(IdMixin, OrgScoped, TimestampMixin, Base):
     launched_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, default=None)
     completed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, default=None)
     failure_reason: Mapped[str | None] = mapped_column(Text, default=None)
-    # Set by a worker that cannot reach or log in to the org's SMTP server: sending pauses
-    # (nobody is failed) until held_until, and the reason is shown to the operator.
+    # Set by a worker that cannot reach the org's SMTP server: sending waits (nobody is
+    # failed) until held_until and then tries again by itself, the reason shown meanwhile.
+    # (A refused login, or a run of such failures, pauses the campaign instead.)
     hold_reason: Mapped[str | None] = mapped_column(Text, default=None)
     held_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, default=None)
+
+    # Sending control (issue #16): when a SCHEDULED campaign is launched; when and why it
+    # was PAUSED (by a person, or by itself: refused credentials, a run of failures)
+    scheduled_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, default=None)
+    paused_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, default=None)
+    pause_reason: Mapped[str | None] = mapped_column(Text, default=None)
+    # Sends in a row that failed for a reason not their recipient's (the relay's): at
+    # HERALD_AUTOPAUSE_FAILURES the campaign pauses itself. Any answer about a recipient
+    # starts the count again.
+    failure_streak: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
     # Engagement (issue #17): without track_opens no pixel, without track_clicks links as
     # written. Counted per send: opens = human_opens + machine_opens (a send with a human
@@ -103,7 +128,8 @@ class Campaign(IdMixin, OrgScoped, TimestampMixin, Base):
 
     @property
     def pending(self) -> int:
-        return max(self.recipients - self.delivered - self.failed - self.unknown, 0)
+        done = self.delivered + self.failed + self.unknown + self.cancelled
+        return max(self.recipients - done, 0)
 
 
 class MarketingSend(OrgScoped, Base):
@@ -249,3 +275,42 @@ class MarketingClick(Base):
     at: Mapped[float] = mapped_column(Double)
     machine: Mapped[bool] = mapped_column(Boolean)
     reason: Mapped[str | None] = mapped_column(String(32), default=None)
+
+
+# --- the relay's shared budget (issue #16): one row per org, kept by herald.marketing.relay
+
+
+class RelayBudget(Base):
+    """An org's relay: the permits its limits allow (see herald.marketing.budget), the
+    backoff a throttling answer started, and when a claim next gets anything."""
+
+    __tablename__ = "relay_budgets"
+
+    org_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("orgs.id", ondelete="CASCADE"), primary_key=True
+    )
+    next_slot_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, default=None)
+    # {minute index (epoch minutes): permits granted in it}, the minutes of the rolling hour
+    minute_counts: Mapped[dict[str, int]] = mapped_column(JSON, default=dict)
+    backoff_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, default=None)
+    backoff_seconds: Mapped[float] = mapped_column(Float, default=0.0)
+    backoff_reason: Mapped[str | None] = mapped_column(Text, default=None)
+    # Claims skip the org's campaigns until then (None: nothing to wait for), unless the
+    # org's limits are no longer these, which it was worked out with
+    available_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, default=None)
+    per_second: Mapped[int | None] = mapped_column(Integer, default=None)
+    per_hour: Mapped[int | None] = mapped_column(Integer, default=None)
+
+
+class RelayConnection(Base):
+    """Connection slots a worker holds to its org's relay, leased like sends: a worker that
+    dies gives them back when the lease runs out."""
+
+    __tablename__ = "relay_connections"
+
+    org_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("orgs.id", ondelete="CASCADE"), primary_key=True
+    )
+    owner: Mapped[str] = mapped_column(String(64), primary_key=True)
+    slots: Mapped[int] = mapped_column(Integer)
+    expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)

@@ -19,8 +19,6 @@ from dataclasses import dataclass, field
 from sqlalchemy import (
     BindParameter,
     ColumnElement,
-    Integer,
-    Update,
     and_,
     bindparam,
     case,
@@ -34,9 +32,26 @@ from sqlalchemy.engine import Row
 from sqlalchemy.orm import Session
 
 from herald.crm.models import Contact
-from herald.db import UTCDateTime, db_now, lock_skip_locked, utcnow
+from herald.db import UTCDateTime, db_now, lock_skip_locked
+from herald.mailconfig.models import EmailConfig
 from herald.marketing.audience import MAILABLE, NOT_MAILABLE_REASON
-from herald.marketing.models import Campaign, CampaignStatus, MarketingSend, SendStatus
+from herald.marketing.counters import (
+    NEVER,
+    CampaignState,
+    add_to_counters,
+    move_counters,
+    read_state,
+    refused_login_reason,
+    relay_failure_reason,
+)
+from herald.marketing.models import (
+    CLAIMABLE,
+    Campaign,
+    CampaignStatus,
+    MarketingSend,
+    RelayBudget,
+    SendStatus,
+)
 
 S = MarketingSend
 # Inlined, not bound: SQLite uses a partial index only when the query names its condition
@@ -89,39 +104,6 @@ _DELIVERED = (
 )
 
 
-def _counters_statement() -> Update:
-    """Move a campaign's counters, and mark it SENT once no send is pending."""
-    delivered = Campaign.delivered + bindparam("delivered", type_=Integer())
-    failed = Campaign.failed + bindparam("failed", type_=Integer())
-    unknown = Campaign.unknown + bindparam("unknown", type_=Integer())
-    # bounced is part of failed; complaints are of delivered sends (herald.bounces)
-    bounced = Campaign.bounced + bindparam("bounced", type_=Integer())
-    complaints = Campaign.complaints + bindparam("complaints", type_=Integer())
-    # SET expressions read the row as it was, so "done" is computed from the new counts.
-    done = and_(
-        Campaign.status == CampaignStatus.SENDING.value,
-        delivered + failed + unknown >= Campaign.recipients,
-    )
-    return (
-        update(Campaign)
-        .where(Campaign.id == bindparam("campaign_id", type_=Campaign.id.type))
-        .values(
-            delivered=delivered,
-            failed=failed,
-            unknown=unknown,
-            bounced=bounced,
-            complaints=complaints,
-            updated_at=NOW,
-            status=case((done, CampaignStatus.SENT.value), else_=Campaign.status),
-            completed_at=case((done, NOW), else_=Campaign.completed_at),
-            hold_reason=case((done, None), else_=Campaign.hold_reason),
-        )
-    )
-
-
-_COUNTERS = _counters_statement()
-
-
 @dataclass(frozen=True)
 class ClaimedSend:
     id: int
@@ -149,6 +131,32 @@ class Outcome(enum.Enum):
     RETRY = "retry"  # a transient answer or no connection: back to the queue, later
     FAILED = "failed"
     UNKNOWN = "unknown"  # may have been delivered: never re-sent automatically
+    THROTTLED = "throttled"  # the relay wants fewer messages: back once its backoff ends
+    UNSENT = "unsent"  # never started (its permit ran out, or the login was refused)
+
+
+class Cause(enum.Enum):
+    """Whose the answer was, for the run of failures that pauses a campaign."""
+
+    RECIPIENT = "recipient"  # an answer about the recipient: the relay works, the run ends
+    RELAY = "relay"  # no answer about the recipient (connection refused or lost, timeout...)
+    NONE = "none"
+
+
+@dataclass
+class Streak:
+    """How one dispatch moves its campaign's run of relay failures, in completion order."""
+
+    reset: bool = False  # a recipient's answer came: the run restarts from ``add``
+    add: int = 0
+    reason: str | None = None  # the last relay failure, for the pause reason
+
+    def note(self, cause: Cause, detail: str) -> None:
+        if cause is Cause.RECIPIENT:
+            self.reset, self.add = True, 0
+        elif cause is Cause.RELAY:
+            self.add += 1
+            self.reason = detail
 
 
 @dataclass
@@ -159,16 +167,37 @@ class Outcomes:
     failed: list[tuple[int, str]] = field(default_factory=list)
     retry: list[tuple[ClaimedSend, str]] = field(default_factory=list)
     unknown: list[tuple[int, str]] = field(default_factory=list)
+    throttled: list[tuple[ClaimedSend, str]] = field(default_factory=list)
+    unsent: list[ClaimedSend] = field(default_factory=list)
+    streak: Streak = field(default_factory=Streak)
+    refused_login: str | None = None  # the relay refused our credentials: pause
+    late: int = 0  # of the unsent, those whose permit ran out (given back to the hour)
 
-    def add(self, send: ClaimedSend, outcome: Outcome, detail: str) -> None:
+    def add(
+        self, send: ClaimedSend, outcome: Outcome, detail: str, cause: Cause = Cause.NONE
+    ) -> None:
+        self.streak.note(cause, detail)
         if outcome is Outcome.DELIVERED:
             self.delivered.append(send.id)
         elif outcome is Outcome.RETRY:
             self.retry.append((send, detail))
         elif outcome is Outcome.UNKNOWN:
             self.unknown.append((send.id, detail))
+        elif outcome is Outcome.THROTTLED:
+            self.throttled.append((send, detail))
+        elif outcome is Outcome.UNSENT:
+            self.unsent.append(send)
         else:
             self.failed.append((send.id, detail))
+
+    @property
+    def throttle_reply(self) -> str | None:
+        return self.throttled[-1][1] if self.throttled else None
+
+    @property
+    def requeued(self) -> list[int]:
+        """Sends this dispatch put back in the queue (still leased to its worker)."""
+        return [s.id for s, _ in self.retry + self.throttled] + [s.id for s in self.unsent]
 
 
 def _claimable(now: dt.datetime) -> list[ColumnElement[bool]]:
@@ -179,26 +208,48 @@ def _claimable(now: dt.datetime) -> list[ColumnElement[bool]]:
     ]
 
 
-def _pending_campaigns(session: Session, now: dt.datetime) -> list[Row[uuid.UUID, uuid.UUID]]:
-    """Campaigns with sends still to go and not held, first launched first (their counters
-    move in the same transactions as their sends)."""
-    return list(
-        session.execute(
-            select(Campaign.id, Campaign.org_id)
-            .where(
-                Campaign.delivered + Campaign.failed + Campaign.unknown < Campaign.recipients,
-                or_(Campaign.held_until.is_(None), Campaign.held_until <= now),
-            )
-            .order_by(Campaign.launched_at, Campaign.id)
-        ).all()
+def _relay_has_something(now: dt.datetime) -> ColumnElement[bool]:
+    """The org's relay has a permit to give (or its limits changed since it said when)."""
+    limits_changed = or_(
+        RelayBudget.per_second.is_distinct_from(EmailConfig.max_per_second),
+        RelayBudget.per_hour.is_distinct_from(EmailConfig.max_per_hour),
+    )
+    resting = and_(RelayBudget.backoff_until.is_not(None), RelayBudget.backoff_until > now)
+    return or_(
+        RelayBudget.available_at.is_(None),
+        RelayBudget.available_at <= now,
+        and_(limits_changed, ~resting),
     )
 
 
-def has_due_sends(session: Session) -> bool:
+def _pending_campaigns(
+    session: Session, now: dt.datetime, skip_orgs: frozenset[uuid.UUID] = frozenset()
+) -> list[Row[uuid.UUID, uuid.UUID]]:
+    """Campaigns being sent (or SENT, with sends resent by hand) with sends still to go,
+    not held, whose org's relay has something to give now (see relay.py), first launched
+    first. Their counters move in the same transactions as their sends. ``skip_orgs``: orgs
+    the caller cannot serve now (it holds no connection slot to their relay)."""
+    rows = session.execute(
+        select(Campaign.id, Campaign.org_id)
+        .outerjoin(RelayBudget, RelayBudget.org_id == Campaign.org_id)
+        .outerjoin(EmailConfig, EmailConfig.org_id == Campaign.org_id)
+        .where(
+            Campaign.status.in_(CLAIMABLE),
+            Campaign.delivered + Campaign.failed + Campaign.unknown + Campaign.cancelled
+            < Campaign.recipients,
+            or_(Campaign.held_until.is_(None), Campaign.held_until <= now),
+            _relay_has_something(now),
+        )
+        .order_by(Campaign.launched_at, Campaign.id)
+    ).all()
+    return [row for row in rows if row.org_id not in skip_orgs]
+
+
+def has_due_sends(session: Session, skip_orgs: frozenset[uuid.UUID] = frozenset()) -> bool:
     """Whether a claim would find a send now. Read-only, so an idle worker can ask often
     without taking SQLite's writer lock."""
     now = db_now(session)
-    for campaign in _pending_campaigns(session, now):
+    for campaign in _pending_campaigns(session, now, skip_orgs):
         due = select(S.id).where(S.campaign_id == campaign.id, *_claimable(now)).limit(1)
         if session.scalar(due) is not None:
             return True
@@ -206,7 +257,11 @@ def has_due_sends(session: Session) -> bool:
 
 
 def claim_batch(
-    session: Session, owner: str, lease_seconds: float, size: int = 100
+    session: Session,
+    owner: str,
+    lease_seconds: float,
+    size: int = 100,
+    skip_orgs: frozenset[uuid.UUID] = frozenset(),
 ) -> Batch | None:
     """Lease up to ``size`` due sends of the first-launched campaign that has some.
 
@@ -217,7 +272,7 @@ def claim_batch(
     stale planner statistics to misjudge into a sort of the whole queue.
     """
     now = db_now(session)
-    for campaign in _pending_campaigns(session, now):
+    for campaign in _pending_campaigns(session, now, skip_orgs):
         rows = session.execute(
             lock_skip_locked(
                 select(
@@ -288,6 +343,21 @@ def retry_delay(attempts: int, base_seconds: float) -> float:
     return base_seconds * (2 ** max(attempts - 1, 0)) * (0.5 + random.random())  # noqa: S311
 
 
+def _requeue(
+    session: Session, owner: str, send: ClaimedSend, error: str | None, next_at: dt.datetime
+) -> None:
+    """Back to the queue, due at ``next_at``, still leased to ``owner`` until it lets go."""
+    values: dict[str, object] = {"status": SendStatus.QUEUED.value, "next_attempt_at": next_at}
+    if error is not None:  # an attempt was made: it counts, and its answer is kept
+        values.update(attempts=S.attempts + 1, error=error, lease_owner=None, lease_expires_at=None)
+    session.execute(
+        update(S)
+        .where(S.id == send.id, S.lease_owner == owner)
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+
+
 def record_outcomes(
     session: Session,
     owner: str,
@@ -295,11 +365,15 @@ def record_outcomes(
     outcomes: Outcomes,
     retry_base_seconds: float,
     retry_window_seconds: float,
-) -> None:
-    """Write every outcome of a dispatch and move the campaign's counters with them.
+    autopause_failures: int = NEVER,
+) -> CampaignState:
+    """Write every outcome of a dispatch and move the campaign's counters with them; answer
+    the campaign's status, its row now locked until the transaction ends.
 
     Only sends still leased to ``owner`` are touched: if this worker lost its lease (and a
     recovery marked the send UNKNOWN), the other record stands and nothing is counted twice.
+    Sends never started (UNSENT) go back to the queue still leased, for the batch to try
+    again; those put back in a campaign cancelled meanwhile become CANCELLED.
     """
     now = db_now(session)
     counts: Counter[str] = Counter()
@@ -315,25 +389,18 @@ def record_outcomes(
                 counts.update(("failed", "bounced"))
 
     failed = list(outcomes.failed)
-    for send, error in outcomes.retry:
+    retries = [(s, e, retry_delay(s.attempts + 1, retry_base_seconds)) for s, e in outcomes.retry]
+    # Throttled: due again once the relay's backoff ends (set by the caller, see defer_until).
+    retries += [(s, e, 0.0) for s, e in outcomes.throttled]
+    for send, error, delay in retries:
         started = send.first_attempt_at or now
-        delay = retry_delay(send.attempts + 1, retry_base_seconds)
         next_at = now + dt.timedelta(seconds=delay)
         if (next_at - started).total_seconds() > retry_window_seconds:
             failed.append((send.id, f"Deferred past the retry window; last answer: {error}"))
             continue
-        session.execute(
-            update(S)
-            .where(S.id == send.id, mine)
-            .values(
-                status=SendStatus.QUEUED.value,
-                attempts=S.attempts + 1,
-                error=error,
-                next_attempt_at=next_at,
-                **done,
-            )
-            .execution_options(synchronize_session=False)
-        )
+        _requeue(session, owner, send, error, next_at)
+    for send in outcomes.unsent:
+        _requeue(session, owner, send, None, now)
 
     for outcome, rows in ((Outcome.FAILED, failed), (Outcome.UNKNOWN, outcomes.unknown)):
         for send_id, error in rows:
@@ -351,26 +418,54 @@ def record_outcomes(
             )
             counts[outcome.value] += len(result.all())
 
-    add_to_counters(session, campaign_id, counts)
-
-
-def add_to_counters(session: Session, campaign_id: uuid.UUID, counts: Counter[str]) -> None:
-    """Move a campaign's counters, and mark it SENT once no send is pending: one UPDATE, as
-    it runs once per chunk on the sending path."""
-    if not any(counts.values()):
-        return
-    session.connection().execute(
-        _COUNTERS,
-        {
-            "campaign_id": campaign_id,
-            "delivered": counts["delivered"],
-            "failed": counts["failed"],
-            "unknown": counts["unknown"],
-            "bounced": counts["bounced"],
-            "complaints": counts["complaints"],
-            "now": utcnow(),
-        },
+    streak = outcomes.streak
+    if not (any(counts.values()) or outcomes.requeued or streak.add or streak.reset):
+        return read_state(session, campaign_id)  # a batch's first chunk: nothing to move
+    state = move_counters(
+        session,
+        campaign_id,
+        counts,
+        streak_reset=streak.reset,
+        streak_add=streak.add,
+        streak_reason=relay_failure_reason(streak.reason, autopause_failures),
+        pause_reason=refused_login_reason(outcomes.refused_login)
+        if outcomes.refused_login
+        else None,
+        autopause=autopause_failures,
     )
+    if state.status == CampaignStatus.CANCELLED.value and outcomes.requeued:
+        cancelled = cancel_queued(session, campaign_id, ids=outcomes.requeued)
+        state = move_counters(session, campaign_id, Counter(cancelled=cancelled))
+    return state
+
+
+def defer_until(session: Session, send_ids: list[int], until: dt.datetime) -> None:
+    """Sends this worker just put back in the queue wait until ``until`` (the relay's
+    backoff) before anyone claims them again."""
+    if send_ids:
+        session.execute(
+            update(S)
+            .where(S.id.in_(send_ids), IS_QUEUED_UNINDEXED, S.next_attempt_at < until)
+            .values(next_attempt_at=until)
+            .execution_options(synchronize_session=False)
+        )
+
+
+def cancel_queued(session: Session, campaign_id: uuid.UUID, ids: list[int] | None = None) -> int:
+    """The campaign's QUEUED sends (claimed or not; only ``ids`` when given) become
+    CANCELLED, never to be sent; how many. Sends in flight are left to complete."""
+    stmt = update(S).where(S.campaign_id == campaign_id)
+    if ids is not None:
+        stmt = stmt.where(S.id.in_(ids), IS_QUEUED_UNINDEXED)
+    else:
+        stmt = stmt.where(IS_QUEUED)
+    result = session.execute(
+        stmt.values(
+            status=SendStatus.CANCELLED.value, lease_owner=None, lease_expires_at=None
+        ).execution_options(synchronize_session=False),
+        execution_options={"preserve_rowcount": True},
+    )
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 
 def release(session: Session, owner: str, send_ids: list[int]) -> None:
@@ -381,26 +476,6 @@ def release(session: Session, owner: str, send_ids: list[int]) -> None:
         update(S)
         .where(S.id.in_(send_ids), S.lease_owner == owner, IS_QUEUED_UNINDEXED)
         .values(lease_owner=None, lease_expires_at=None)
-        .execution_options(synchronize_session=False)
-    )
-
-
-def hold_campaign(session: Session, campaign_id: uuid.UUID, reason: str, seconds: float) -> None:
-    session.execute(
-        update(Campaign)
-        .where(Campaign.id == campaign_id)
-        .values(
-            hold_reason=reason[:2000], held_until=db_now(session) + dt.timedelta(seconds=seconds)
-        )
-        .execution_options(synchronize_session=False)
-    )
-
-
-def clear_hold(session: Session, campaign_id: uuid.UUID) -> None:
-    session.execute(
-        update(Campaign)
-        .where(Campaign.id == campaign_id, Campaign.hold_reason.is_not(None))
-        .values(hold_reason=None, held_until=None)
         .execution_options(synchronize_session=False)
     )
 

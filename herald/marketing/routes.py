@@ -11,7 +11,7 @@ from starlette.concurrency import run_in_threadpool
 from herald.audit import service as audit
 from herald.auth.access import Capability, allows
 from herald.auth.deps import MARKETING_READ, MARKETING_WRITE, Principal
-from herald.marketing import export, links, preview, service
+from herald.marketing import control, export, links, preview, service
 from herald.marketing.launch import launch_campaign
 from herald.marketing.models import CampaignStatus, SendStatus
 from herald.marketing.schemas import (
@@ -24,6 +24,7 @@ from herald.marketing.schemas import (
     LaunchOut,
     LinkOut,
     LinksOut,
+    ScheduleIn,
     SendOut,
     StatsOut,
     TestSendIn,
@@ -196,6 +197,119 @@ def launch(
     `smtp_not_configured` / `sender_missing` leave the campaign FAILED with the reason."""
     campaign = launch_campaign(session, principal.org_id, campaign_id, actor=audit.actor(principal))
     return LaunchOut(status=campaign.status, recipients=campaign.recipients)
+
+
+# --- sending control: schedule, pause, resume, cancel
+
+
+def _not_in(*statuses: str) -> dict[int | str, dict[str, object]]:
+    names = " or ".join(statuses)
+    return error_responses(409, notes={409: f"The campaign is not {names} (`not_...`)."})
+
+
+@router.post(
+    "/campaigns/{campaign_id}/schedule",
+    response_model=CampaignOut,
+    responses={
+        **NOT_FOUND,
+        **BODY,
+        **_not_in("DRAFT"),
+        **error_responses(
+            422,
+            notes={
+                422: "`at` is not in the future or more than a year ahead (field `at`), "
+                "or a launch would fail: SMTP not configured (`smtp_not_configured`), no "
+                "sender address (`sender_missing`)."
+            },
+        ),
+    },
+)
+def schedule(
+    campaign_id: str,
+    body: ScheduleIn,
+    principal: Principal = Depends(MARKETING_WRITE),
+    session: Session = Depends(get_session, scope="function"),
+) -> CampaignOut:
+    """DRAFT -> SCHEDULED: a worker launches it within seconds of `at` (ISO 8601; UTC
+    when it carries no offset), deciding who is eligible then. A campaign Herald finds more
+    than `HERALD_SCHEDULE_GRACE_SECONDS` late (it was not running) goes back to DRAFT with
+    `failureReason` saying so."""
+    campaign = control.schedule_campaign(
+        session, principal.org_id, campaign_id, body.at, actor=audit.actor(principal)
+    )
+    return CampaignOut.model_validate(campaign)
+
+
+@router.post(
+    "/campaigns/{campaign_id}/unschedule",
+    response_model=CampaignOut,
+    responses={**NOT_FOUND, **_not_in("SCHEDULED")},
+)
+def unschedule(
+    campaign_id: str,
+    principal: Principal = Depends(MARKETING_WRITE),
+    session: Session = Depends(get_session, scope="function"),
+) -> CampaignOut:
+    """SCHEDULED -> DRAFT (editable again)."""
+    campaign = control.unschedule_campaign(
+        session, principal.org_id, campaign_id, actor=audit.actor(principal)
+    )
+    return CampaignOut.model_validate(campaign)
+
+
+@router.post(
+    "/campaigns/{campaign_id}/pause",
+    response_model=CampaignOut,
+    responses={**NOT_FOUND, **_not_in("SENDING")},
+)
+def pause(
+    campaign_id: str,
+    principal: Principal = Depends(MARKETING_WRITE),
+    session: Session = Depends(get_session, scope="function"),
+) -> CampaignOut:
+    """SENDING -> PAUSED. Once this has answered no new message of the campaign starts;
+    the few already in flight (at most 100 per worker) complete."""
+    campaign = control.pause_campaign(
+        session, principal.org_id, campaign_id, actor=audit.actor(principal)
+    )
+    return CampaignOut.model_validate(campaign)
+
+
+@router.post(
+    "/campaigns/{campaign_id}/resume",
+    response_model=CampaignOut,
+    responses={**NOT_FOUND, **_not_in("PAUSED")},
+)
+def resume(
+    campaign_id: str,
+    principal: Principal = Depends(MARKETING_WRITE),
+    session: Session = Depends(get_session, scope="function"),
+) -> CampaignOut:
+    """PAUSED -> SENDING: the sends still queued go out, one message per contact (SENT at
+    once when none is left)."""
+    campaign = control.resume_campaign(
+        session, principal.org_id, campaign_id, actor=audit.actor(principal)
+    )
+    return CampaignOut.model_validate(campaign)
+
+
+@router.post(
+    "/campaigns/{campaign_id}/cancel",
+    response_model=CampaignOut,
+    responses={**NOT_FOUND, **_not_in("SCHEDULED", "SENDING", "PAUSED")},
+)
+def cancel(
+    campaign_id: str,
+    principal: Principal = Depends(MARKETING_WRITE),
+    session: Session = Depends(get_session, scope="function"),
+) -> CampaignOut:
+    """SCHEDULED, SENDING or PAUSED -> CANCELLED, for good: the queued sends become
+    CANCELLED (counted in `cancelled`) and are never sent; those in flight complete.
+    Duplicate it to send it again."""
+    campaign = control.cancel_campaign(
+        session, principal.org_id, campaign_id, actor=audit.actor(principal)
+    )
+    return CampaignOut.model_validate(campaign)
 
 
 @router.post(

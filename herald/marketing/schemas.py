@@ -91,6 +91,17 @@ class CampaignOut(ApiModel):
     hold_reason: str | None
     track_opens: bool
     track_clicks: bool
+    # sending control (issue #16)
+    cancelled: int
+    scheduled_at: dt.datetime | None
+    paused_at: dt.datetime | None
+    pause_reason: str | None
+
+
+class ScheduleIn(ApiModel):
+    """``at``: when to launch, ISO 8601 (UTC when it carries no offset)."""
+
+    at: dt.datetime
 
 
 class LaunchOut(ApiModel):
@@ -105,6 +116,7 @@ class StatsOut(ApiModel):
     failed: int
     unknown: int
     pending: int
+    cancelled: int
     opens: int
     open_rate: float
     bounced: int

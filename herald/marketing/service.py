@@ -19,8 +19,8 @@ from herald.errors import Conflict, NotFound, ValidationFailed
 from herald.mail import merge
 from herald.mail.compose import compile_bodies
 from herald.marketing.audience import ENGAGEMENT_AUDIENCES, count_eligible
+from herald.marketing.counters import add_to_counters
 from herald.marketing.models import Campaign, CampaignStatus, MarketingSend, SendStatus
-from herald.marketing.queue import add_to_counters
 from herald.marketing.repository import (
     CampaignRepository,
     SendRepository,
@@ -432,6 +432,8 @@ def _sends_in_status(repo: SendRepository, campaign: Campaign, status: SendStatu
         return campaign.bounced
     if status is SendStatus.UNKNOWN:
         return campaign.unknown
+    if status is SendStatus.CANCELLED:
+        return campaign.cancelled
     in_flight = repo.count_in_status(campaign.id, SendStatus.SENDING.value)
     if status is SendStatus.SENDING:
         return in_flight
@@ -439,13 +441,21 @@ def _sends_in_status(repo: SendRepository, campaign: Campaign, status: SendStatu
 
 
 def resend(session: Session, org_id: uuid.UUID, send_id: str) -> MarketingSend:
-    """A FAILED or UNKNOWN send goes back to the queue, due now; 409 for any other status.
+    """A FAILED or UNKNOWN send goes back to the queue, due now; 409 for any other status,
+    and in a cancelled campaign.
 
     Its campaign's failed or unknown counter gives it back; a SENT campaign stays SENT
-    and its counts follow the new outcome.
+    and its counts follow the new outcome; in a PAUSED one it waits for the resume.
     """
     repo = SendRepository(session, org_id)
     send = repo.get(send_id)
+    campaign = CampaignRepository(session, org_id).get(send.campaign_id)
+    if campaign.status == CampaignStatus.CANCELLED.value:
+        raise Conflict(
+            "The campaign was cancelled: its sends are not sent again. Duplicate it instead.",
+            code="campaign_cancelled",
+            details={"status": send.status},
+        )
     previous = send.status
     if previous in RESENDABLE and repo.requeue(send, previous):
         add_to_counters(session, send.campaign_id, Counter({previous.lower(): -1}))

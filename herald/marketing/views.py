@@ -8,6 +8,7 @@ live in herald.marketing.service / launch / preview / charts.
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 from typing import Annotated, Any
 
@@ -19,9 +20,9 @@ from sqlalchemy.orm import Session
 from herald.audit import service as audit
 from herald.auth.access import Capability, allows
 from herald.auth.deps import Principal
-from herald.errors import Conflict, HeraldError
+from herald.errors import Conflict, HeraldError, ValidationFailed
 from herald.mail.testsend import SmtpFailed
-from herald.marketing import charts, export, links, preview, service
+from herald.marketing import charts, control, export, links, preview, service
 from herald.marketing.audience import ENGAGEMENT_AUDIENCES, count_eligible
 from herald.marketing.classify import REASON_TEXT
 from herald.marketing.launch import launch_campaign
@@ -64,8 +65,14 @@ NOTICES = {
     "not_sent": ("error", "Only a SENT campaign can be copied to its non-openers or non-clickers."),
     "deleted": ("ok", "Campaign deleted."),
     "resent": ("ok", "The send is queued again."),
+    "scheduled": ("ok", "Campaign scheduled: it will be sent at the time shown."),
+    "unscheduled": ("ok", "The schedule is removed: the campaign is a draft again."),
+    "paused": ("ok", "Sending is paused: no new message starts until you resume."),
+    "resumed": ("ok", "Sending resumed."),
+    "cancelled": ("ok", "Campaign cancelled: the messages not yet sent will never be sent."),
     "not_draft": ("error", "Only a DRAFT campaign can be edited, launched or deleted."),
     "not_resendable": ("error", "Only a FAILED or UNKNOWN send can be resent."),
+    "status_moved": ("error", "The campaign's status changed meanwhile; see it as it is now."),
 }
 
 FOLLOW_UPS = (
@@ -122,7 +129,7 @@ def source_name(session: Session, org_id: Any, audience: dict[str, Any]) -> str:
 # --- the detail page ---
 
 
-def _stats(campaign: Campaign) -> dict[str, Any]:
+def _stats(campaign: Campaign, not_sent: int = 0) -> dict[str, Any]:
     done = campaign.delivered + campaign.failed + campaign.unknown
     progress = round(100 * done / campaign.recipients) if campaign.recipients else 0
     return {
@@ -145,6 +152,9 @@ def _stats(campaign: Campaign) -> dict[str, Any]:
         "complaints": campaign.complaints,
         "progress": progress,
         "holdReason": campaign.hold_reason or "",
+        "cancelled": campaign.cancelled,
+        "pauseReason": campaign.pause_reason or "",
+        "notSent": not_sent,
     }
 
 
@@ -156,10 +166,12 @@ def _render_detail(
     *,
     notice: tuple[str, str] | None = None,
     test_to: str = "",
+    schedule_value: str = "",
     status: int = 200,
 ) -> HTMLResponse:
     draft = campaign.status == CampaignStatus.DRAFT.value
     org_id = principal.org_id
+    not_sent = control.not_sent_if_cancelled(session, org_id, campaign)
     follow_ups = []
     if campaign.status == CampaignStatus.SENT.value:
         for kind, label, who in FOLLOW_UPS:
@@ -171,7 +183,10 @@ def _render_detail(
         principal,
         status=status,
         campaign=campaign,
-        stats=_stats(campaign),
+        stats=_stats(campaign, not_sent),
+        not_sent=not_sent,
+        relay_wait=control.relay_wait(session, campaign),
+        schedule_value=schedule_value,
         can_write=_can_write(principal),
         read_only_reason=READ_ONLY_REASON,
         draft=draft,
@@ -188,6 +203,28 @@ def _render_detail(
     )
 
 
+def _refused(
+    request: Request,
+    principal: Principal,
+    session: Session,
+    campaign_id: str,
+    message: str,
+    exc: HeraldError,
+    **entered: str,
+) -> HTMLResponse:
+    """The detail page again with the refusal, its status, and what the form had."""
+    campaign = service.get_campaign(session, principal.org_id, campaign_id)
+    return _render_detail(
+        request,
+        principal,
+        session,
+        campaign,
+        notice=("error", message),
+        status=exc.status,
+        **entered,
+    )
+
+
 @router.get("/marketing/campaigns/{campaign_id}", response_class=HTMLResponse)
 def campaign_detail(
     request: Request, campaign_id: str, principal: Reader, session: Db, notice: str = ""
@@ -199,7 +236,8 @@ def campaign_detail(
 @router.get("/marketing/campaigns/{campaign_id}/stats.json")
 def campaign_stats(campaign_id: str, principal: Reader, session: Db) -> JSONResponse:
     campaign = service.get_campaign(session, principal.org_id, campaign_id)
-    return JSONResponse(_stats(campaign), headers={"Cache-Control": "no-store"})
+    not_sent = control.not_sent_if_cancelled(session, principal.org_id, campaign)
+    return JSONResponse(_stats(campaign, not_sent), headers={"Cache-Control": "no-store"})
 
 
 @router.get("/marketing/campaigns/{campaign_id}/preview")
@@ -283,22 +321,79 @@ def send_test(
         if not answer.ok:
             raise SmtpFailed(answer.message, smtp_code=answer.code, smtp_message="")
     except HeraldError as exc:
-        campaign = service.get_campaign(session, principal.org_id, campaign_id)
-        return _render_detail(
-            request,
-            principal,
-            session,
-            campaign,
-            notice=("error", f"The test was not sent: {exc.message}"),
-            test_to=address,
-            status=exc.status,
-        )
+        refused = f"The test was not sent: {exc.message}"
+        return _refused(request, principal, session, campaign_id, refused, exc, test_to=address)
     campaign = service.get_campaign(session, principal.org_id, campaign_id)
     reply = f"{answer.code} {answer.message}".strip()
     notice = f"Test sent to {address}. The SMTP server answered: {reply}"
     return _render_detail(
         request, principal, session, campaign, notice=("ok", notice), test_to=address
     )
+
+
+# --- sending control: schedule, unschedule, pause, resume, cancel
+
+
+def _schedule_time(at: str, local_at: str) -> dt.datetime | None:
+    """The form's time: ``at`` as the page's script converted it (ISO with an offset), or,
+    with scripts off, ``local_at`` read as UTC (the form says so then)."""
+    for text in (at.strip(), local_at.strip()):
+        if text:
+            try:
+                return dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+            except ValueError:
+                return None
+    return None
+
+
+@router.post("/marketing/campaigns/{campaign_id}/schedule", response_model=None, dependencies=Csrf)
+def schedule(
+    request: Request,
+    campaign_id: str,
+    principal: Writer,
+    session: Db,
+    at: Annotated[str, Form(max_length=64)] = "",
+    local_at: Annotated[str, Form(max_length=64)] = "",
+) -> HTMLResponse | RedirectResponse:
+    when = _schedule_time(at, local_at)
+    try:
+        if when is None:
+            raise ValidationFailed("Choose a date and time to send it at.", field="at")
+        control.schedule_campaign(
+            session, principal.org_id, campaign_id, when, actor=audit.actor(principal)
+        )
+    except ValidationFailed as exc:
+        refused = f"Not scheduled: {exc.message}"
+        return _refused(
+            request, principal, session, campaign_id, refused, exc, schedule_value=local_at
+        )
+    except Conflict:
+        return redirect(f"/marketing/campaigns/{campaign_id}?notice=status_moved")
+    return redirect(f"/marketing/campaigns/{campaign_id}?notice=scheduled")
+
+
+def _control(action: str, done: str) -> None:
+    """A page route POSTing one sending-control action, then back to the detail page."""
+    change = getattr(control, f"{action}_campaign")
+
+    def handler(campaign_id: str, principal: Writer, session: Db) -> RedirectResponse:
+        try:
+            change(session, principal.org_id, campaign_id, actor=audit.actor(principal))
+        except Conflict:
+            return redirect(f"/marketing/campaigns/{campaign_id}?notice=status_moved")
+        return redirect(f"/marketing/campaigns/{campaign_id}?notice={done}")
+
+    handler.__name__ = action
+    router.post(f"/marketing/campaigns/{{campaign_id}}/{action}", dependencies=Csrf)(handler)
+
+
+for _action, _done in (
+    ("unschedule", "unscheduled"),
+    ("pause", "paused"),
+    ("resume", "resumed"),
+    ("cancel", "cancelled"),
+):
+    _control(_action, _done)
 
 
 # --- the email log ---

@@ -1,8 +1,10 @@
 """The sending worker: claims batches of 100 sends, delivers them over pooled SMTP
-connections, and records outcomes in batched commits.
+connections within the relay's limits, records outcomes in batched commits, and launches
+scheduled campaigns when their time comes.
 
 Any number of workers may run, in one process or many, on one machine (SQLite) or many
-(PostgreSQL): the queue functions make every claim exclusive. SIGTERM lets in-flight
+(PostgreSQL): the queue functions make every claim exclusive, and the relay's limits are
+kept in the database for all of them (herald.marketing.relay). SIGTERM lets in-flight
 messages finish and gives claimed but unstarted sends back to the queue.
 """
 
@@ -14,6 +16,7 @@ import dataclasses
 import functools
 import os
 import socket
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,24 +25,28 @@ from typing import TypeVar
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from herald.db import unit_of_work
-from herald.errors import Conflict
+from herald.db import db_now, unit_of_work
+from herald.errors import Conflict, HeraldError
 from herald.log import get_logger
-from herald.mail.compose import (
-    CampaignMessage,
-    InvalidAddress,
-    Recipient,
-    smtp_address,
+from herald.mail.compose import CampaignMessage, InvalidAddress, Recipient, smtp_address
+from herald.mail.mailer import (
+    CredentialsRefused,
+    Mailer,
+    MailerFactory,
+    ServerUnavailable,
+    TooLate,
 )
-from herald.mail.mailer import Mailer, MailerFactory, ServerUnavailable
 from herald.mail.pool import ConnectionPool
 from herald.mail.sendref import SendRefKeys, make_message_id, return_path
 from herald.mail.smtp import ConnectionLost, Phase, SmtpError, SmtpSettings
+from herald.mailconfig.account import RelayLimits
 from herald.mailconfig.service import load_mail_account
-from herald.marketing import queue
+from herald.marketing import control, counters, launch, queue, relay
+from herald.marketing.budget import FIRST_BACKOFF, Grant
+from herald.marketing.connections import RelayPools
 from herald.marketing.models import Campaign
 from herald.marketing.preview import list_headers
-from herald.marketing.queue import Outcome
+from herald.marketing.queue import Cause, ClaimedSend, Outcome, Outcomes
 from herald.runtime import Runtime
 
 log = get_logger("herald.worker")
@@ -49,16 +56,47 @@ DISPATCH_CHUNK = 50  # sends of one batch marked in flight together
 BATCH_SIZE = 100
 BATCHES_IN_FLIGHT = 2
 DATABASE_RETRY_SECONDS = 1.0  # between claims while the database cannot be reached
+SCHEDULE_POLL_SECONDS = 1.0  # how often a worker looks for scheduled campaigns that are due
+REAP_SECONDS = 1.0  # how often idle connection pools are closed
 
 
 @dataclass(frozen=True)
 class CampaignJob:
     campaign_id: uuid.UUID
+    org_id: uuid.UUID
+    name: str
     message: CampaignMessage
     sender: str
     smtp: SmtpSettings
+    limits: RelayLimits
+    held: bool = False  # it was held (see counters.hold_campaign) when the batch began
     # the base of each send's VERP return path; None: every message is sent from ``sender``
     bounce_address: str | None = None
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """What one send's attempt came to, and whose the failure was (for auto-pause)."""
+
+    outcome: Outcome
+    detail: str = ""
+    cause: Cause = Cause.NONE
+    refused_login: bool = False
+    late: bool = False  # its permit ran out before a connection was free
+
+
+@dataclass
+class ChunkStart:
+    """What one transaction decided for the next chunk of a batch."""
+
+    state: counters.CampaignState
+    go: list[ClaimedSend]  # marked in flight: send them now (at their slots, if paced)
+    skipped: Outcomes  # failed without sending (the contact may not be mailed any more)
+    taken: int  # sends of the chunk dealt with; 0: stop the batch
+    grant: Grant
+    # time.monotonic() just before and just after the database's clock was read for the
+    # grant: the grant's moment lies between them
+    granted_between: tuple[float, float] = (0.0, 0.0)
 
 
 class Worker:
@@ -83,8 +121,13 @@ class Worker:
         self._stopping = asyncio.Event()
         self._jobs: dict[uuid.UUID, CampaignJob] = {}
         self._held: set[int] = set()  # sends leased to this worker right now
-        self._mailer_factory = mailer_factory
-        self._pools: dict[SmtpSettings, Mailer] = {}
+        # org -> until when (time.monotonic()) this worker starts nothing on its relay: a
+        # throttling answer stops the rest of its chunks at once, before the shared backoff
+        # is even recorded
+        self._resting: dict[uuid.UUID, float] = {}
+        self._pools = RelayPools(
+            self._db, self.owner, self.concurrency, self.settings.lease_seconds, mailer_factory
+        )
         self._keys = SendRefKeys.from_secret(self.settings.secret_key)
 
     # -- database work runs in threads, one unit of work each ----------------------------
@@ -106,7 +149,11 @@ class Worker:
 
     async def run(self) -> None:
         log.info("worker.started", owner=self.owner, concurrency=self.concurrency)
-        upkeep = asyncio.create_task(self._upkeep())
+        helpers = [
+            asyncio.create_task(self._upkeep()),
+            asyncio.create_task(self._launch_scheduled()),
+            asyncio.create_task(self._reap_pools()),
+        ]
         slots = asyncio.Semaphore(self.batches_in_flight)
         tasks: set[asyncio.Task[None]] = set()
         try:
@@ -115,12 +162,15 @@ class Worker:
                 if self._stopping.is_set():
                     slots.release()
                     break
+                claim = functools.partial(
+                    queue.claim_batch,
+                    owner=self.owner,
+                    lease_seconds=self.settings.lease_seconds,
+                    size=BATCH_SIZE,
+                    skip_orgs=self._pools.skip_orgs(),
+                )
                 try:
-                    batch = await self._db(
-                        lambda s: queue.claim_batch(
-                            s, self.owner, self.settings.lease_seconds, BATCH_SIZE
-                        )
-                    )
+                    batch = await self._db(claim)
                 except SQLAlchemyError as exc:  # the database is away: wait, then try again
                     log.error("worker.claim_failed", error=str(exc)[:500])
                     slots.release()
@@ -137,18 +187,23 @@ class Worker:
         finally:
             if tasks:
                 await asyncio.gather(*tasks, return_exceptions=True)
-            upkeep.cancel()
-            for pool in self._pools.values():
-                await pool.close()
+            for helper in helpers:
+                helper.cancel()
+            try:
+                await self._pools.close()
+            except SQLAlchemyError as exc:  # the slots' leases run out by themselves
+                log.error("worker.release_failed", error=str(exc)[:500])
             log.info("worker.stopped", owner=self.owner)
 
     async def _wait_for_work(self) -> None:
         """Idle: ask, read-only, every ``poll_seconds`` whether a claim would find sends, so
-        a launch is picked up within that time without a write transaction per poll."""
+        a launch is picked up within that time without a write transaction per poll. A
+        relay with no permit to give is not asked about until it has one (relay.py)."""
         while not self._stopping.is_set():
             await self._sleep(self.poll_seconds)
+            ask = functools.partial(queue.has_due_sends, skip_orgs=self._pools.skip_orgs())
             try:
-                if await self._db(queue.has_due_sends, write=False):
+                if await self._db(ask, write=False):
                     return
             except SQLAlchemyError:
                 return  # the claim meets the error too, and reports it
@@ -162,6 +217,7 @@ class Worker:
         interval = max(self.settings.lease_seconds / 3, 0.2)
         while True:
             await asyncio.sleep(interval)
+            await self._pools.renew()  # first: it must run even while the database is away
             try:
                 held = sorted(self._held)
                 if held:
@@ -178,21 +234,56 @@ class Worker:
             except SQLAlchemyError as exc:  # a database outage must not end the upkeep loop
                 log.error("worker.upkeep_failed", error=str(exc))
 
+    async def _reap_pools(self) -> None:
+        while True:
+            await asyncio.sleep(REAP_SECONDS)
+            try:
+                await self._pools.reap_idle()
+            except SQLAlchemyError as exc:
+                log.error("worker.reap_failed", error=str(exc)[:500])
+
+    async def _launch_scheduled(self) -> None:
+        """Launch the scheduled campaigns whose time has come. Every worker looks; the
+        launch's conditional UPDATE lets exactly one of them launch each campaign."""
+        grace = self.settings.schedule_grace_seconds
+        while True:
+            await asyncio.sleep(SCHEDULE_POLL_SECONDS)
+            try:
+                due = await self._db(launch.due_scheduled, write=False)
+                for campaign_id in due:
+                    launch_it = functools.partial(
+                        launch.launch_due, campaign_id=campaign_id, grace_seconds=grace
+                    )
+                    launched = await self._db(launch_it)
+                    if launched is not None:
+                        log.info(
+                            "campaign.scheduled_launch",
+                            campaign_id=str(campaign_id),
+                            status=launched.status,
+                            recipients=launched.recipients,
+                        )
+            except HeraldError as exc:  # the launch failed: the campaign is FAILED with why
+                log.warning("campaign.scheduled_launch_failed", error=exc.message)
+            except SQLAlchemyError as exc:
+                log.error("worker.schedule_failed", error=str(exc)[:500])
+
     # -- one batch ------------------------------------------------------------------------
 
     def _load_job(self, session: Session, campaign_id: uuid.UUID) -> CampaignJob | None:
         """The campaign's composed message and its org's SMTP account (cached while unchanged).
 
-        Conflict (no configuration, unreadable password) holds the campaign with the reason.
+        Conflict (no configuration, unreadable password) pauses the campaign with the reason.
         """
         campaign = session.get(Campaign, campaign_id)
         if campaign is None:
             return None
         account = load_mail_account(session, self.settings, campaign.org_id)
         smtp = dataclasses.replace(account.smtp, timeout=self.smtp_timeout)
+        held = campaign.hold_reason is not None
         cached = self._jobs.get(campaign_id)
-        if cached and (cached.smtp, cached.bounce_address) == (smtp, account.bounce_address):
-            return cached
+        wanted = (smtp, account.limits, account.bounce_address)
+        if cached and (cached.smtp, cached.limits, cached.bounce_address) == wanted:
+            return dataclasses.replace(cached, held=held) if cached.held != held else cached
         message = CampaignMessage(
             subject=campaign.subject,
             html_body=campaign.html_body,
@@ -204,57 +295,73 @@ class Worker:
             track_clicks=campaign.track_clicks,
             list_headers=list_headers(session, campaign),
         )
-        sender = smtp_address(message.envelope_from())
-        job = CampaignJob(campaign_id, message, sender, smtp, account.bounce_address)
+        job = CampaignJob(
+            campaign_id,
+            campaign.org_id,
+            campaign.name,
+            message,
+            smtp_address(message.envelope_from()),
+            smtp,
+            account.limits,
+            held,
+            account.bounce_address,
+        )
         self._jobs[campaign_id] = job
         return job
 
-    def _pool(self, smtp: SmtpSettings) -> Mailer:
-        pool = self._pools.get(smtp)
-        if pool is None:
-            pool = self._pools[smtp] = self._mailer_factory(smtp, self.concurrency)
-        return pool
-
     async def _process(self, batch: queue.Batch) -> None:
         """Send a batch chunk by chunk. One transaction records a chunk's outcomes and
-        marks the next chunk in flight, so the database sees one commit per chunk."""
+        marks the next chunk in flight (with the relay's permits for it), so the database
+        sees one commit per chunk. The batch ends early, giving its other sends back, when
+        the campaign is no longer being sent or the relay has nothing more to give now."""
         remaining = list(batch.sends)
         self._held.update(s.id for s in batch.sends)  # the upkeep renews their leases
-        due: queue.Outcomes | None = None  # outcomes sent but not yet recorded
+        self._pools.busy(batch.org_id, +1)
+        due: Outcomes | None = None  # outcomes sent but not yet recorded
+        grant: Grant | None = None  # the permits ``due`` was sent with
+        job: CampaignJob | None = None
         try:
             job = await self._db(lambda s: self._load_job(s, batch.campaign_id), write=False)
             if job is None:
                 return
-            pool = self._pool(job.smtp)
+            pool = await self._pools.pool_for(job.org_id, job.smtp, job.limits)
+            if pool is None:  # other workers hold every connection slot to this relay
+                return
             while remaining and not self._stopping.is_set():
                 await pool.ensure_ready()
                 start = functools.partial(
                     self._record_and_start,
-                    campaign_id=job.campaign_id,
+                    job=job,
                     recorded=due,
+                    recorded_grant=grant,
                     chunk=remaining[:DISPATCH_CHUNK],
                 )
-                go, skipped = await self._db(start)
-                due, remaining = None, remaining[DISPATCH_CHUNK:]
-                due = await self._send_chunk(job, pool, go, skipped)
+                plan = await self._db(start)
+                due, grant = None, None
+                if plan.taken == 0:
+                    break
+                remaining = remaining[plan.taken :]
+                due, grant = await self._send_chunk(job, pool, plan), plan.grant
+                remaining = due.unsent + remaining  # their permits ran out: next chunk
+        except CredentialsRefused as exc:
+            reply = str(exc.reply) if exc.reply else str(exc)
+            await self._pause(batch.campaign_id, counters.refused_login_reason(reply))
         except ServerUnavailable as exc:
-            log.warning("campaign.held", campaign_id=str(batch.campaign_id), reason=str(exc))
-            await self._hold(
-                batch.campaign_id, f"Sending paused: {exc}. Herald retries automatically."
-            )
+            await self._relay_unavailable(batch, job, exc, len(remaining[:DISPATCH_CHUNK]))
+        except TooLate:
+            pass  # this worker's connection slots were taken back: the rest goes back
         except Conflict as exc:  # no SMTP configuration, or its password is unreadable
-            await self._hold(batch.campaign_id, f"Sending paused: {exc.message}")
+            await self._pause(batch.campaign_id, f"{exc.message} Resume once it is fixed.")
         except SQLAlchemyError as exc:  # the database went away mid-batch
             log.error("batch.failed", campaign_id=str(batch.campaign_id), error=str(exc)[:500])
         except InvalidAddress as exc:  # the campaign's own sender address
-            await self._hold(
-                batch.campaign_id, f"Sending paused: the From address is invalid ({exc})."
-            )
+            reason = f"The From address cannot be used ({exc}). Correct it, then resume."
+            await self._pause(batch.campaign_id, reason)
         finally:
             ids = [s.id for s in remaining]
-            last = due
+            last, last_grant = due, grant
             try:
-                await self._db(lambda s: self._finish(s, batch.campaign_id, last, ids))
+                await self._db(lambda s: self._finish(s, job, last, last_grant, ids))
             except SQLAlchemyError as exc:
                 # Nothing more to do here: what is in flight ends UNKNOWN when the lease
                 # runs out, what was only claimed goes back to the queue.
@@ -262,68 +369,145 @@ class Worker:
                     "batch.finish_failed", campaign_id=str(batch.campaign_id), error=str(exc)[:500]
                 )
             self._held.difference_update(s.id for s in batch.sends)
+            self._pools.busy(batch.org_id, -1)
 
     def _record_and_start(
         self,
         session: Session,
-        campaign_id: uuid.UUID,
-        recorded: queue.Outcomes | None,
-        chunk: list[queue.ClaimedSend],
-    ) -> tuple[list[queue.ClaimedSend], queue.Outcomes]:
-        if recorded is not None:
-            self._record(session, campaign_id, recorded)
-        return queue.start_dispatch(session, self.owner, campaign_id, chunk)
+        job: CampaignJob,
+        recorded: Outcomes | None,
+        recorded_grant: Grant | None,
+        chunk: list[ClaimedSend],
+    ) -> ChunkStart:
+        """Record the last chunk; then, if the campaign is still being sent (its row locked
+        by the record, so a pause or cancel waits for this commit or wins before it), take
+        the relay's permits for the next chunk and mark that many sends in flight."""
+        early = time.monotonic()  # the first read of the transaction: on PostgreSQL, its start
+        now = db_now(session)
+        read = (early, time.monotonic())
+        state = self._record(session, job, recorded or Outcomes(), recorded_grant)
+        nothing = ChunkStart(state, [], Outcomes(), 0, Grant(count=0))
+        if not state.claimable:
+            return nothing
+        grant = relay.take_grant(
+            session, job.org_id, job.limits, len(chunk), now, state.relay_resting_until
+        )
+        if grant.count == 0:
+            return nothing
+        taken = chunk if grant.count < 0 else chunk[: grant.count]
+        go, skipped = queue.start_dispatch(session, self.owner, job.campaign_id, taken)
+        relay.give_back(session, job.org_id, job.limits, grant, len(taken) - len(go), now)
+        return ChunkStart(state, go, skipped, len(taken), grant, read)
 
-    def _record(self, session: Session, campaign_id: uuid.UUID, outcomes: queue.Outcomes) -> None:
-        queue.record_outcomes(
+    def _record(
+        self, session: Session, job: CampaignJob, outcomes: Outcomes, grant: Grant | None
+    ) -> counters.CampaignState:
+        """Write a chunk's outcomes; a throttling answer starts the relay's backoff, permits
+        that went unused go back, and a pause the outcomes caused is in the audit log."""
+        state = queue.record_outcomes(
             session,
             self.owner,
-            campaign_id,
+            job.campaign_id,
             outcomes,
             self.settings.retry_base_seconds,
             self.settings.retry_window_seconds,
+            self.settings.autopause_failures,
         )
+        now = db_now(session)
+        reply = outcomes.throttle_reply
+        if reply is not None:
+            until = relay.note_throttle(session, job.org_id, job.limits, reply, now)
+            queue.defer_until(session, [s.id for s, _ in outcomes.throttled], until)
+            state = dataclasses.replace(state, relay_resting_until=until)
+            log.warning("relay.throttled", org_id=str(job.org_id), reply=reply[:200])
+        if grant is not None and outcomes.late:
+            relay.give_back(session, job.org_id, job.limits, grant, outcomes.late, now)
+        control.note_self_pause(session, job.campaign_id, state)
+        return state
 
     def _finish(
         self,
         session: Session,
-        campaign_id: uuid.UUID,
-        outcomes: queue.Outcomes | None,
+        job: CampaignJob | None,
+        outcomes: Outcomes | None,
+        grant: Grant | None,
         unsent: list[int],
     ) -> None:
         """Record the last chunk, give back what was not started, lift a lapsed hold."""
-        if outcomes is not None:
-            self._record(session, campaign_id, outcomes)
-            queue.clear_hold(session, campaign_id)
+        if job is not None and outcomes is not None:
+            self._record(session, job, outcomes, grant)
+            if job.held:
+                counters.clear_hold(session, job.campaign_id)
         queue.release(session, self.owner, unsent)
 
-    async def _hold(self, campaign_id: uuid.UUID, reason: str) -> None:
-        seconds = self.settings.retry_base_seconds
-        await self._db(lambda s: queue.hold_campaign(s, campaign_id, reason, seconds))
+    async def _pause(self, campaign_id: uuid.UUID, reason: str) -> None:
+        await self._db(lambda s: control.pause_by_worker(s, campaign_id, reason))
 
-    async def _send_chunk(
-        self,
-        job: CampaignJob,
-        pool: Mailer,
-        go: list[queue.ClaimedSend],
-        outcomes: queue.Outcomes,
-    ) -> queue.Outcomes:
-        results = await asyncio.gather(
-            *(self._deliver(job, pool, send) for send in go), return_exceptions=True
+    async def _relay_unavailable(
+        self, batch: queue.Batch, job: CampaignJob | None, exc: ServerUnavailable, sends: int
+    ) -> None:
+        """The relay refused or could not be reached before a chunk: a throttling refusal
+        rests the whole relay; anything else holds the campaign a while (nobody is failed)
+        and counts the chunk's sends towards the run of failures that pauses it."""
+        if exc.throttling and job is not None and exc.reply is not None:
+            reply = str(exc.reply)
+            limits = job.limits
+            await self._db(lambda s: relay.note_throttle(s, batch.org_id, limits, reply, db_now(s)))
+            log.warning("relay.throttled", org_id=str(batch.org_id), reply=reply[:200])
+            return
+        log.warning("campaign.held", campaign_id=str(batch.campaign_id), reason=str(exc))
+        hold = functools.partial(
+            counters.hold_campaign,
+            campaign_id=batch.campaign_id,
+            reason=f"Sending is waiting: {exc}. Herald retries automatically.",
+            seconds=self.settings.retry_base_seconds,
+            failures=max(sends, 1),
+            autopause_failures=self.settings.autopause_failures,
         )
-        for send, result in zip(go, results, strict=True):
-            if isinstance(result, BaseException):
+
+        await self._db(lambda s: control.note_self_pause(s, batch.campaign_id, hold(s)))
+
+    async def _send_chunk(self, job: CampaignJob, pool: Mailer, plan: ChunkStart) -> Outcomes:
+        """Send the chunk's messages at once, or each at its slot when the relay's permits
+        are paced: never before the slot (counted from the latest the grant can have been
+        made), never later than its lateness after it (counted from the earliest)."""
+        outcomes = plan.skipped
+        grant = plan.grant
+        paced = grant.count > 0
+        earliest_grant, latest_grant = plan.granted_between
+
+        async def one(i: int, send: ClaimedSend) -> None:
+            not_after = None
+            if paced:
+                wait = latest_grant + grant.slot(i) - time.monotonic()
+                if wait > 0:
+                    await asyncio.sleep(wait)
+                not_after = earliest_grant + grant.slot(i) + grant.lateness
+            try:
+                if time.monotonic() < self._resting.get(job.org_id, 0.0):
+                    attempt = Attempt(Outcome.UNSENT, late=True)
+                else:
+                    attempt = await self._deliver(job, pool, send, not_after)
+            except Exception as exc:
                 # A failure we did not foresee: the message may have gone out, so it is
                 # never retried automatically.
-                log.error("send.unexpected_error", send_id=send.id, error=repr(result)[:500])
-                unexpected = f"Unexpected error while sending ({type(result).__name__})."
-                result = (Outcome.UNKNOWN, unexpected)
-            outcomes.add(send, *result)
+                log.error("send.unexpected_error", send_id=send.id, error=repr(exc)[:500])
+                unexpected = f"Unexpected error while sending ({type(exc).__name__})."
+                attempt = Attempt(Outcome.UNKNOWN, unexpected)
+            outcomes.add(send, attempt.outcome, attempt.detail, attempt.cause)
+            if attempt.refused_login:
+                outcomes.refused_login = attempt.detail
+            if attempt.late:
+                outcomes.late += 1
+            if attempt.outcome is Outcome.THROTTLED:
+                self._resting[job.org_id] = time.monotonic() + FIRST_BACKOFF
+
+        await asyncio.gather(*(one(i, send) for i, send in enumerate(plan.go)))
         return outcomes
 
     async def _deliver(
-        self, job: CampaignJob, pool: Mailer, send: queue.ClaimedSend
-    ) -> tuple[Outcome, str]:
+        self, job: CampaignJob, pool: Mailer, send: ClaimedSend, not_after: float | None
+    ) -> Attempt:
         recipient = Recipient(
             email=send.email,
             first_name=send.first_name,
@@ -337,21 +521,36 @@ class Worker:
             data = job.message.render(recipient, message_id=message_id)
             rcpt = smtp_address(send.email)
         except InvalidAddress as exc:
-            return Outcome.FAILED, f"Not sent: the address cannot be used ({exc})."
+            return Attempt(Outcome.FAILED, f"Not sent: the address cannot be used ({exc}).")
         sender = job.sender
         if job.bounce_address:
             sender = return_path(self._keys.tag, job.bounce_address, send.id)
         try:
-            await pool.send(sender, rcpt, data)
-            return Outcome.DELIVERED, ""
+            await pool.send(sender, rcpt, data, not_after)
+            return Attempt(Outcome.DELIVERED, cause=Cause.RECIPIENT)
+        except TooLate:
+            return Attempt(Outcome.UNSENT, late=True)
         except SmtpError as exc:
-            return (Outcome.RETRY if exc.reply.transient else Outcome.FAILED), str(exc.reply)
+            reply = exc.reply
+            if reply.credentials_refused:
+                return Attempt(Outcome.UNSENT, str(reply), refused_login=True)
+            if reply.throttling:
+                return Attempt(Outcome.THROTTLED, str(reply))
+            outcome = Outcome.RETRY if reply.transient else Outcome.FAILED
+            return Attempt(outcome, str(reply), Cause.RECIPIENT)
         except ConnectionLost as exc:
             if exc.phase is Phase.AFTER_DOT:
-                return Outcome.UNKNOWN, (
+                return Attempt(
+                    Outcome.UNKNOWN,
                     f"The connection was lost after the whole message was sent ({exc}); "
-                    "it may have been delivered, so it is not re-sent automatically."
+                    "it may have been delivered, so it is not re-sent automatically.",
+                    Cause.RELAY,
                 )
-            return Outcome.RETRY, str(exc)
+            return Attempt(Outcome.RETRY, str(exc), Cause.RELAY)
+        except CredentialsRefused as exc:
+            answer = str(exc.reply) if exc.reply else str(exc)
+            return Attempt(Outcome.UNSENT, answer, refused_login=True)
         except ServerUnavailable as exc:
-            return Outcome.RETRY, str(exc)
+            if exc.throttling:
+                return Attempt(Outcome.THROTTLED, str(exc.reply))
+            return Attempt(Outcome.RETRY, str(exc), Cause.RELAY)

@@ -4,16 +4,20 @@ Herald/Processed; a person's mail stays where it was, unread; one worker at a ti
 
 from __future__ import annotations
 
+import datetime as dt
+
 import httpx
 import pytest
 from imapclient import IMAPClient
+from sqlalchemy import update
 
 from herald.bounces import mailbox as bounce_mailbox
 from herald.bounces.jobs import BounceJobs
-from herald.db import unit_of_work
+from herald.db import unit_of_work, utcnow
 from herald.mail.imap import ImapFailed, Mailbox
 from herald.mail.reports import parse_report
 from herald.mailconfig import inbound, polls
+from herald.mailconfig.models import BounceMailboxPoll
 from herald.runtime import Runtime
 from tests.bounces.arrange import (
     COMPLAINT,
@@ -36,6 +40,16 @@ from tests.bounces.imap_mail import (
     subjects,
 )
 from tests.conftest import make_settings
+
+
+@pytest.fixture(autouse=True)
+def _no_other_mailbox_due(runtime: Runtime) -> None:
+    """Mailboxes other tests saved on this database (tests/mailconfig's, on 127.0.0.1) are
+    not due while a test here runs: a poll takes one due mailbox, and it must be the test's."""
+    with unit_of_work(runtime.sessions) as session:
+        polls.add_missing(session)
+        later = utcnow() + dt.timedelta(days=1)
+        session.execute(update(BounceMailboxPoll).values(next_poll_at=later))
 
 
 @pytest.mark.parametrize("security", ["tls", "starttls"])

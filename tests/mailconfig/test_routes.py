@@ -27,6 +27,9 @@ GET_FIELDS = {
     "defaultFromName",
     "defaultFromEmail",
     "passwordSet",
+    "maxPerSecond",
+    "maxPerHour",
+    "maxConnections",
     "updatedAt",
     "bounceAddress",
     "softBounceLimit",
@@ -60,6 +63,9 @@ def test_get_before_anything_is_configured(client: httpx.Client, admin: Admin) -
         "defaultFromName": "",
         "defaultFromEmail": "",
         "passwordSet": False,
+        "maxPerSecond": None,
+        "maxPerHour": None,
+        "maxConnections": 10,
         "updatedAt": None,
         "bounceAddress": None,
         "softBounceLimit": 3,
@@ -125,6 +131,26 @@ def test_password_is_kept_when_omitted_or_null_and_cleared_by_empty_string(
     assert cleared.json()["passwordSet"] is False
     row = stored_row(runtime, admin)
     assert row is not None and row.password_sealed is None
+
+
+def test_relay_limits_left_out_are_kept_and_null_lifts_them(
+    client: httpx.Client, admin: Admin
+) -> None:
+    """As the bounce settings: a client that knows nothing of limits never lifts them."""
+    limits = {"maxPerSecond": 14, "maxPerHour": 50_000, "maxConnections": 3}
+    saved = client.put(URL, json=config_body(**limits), headers=admin.headers)
+    assert saved.status_code == 200, saved.text
+
+    def shown(answer: httpx.Response) -> dict[str, Any]:
+        return {name: answer.json()[name] for name in limits}
+
+    kept = client.put(URL, json=config_body(defaultFromName="Renamed"), headers=admin.headers)
+    assert kept.status_code == 200, kept.text
+    assert shown(kept) == limits
+    lifted = client.put(
+        URL, json=config_body(maxPerSecond=None, maxPerHour=None), headers=admin.headers
+    )
+    assert shown(lifted) == {"maxPerSecond": None, "maxPerHour": None, "maxConnections": 3}
 
 
 def test_put_normalises_surrounding_spaces(client: httpx.Client, admin: Admin) -> None:

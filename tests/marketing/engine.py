@@ -15,6 +15,7 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import func, select
 
@@ -60,6 +61,9 @@ def configure_smtp(
     username: str = "",
     password: str = "",
     security: str = "none",
+    max_per_second: int | None = None,
+    max_per_hour: int | None = None,
+    max_connections: int = 10,
 ) -> None:
     with unit_of_work(runtime.sessions) as session:
         session.add(
@@ -74,6 +78,9 @@ def configure_smtp(
                 else None,
                 default_from_name="Herald Tests",
                 default_from_email="news@herald.test",
+                max_per_second=max_per_second,
+                max_per_hour=max_per_hour,
+                max_connections=max_connections,
             )
         )
 
@@ -102,7 +109,7 @@ def arrange(
     subject: str = "Hello {{firstName|there}}",
     html_body: str = "<p>Hi {{firstName}}, <a href='{{unsubscribeUrl}}'>unsubscribe</a></p>",
     launch: bool = True,
-    **smtp: str,
+    **smtp: Any,
 ) -> Arranged:
     org = make_org(runtime)
     tag = uuid.uuid4().hex[:6]

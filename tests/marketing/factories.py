@@ -188,7 +188,12 @@ def retire_queue(runtime: Runtime) -> None:
         session.execute(
             update(Campaign)
             .where(Campaign.org_id.in_(list(_ORGS)))
-            .values(failed=Campaign.recipients - Campaign.delivered - Campaign.unknown)
+            .values(
+                failed=Campaign.recipients
+                - Campaign.delivered
+                - Campaign.unknown
+                - Campaign.cancelled
+            )
         )
     _ORGS.clear()
 

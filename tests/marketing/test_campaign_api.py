@@ -34,11 +34,12 @@ FIELDS = {
     "id", "name", "fromName", "fromEmail", "subject", "htmlBody", "textBody", "audience",
     "status", "recipients", "delivered", "failed", "opens", "openRate", "createdAt",
     "updatedAt", "launchedAt", "completedAt", "failureReason", "unknown", "pending",
-    "holdReason", "bounced", "complaints", "trackOpens", "trackClicks",
+    "holdReason", "cancelled", "scheduledAt", "pausedAt", "pauseReason", "bounced", "complaints",
+    "trackOpens", "trackClicks",
 }  # fmt: skip
 STATS_FIELDS = {
-    "status", "recipients", "delivered", "failed", "unknown", "pending", "opens", "openRate",
-    "bounced", "complaints", "humanOpens", "machineOpens", "humanOpenRate", "clicks",
+    "status", "recipients", "delivered", "failed", "unknown", "pending", "cancelled", "opens",
+    "openRate", "bounced", "complaints", "humanOpens", "machineOpens", "humanOpenRate", "clicks",
     "machineClicks", "clickRate", "unsubscribes",
 }  # fmt: skip
 
@@ -59,6 +60,8 @@ def test_create_read_patch_put_delete(client, admin):
     assert (body["unknown"], body["pending"], body["openRate"]) == (0, 0, 0)
     assert body["launchedAt"] is None and body["completedAt"] is None
     assert body["failureReason"] is None and body["holdReason"] is None
+    assert body["cancelled"] == 0 and body["scheduledAt"] is None
+    assert body["pausedAt"] is None and body["pauseReason"] is None
     assert body["createdAt"].endswith(("Z", "+00:00"))
 
     url = f"{API}/campaigns/{body['id']}"
@@ -481,17 +484,26 @@ def test_audience_count_validates_the_audience(client, admin):
 
 def test_stats_come_from_the_counters(client, runtime, admin):
     campaign_id = insert_campaign(
-        runtime, admin.org_id, "SENDING", recipients=10, delivered=6, failed=2, unknown=1, opens=3
+        runtime,
+        admin.org_id,
+        "SENDING",
+        recipients=12,
+        delivered=6,
+        failed=2,
+        unknown=1,
+        cancelled=2,
+        opens=3,
     )
     response = client.get(f"{API}/campaigns/{campaign_id}/stats", headers=admin.headers)
     assert response.status_code == 200, response.text
     assert response.json() == {
         "status": "SENDING",
-        "recipients": 10,
+        "recipients": 12,
         "delivered": 6,
         "failed": 2,
         "unknown": 1,
         "pending": 1,
+        "cancelled": 2,
         "opens": 3,
         "openRate": 0.5,
         "bounced": 0,
@@ -510,7 +522,7 @@ def test_open_rate_is_zero_when_nothing_was_delivered(client, runtime, admin):
     draft = create_campaign(client, admin)
     assert client.get(f"{API}/campaigns/{draft['id']}/stats", headers=admin.headers).json() == {
         "status": "DRAFT", "recipients": 0, "delivered": 0, "failed": 0, "unknown": 0,
-        "pending": 0, "opens": 0, "openRate": 0, "bounced": 0, "complaints": 0,
+        "pending": 0, "cancelled": 0, "opens": 0, "openRate": 0, "bounced": 0, "complaints": 0,
         **NO_ENGAGEMENT,
     }  # fmt: skip
 

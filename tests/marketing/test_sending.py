@@ -140,7 +140,8 @@ def test_an_unreachable_server_holds_the_campaign_instead_of_failing_everyone(
 ):
     from tests.smtp_server import SmtpServer, free_port
 
-    rt = fast_runtime(runtime, retry_base_seconds=0.5)
+    # a run of failures long enough to pause it is tests/marketing/test_autopause.py's
+    rt = fast_runtime(runtime, retry_base_seconds=0.5, autopause_failures=1000)
     port = free_port()
     nowhere = SmtpServer(port=port)  # not started: connections are refused
     arranged = arrange(rt, nowhere, 20)
@@ -154,13 +155,18 @@ def test_an_unreachable_server_holds_the_campaign_instead_of_failing_everyone(
     assert campaign(rt, arranged.campaign_id).hold_reason is None
 
 
-def test_a_login_failure_holds_the_campaign_with_the_reason(runtime, start_smtp_server):
+def test_a_login_herald_will_not_send_in_clear_holds_the_campaign_with_the_reason(
+    runtime, start_smtp_server
+):
+    """A username and password with security "none": Herald refuses to send them, so the
+    campaign waits with the reason (a relay refusing the login pauses it instead:
+    tests/marketing/test_autopause.py)."""
     rt = fast_runtime(runtime, retry_base_seconds=30)
     server = start_smtp_server(credentials=("mailer", "right-password"))
     arranged = arrange(rt, server, 5, username="mailer", password="wrong-password")
     with InProcessWorker(rt):
         held = wait_until(lambda: campaign(rt, arranged.campaign_id).hold_reason)
-    assert "535" in held or "refused" in held
+    assert "only over TLS" in held
     assert status_counts(rt, arranged.campaign_id) == Counter({"QUEUED": 5})
     assert server.messages == []
 

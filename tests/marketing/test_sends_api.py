@@ -333,7 +333,7 @@ def test_resend_of_an_unknown_send_in_a_sent_campaign_keeps_it_sent(client, runt
     stats = client.get(f"{API}/campaigns/{campaign_id}/stats", headers=admin.headers).json()
     assert stats == {
         "status": "SENT", "recipients": 2, "delivered": 1, "failed": 0, "unknown": 0,
-        "pending": 1, "opens": 0, "openRate": 0, "bounced": 0, "complaints": 0,
+        "pending": 1, "cancelled": 0, "opens": 0, "openRate": 0, "bounced": 0, "complaints": 0,
         **NO_ENGAGEMENT,
     }  # fmt: skip
     assert get_campaign_row(runtime, campaign_id).completed_at is not None

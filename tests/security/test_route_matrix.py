@@ -9,6 +9,7 @@ carries the first org's ids and must get 404.
 
 from __future__ import annotations
 
+import datetime as dt
 import enum
 import re
 import uuid
@@ -119,6 +120,11 @@ RULES: dict[tuple[str, str], Rule] = {
     ("POST", "/api/marketing/campaigns/{campaign_id}/test"): Rule.MARKETING_WRITE,
     ("POST", "/api/marketing/audience/count"): Rule.MARKETING_WRITE,
     ("POST", "/api/marketing/sends/{send_id}/resend"): Rule.MARKETING_WRITE,
+    ("POST", "/api/marketing/campaigns/{campaign_id}/schedule"): Rule.MARKETING_WRITE,
+    ("POST", "/api/marketing/campaigns/{campaign_id}/unschedule"): Rule.MARKETING_WRITE,
+    ("POST", "/api/marketing/campaigns/{campaign_id}/pause"): Rule.MARKETING_WRITE,
+    ("POST", "/api/marketing/campaigns/{campaign_id}/resume"): Rule.MARKETING_WRITE,
+    ("POST", "/api/marketing/campaigns/{campaign_id}/cancel"): Rule.MARKETING_WRITE,
     # bounces: the list is a read; a raw report (it quotes the message) is ADMIN's, like writes
     ("GET", "/api/marketing/bounces"): Rule.MARKETING_READ,
     ("POST", "/api/marketing/bounces"): Rule.MARKETING_WRITE,
@@ -169,6 +175,11 @@ RULES: dict[tuple[str, str], Rule] = {
     ("POST", "/marketing/campaigns/{campaign_id}/delete"): Rule.MARKETING_WRITE,
     ("POST", "/marketing/campaigns/{campaign_id}/test"): Rule.MARKETING_WRITE,
     ("POST", "/marketing/sends/{send_id}/resend"): Rule.MARKETING_WRITE,
+    ("POST", "/marketing/campaigns/{campaign_id}/schedule"): Rule.MARKETING_WRITE,
+    ("POST", "/marketing/campaigns/{campaign_id}/unschedule"): Rule.MARKETING_WRITE,
+    ("POST", "/marketing/campaigns/{campaign_id}/pause"): Rule.MARKETING_WRITE,
+    ("POST", "/marketing/campaigns/{campaign_id}/resume"): Rule.MARKETING_WRITE,
+    ("POST", "/marketing/campaigns/{campaign_id}/cancel"): Rule.MARKETING_WRITE,
     ("GET", "/marketing/bounces"): Rule.MARKETING_READ,
     ("GET", "/marketing/bounces/{report_id}/raw"): Rule.MARKETING_WRITE,
 }
@@ -181,9 +192,18 @@ ALLOWED_OTHERWISE: dict[tuple[str, str], set[int] | str] = {
     ("POST", "/api/auth/mfa/enable"): {422},
     ("POST", "/settings/account/mfa/enable"): {422},
     ("POST", "/logout"): LOGIN,
+    # the matrix's campaigns are fresh DRAFTs: these change only a campaign in another status
+    ("POST", "/api/marketing/campaigns/{campaign_id}/unschedule"): {409},
+    ("POST", "/api/marketing/campaigns/{campaign_id}/pause"): {409},
+    ("POST", "/api/marketing/campaigns/{campaign_id}/resume"): {409},
+    ("POST", "/api/marketing/campaigns/{campaign_id}/cancel"): {409},
 }
 
 PROBE_ADDRESS = "probe@security.example.com"
+
+
+def tomorrow() -> str:
+    return (dt.datetime.now(dt.UTC) + dt.timedelta(days=1)).isoformat()
 
 
 def unique_email() -> str:
@@ -209,6 +229,7 @@ def api_body(method: str, path: str, smtp_port: int) -> dict[str, Any]:
             "audience": {"type": "STATUS", "statuses": ["INACTIVE"]},
         },
         ("POST", "/api/marketing/audience/count"): lambda: {"audience": {"type": "ALL"}},
+        ("POST", "/api/marketing/campaigns/{campaign_id}/schedule"): lambda: {"at": tomorrow()},
         ("POST", "/api/marketing/bounces"): lambda: {"email": unique_email(), "type": "soft"},
     }
     if (method, path) == ("POST", "/api/crm/contacts/import"):
@@ -235,6 +256,7 @@ def page_form(method: str, path: str, smtp_port: int) -> dict[str, Any]:
         "/marketing/campaigns/{campaign_id}/edit": campaign,
         "/marketing/audience-count.json": {"audience_type": "ALL"},
         "/marketing/campaigns/{campaign_id}/test": {"to": PROBE_ADDRESS},
+        "/marketing/campaigns/{campaign_id}/schedule": {"at": tomorrow()},
         "/crm/contacts/new": {"email": unique_email(), "first_name": "New", "status": "LEAD"},
         "/crm/contacts/{contact_id}": {
             "email": unique_email(),

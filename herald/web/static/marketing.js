@@ -1,5 +1,6 @@
-// Marketing pages: the campaign form's live recipient count, and initial bar widths
-// (the page's CSP forbids style attributes, so widths are set from data attributes).
+// Marketing pages: the campaign form's live recipient count, initial bar widths (the
+// page's CSP forbids style attributes, so widths are set from data attributes), and the
+// schedule form, whose date and time are the viewer's and go to the server in UTC.
 "use strict";
 
 function setInitialWidths() {
@@ -57,7 +58,21 @@ function liveAudienceCount() {
   });
 }
 
+function scheduleInLocalTime() {
+  const form = document.querySelector("form[data-schedule]");
+  if (!form) return;
+  const zone = Intl.DateTimeFormat().resolvedOptions().timeZone;
+  const hint = form.querySelector("[data-time-zone]");
+  if (hint) hint.textContent = "Date and time in your time zone" + (zone ? " (" + zone + ")." : ".");
+  form.addEventListener("submit", () => {
+    const local = form.elements.namedItem("local_at").value;
+    const moment = new Date(local); // a datetime-local value is read in the viewer's time zone
+    form.elements.namedItem("at").value = Number.isNaN(moment.getTime()) ? "" : moment.toISOString();
+  });
+}
+
 document.addEventListener("DOMContentLoaded", () => {
   setInitialWidths();
   liveAudienceCount();
+  scheduleInLocalTime();
 });
