@@ -19,7 +19,6 @@ import enum
 import logging
 import re
 from dataclasses import dataclass
-from email import message_from_bytes
 from email.header import decode_header, make_header
 from email.message import Message
 from email.parser import HeaderParser
@@ -35,6 +34,7 @@ from herald.mail.classify import (
     is_hard,
     status_code,
 )
+from herald.mail.reportmime import read_message
 from herald.text import MAX_REASON, one_line
 
 # flufl.bounce logs every detector it runs at INFO, and a detector's failure with its
@@ -92,7 +92,7 @@ def parse_report(raw: bytes) -> ParsedReport:
 
 
 def _parse(raw: bytes) -> ParsedReport:
-    message = message_from_bytes(raw)
+    message = read_message(raw)
     if len(_parts(message)) > MAX_PARTS:
         return ParsedReport(Kind.IGNORED, reason="Too many MIME parts to be a report.")
     subject = _header(message, "Subject")

@@ -123,7 +123,7 @@ def test_whatever_fails_while_reading_a_message_makes_it_ignored_as_unreadable(m
     def broken(raw: bytes):
         raise RecursionError("maximum recursion depth exceeded")
 
-    monkeypatch.setattr(reports, "message_from_bytes", broken)
+    monkeypatch.setattr(reports, "read_message", broken)
     report = parse_report((SAMPLES / "postfix_user_unknown.eml").read_bytes())
     assert (report.kind, report.reason) == (Kind.IGNORED, "Unreadable message (RecursionError).")
 

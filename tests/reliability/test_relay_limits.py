@@ -113,7 +113,9 @@ def test_max_per_hour_stops_the_org_without_keeping_the_workers_busy(engine, wor
     counts = status_counts(engine, arranged.campaign_id)
     assert counts == {"DELIVERED": hourly, "QUEUED": 80 - hourly}
     assert campaign(engine, arranged.campaign_id).status == "SENDING"
-    assert busy < 0.3, f"the waiting workers used {busy:.2f} of a core"
+    # idle workers poll (about 0.2 of a core for three, more on a loaded machine); three
+    # spinning ones would take both cores
+    assert busy < 1.0, f"the waiting workers used {busy:.2f} of a core"
 
 
 def test_max_connections_holds_across_workers_and_a_dead_workers_slots_come_back(
