@@ -42,10 +42,10 @@ class RelayRests:
         self._seen: dict[uuid.UUID, float] = {}  # when the read behind ``_until`` started
         self._reading: dict[uuid.UUID, tuple[float, asyncio.Task[None]]] = {}
 
-    def rest(self, org_id: uuid.UUID, seconds: float) -> None:
+    def rest(self, org_id: uuid.UUID, seconds: float, since: float | None = None) -> None:
         """This worker got the throttling answer: rest at once, before the shared backoff
         is even recorded (that happens with its chunk's outcomes)."""
-        until = time.monotonic() + seconds
+        until = (time.monotonic() if since is None else since) + seconds
         self._until[org_id] = max(self._until.get(org_id, 0.0), until)
 
     def resting(self, org_id: uuid.UUID) -> bool:
@@ -79,4 +79,6 @@ class RelayRests:
         if started > self._seen.get(org_id, float("-inf")):
             self._seen[org_id] = started
             if left > 0:
-                self.rest(org_id, left)
+                # counted from before the read: never past the row's end, so the next chunk
+                # (which asks the row) does not find the relay free while this worker rests
+                self.rest(org_id, left, since=started)
