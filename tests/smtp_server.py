@@ -124,6 +124,8 @@ class SmtpServer:
         self.open_connections = 0
         self.most_open_connections = 0
         self._scripts: dict[str, _Script] = {}
+        self._at_transaction: tuple[int, Behaviour] | None = None
+        self.picked: str | None = None  # the recipient ``script_at_transaction`` fell on
         self._lock = threading.Condition()
         self._certs: tempfile.TemporaryDirectory[str] | None = None
         self._controller: Controller | None = None
@@ -133,6 +135,13 @@ class SmtpServer:
     def script(self, address: str, behaviour: Behaviour) -> None:
         with self._lock:
             self._scripts[address.lower()] = _Script(behaviour, behaviour.times)
+
+    def script_at_transaction(self, number: int, behaviour: Behaviour) -> None:
+        """Whoever the ``number``-th transaction (counting MAIL FROMs) is for gets
+        ``behaviour`` from its RCPT TO on: a moment in the traffic, not a recipient, for
+        when the order recipients are sent in is not known."""
+        with self._lock:
+            self._at_transaction = (number, behaviour)
 
     def wait_for_messages(self, count: int, timeout: float = 10.0) -> list[Received]:
         with self._lock:
@@ -194,6 +203,10 @@ class SmtpServer:
 
     def _take(self, address: str, stage: Stage) -> Behaviour | None:
         with self._lock:
+            due = self._at_transaction
+            if due is not None and stage == "rcpt" and len(self.transactions) >= due[0]:
+                self._at_transaction, self.picked = None, address.lower()
+                self._scripts[self.picked] = _Script(due[1], due[1].times)
             script = self._scripts.get(address.lower())
             if script is None or script.behaviour.stage != stage:
                 return None

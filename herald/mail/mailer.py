@@ -3,6 +3,7 @@ keeps messages in a list, for unit tests only."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -31,12 +32,17 @@ class TooLate(Exception):
     """The message's permit ran out before a connection was free: nothing was sent."""
 
 
+BeforeStart = Callable[[], Awaitable[None]]
+
+
 class Mailer(Protocol):
     """Sends messages to one server over at most ``size`` connections (``resize`` changes
     it). ``send`` answers the final 2xx reply, or raises ``smtp.SmtpError`` (refused),
     ``smtp.ConnectionLost`` (its ``phase`` says whether a retry is safe),
     ``ServerUnavailable``, or ``TooLate`` when no connection was free by ``not_after``
-    (``time.monotonic()``; the message was not started)."""
+    (``time.monotonic()``; the message was not started). ``before_start``, when given, is
+    awaited once a connection is in hand, right before the transaction starts: raising
+    ``TooLate`` there leaves the message unsent (the relay is resting, say)."""
 
     @property
     def size(self) -> int: ...
@@ -46,7 +52,12 @@ class Mailer(Protocol):
     async def ensure_ready(self) -> None: ...
 
     async def send(
-        self, sender: str, recipient: str, message: bytes, not_after: float | None = None
+        self,
+        sender: str,
+        recipient: str,
+        message: bytes,
+        not_after: float | None = None,
+        before_start: BeforeStart | None = None,
     ) -> Reply: ...
 
     async def close(self) -> None: ...
@@ -81,8 +92,15 @@ class InMemoryMailer:
         self.size = size
 
     async def send(
-        self, sender: str, recipient: str, message: bytes, not_after: float | None = None
+        self,
+        sender: str,
+        recipient: str,
+        message: bytes,
+        not_after: float | None = None,
+        before_start: BeforeStart | None = None,
     ) -> Reply:
+        if before_start is not None:
+            await before_start()
         if self.refuse is not None:
             raise self.refuse
         self.sent.append(SentMessage(sender, recipient, message))

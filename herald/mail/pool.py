@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from herald.mail.egress import HostNotAllowed
-from herald.mail.mailer import CredentialsRefused, ServerUnavailable, TooLate
+from herald.mail.mailer import BeforeStart, CredentialsRefused, ServerUnavailable, TooLate
 from herald.mail.smtp import Reply, SmtpConnection, SmtpError, SmtpSettings
 
 
@@ -131,9 +131,18 @@ class ConnectionPool:
             pass
 
     async def send(
-        self, sender: str, recipient: str, message: bytes, not_after: float | None = None
+        self,
+        sender: str,
+        recipient: str,
+        message: bytes,
+        not_after: float | None = None,
+        before_start: BeforeStart | None = None,
     ) -> Reply:
         async with self.connection(not_after) as conn:
+            # asked only now: a message may wait long for a connection, and what it must
+            # not miss (the relay starting to rest) can happen meanwhile
+            if before_start is not None:
+                await before_start()
             return await conn.send(sender, recipient, message)
 
     async def close(self) -> None:

@@ -19,6 +19,7 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from herald.db import db_now
 from herald.mailconfig.account import RelayLimits
 from herald.marketing import budget
 from herald.marketing.budget import UNLIMITED, BudgetState, Grant
@@ -148,6 +149,15 @@ def current_wait(session: Session, org_id: uuid.UUID, now: dt.datetime) -> Relay
     if row is None or row.backoff_until is None or row.backoff_until <= now:
         return None
     return RelayWait(row.backoff_until, row.backoff_reason or "")
+
+
+def backoff_left(session: Session, org_id: uuid.UUID) -> float:
+    """Seconds the org's relay still rests (0: none), on the database's clock: one read
+    of its row, unlocked, for workers checking before each transaction (rests.py)."""
+    until = session.scalar(select(RelayBudget.backoff_until).where(RelayBudget.org_id == org_id))
+    if until is None:
+        return 0.0
+    return max((until - db_now(session)).total_seconds(), 0.0)
 
 
 # --- connection slots ---

@@ -47,6 +47,7 @@ from herald.marketing.connections import RelayPools
 from herald.marketing.models import Campaign
 from herald.marketing.preview import list_headers
 from herald.marketing.queue import Cause, ClaimedSend, Outcome, Outcomes
+from herald.marketing.rests import RelayRests
 from herald.runtime import Runtime
 
 log = get_logger("herald.worker")
@@ -121,10 +122,8 @@ class Worker:
         self._stopping = asyncio.Event()
         self._jobs: dict[uuid.UUID, CampaignJob] = {}
         self._held: set[int] = set()  # sends leased to this worker right now
-        # org -> until when (time.monotonic()) this worker starts nothing on its relay: a
-        # throttling answer stops the rest of its chunks at once, before the shared backoff
-        # is even recorded
-        self._resting: dict[uuid.UUID, float] = {}
+        # each org's relay backoff as this worker knows it, checked before each transaction
+        self._rests = RelayRests(functools.partial(self._db, write=False))
         self._pools = RelayPools(
             self._db, self.owner, self.concurrency, self.settings.lease_seconds, mailer_factory
         )
@@ -452,6 +451,7 @@ class Worker:
         if exc.throttling and job is not None and exc.reply is not None:
             reply = str(exc.reply)
             limits = job.limits
+            self._rests.rest(batch.org_id, FIRST_BACKOFF)  # its other batches too, at once
             await self._db(lambda s: relay.note_throttle(s, batch.org_id, limits, reply, db_now(s)))
             log.warning("relay.throttled", org_id=str(batch.org_id), reply=reply[:200])
             return
@@ -484,10 +484,7 @@ class Worker:
                     await asyncio.sleep(wait)
                 not_after = earliest_grant + grant.slot(i) + grant.lateness
             try:
-                if time.monotonic() < self._resting.get(job.org_id, 0.0):
-                    attempt = Attempt(Outcome.UNSENT, late=True)
-                else:
-                    attempt = await self._deliver(job, pool, send, not_after)
+                attempt = await self._deliver(job, pool, send, not_after)
             except Exception as exc:
                 # A failure we did not foresee: the message may have gone out, so it is
                 # never retried automatically.
@@ -500,7 +497,7 @@ class Worker:
             if attempt.late:
                 outcomes.late += 1
             if attempt.outcome is Outcome.THROTTLED:
-                self._resting[job.org_id] = time.monotonic() + FIRST_BACKOFF
+                self._rests.rest(job.org_id, FIRST_BACKOFF)
 
         await asyncio.gather(*(one(i, send) for i, send in enumerate(plan.go)))
         return outcomes
@@ -526,7 +523,9 @@ class Worker:
         if job.bounce_address:
             sender = return_path(self._keys.tag, job.bounce_address, send.id)
         try:
-            await pool.send(sender, rcpt, data, not_after)
+            await pool.send(
+                sender, rcpt, data, not_after, functools.partial(self._rests.check, job.org_id)
+            )
             return Attempt(Outcome.DELIVERED, cause=Cause.RECIPIENT)
         except TooLate:
             return Attempt(Outcome.UNSENT, late=True)

@@ -62,6 +62,42 @@ def test_a_message_whose_permit_runs_out_waiting_is_not_started(smtp_server: Smt
     assert [m.rcpt_tos for m in smtp_server.messages] == [["slow@example.com"]]
 
 
+def test_a_message_is_asked_whether_to_start_once_it_holds_a_connection(
+    smtp_server: SmtpServer,
+) -> None:
+    """What may stop a message (the relay starting to rest) is asked after its wait for a
+    connection, right before the transaction: a stop there leaves it unsent."""
+    smtp_server.script("slow@example.com", slow(0.3))
+    stopped = False
+
+    async def before_start() -> None:
+        if stopped:
+            raise TooLate("resting")
+
+    async def run() -> None:
+        nonlocal stopped
+        pool = ConnectionPool(settings_for(smtp_server, "none"), 1)
+        busy = asyncio.create_task(pool.send("a@example.com", "slow@example.com", MESSAGE))
+        await asyncio.sleep(0.05)
+        waiting = asyncio.create_task(
+            pool.send("a@example.com", "queued@example.com", MESSAGE, None, before_start)
+        )
+        await asyncio.sleep(0.05)
+        stopped = True  # while it waits for the only connection
+        await busy
+        with pytest.raises(TooLate):
+            await waiting
+        stopped = False
+        await pool.send("a@example.com", "later@example.com", MESSAGE, None, before_start)
+        await pool.close()
+
+    asyncio.run(run())
+    assert [m.rcpt_tos for m in smtp_server.messages] == [
+        ["slow@example.com"],
+        ["later@example.com"],
+    ]
+
+
 def test_a_refused_login_is_credentials_refused(
     start_smtp_server: Callable[..., SmtpServer],
 ) -> None:

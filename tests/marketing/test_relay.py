@@ -4,13 +4,18 @@ limits). The limits measured with three worker processes: tests/reliability/."""
 
 from __future__ import annotations
 
+import asyncio
 import time
+import uuid
 from collections import Counter
 
+import pytest
 from sqlalchemy import update
 
 from herald.db import unit_of_work
+from herald.mail.mailer import TooLate
 from herald.mailconfig.models import EmailConfig
+from herald.marketing.rests import RelayRests
 from tests.marketing.engine import (
     InProcessWorker,
     arrange,
@@ -36,3 +41,37 @@ def test_a_used_up_hour_waits_until_the_limit_is_raised(runtime, smtp_server):
             )
         wait_for_status(engine, arranged.campaign_id, "SENT", timeout=15)
     assert len(smtp_server.messages) == 8
+
+
+def test_a_worker_sees_a_backoff_recorded_elsewhere_within_its_look_and_reads_rarely():
+    """Messages starting check the shared backoff through one read per look, shared by
+    those starting meanwhile; a backoff another worker records stops this one's next
+    message once the look has passed; its own throttle stops them at once."""
+    org, other = uuid.uuid4(), uuid.uuid4()
+    left = {org: 0.0, other: 0.0}
+    reads: list[uuid.UUID] = []
+
+    async def read(fn):  # type: ignore[no-untyped-def]
+        org_id = fn.keywords["org_id"]
+        reads.append(org_id)
+        await asyncio.sleep(0.01)
+        return left[org_id]
+
+    async def run() -> None:
+        rests = RelayRests(read, look_seconds=0.2)
+        await asyncio.gather(*(rests.check(org) for _ in range(20)))
+        assert reads == [org]  # twenty messages, one read
+        left[org] = 2.0  # recorded by another worker
+        await rests.check(org)  # within the look: not seen yet, and no read
+        assert reads == [org]
+        await asyncio.sleep(0.2)
+        with pytest.raises(TooLate):
+            await rests.check(org)
+        assert reads == [org, org]
+        await rests.check(other)  # another org's relay is not resting
+        rests.rest(other, 0.5)  # this worker was told "slow down" itself
+        with pytest.raises(TooLate):
+            await rests.check(other)
+        assert reads == [org, org, other]
+
+    asyncio.run(run())

@@ -8,13 +8,17 @@ from __future__ import annotations
 import bisect
 import itertools
 import os
+import threading
 import time
+import uuid
 from pathlib import Path
 
 from herald.audit.service import CLI, system_actor
 from herald.db import unit_of_work
 from herald.marketing.budget import FIRST_BACKOFF
 from herald.marketing.launch import launch_campaign
+from herald.marketing.relay import backoff_left
+from herald.marketing.rests import LOOK_SECONDS
 from herald.runtime import Runtime
 from tests.marketing.engine import (
     Arranged,
@@ -139,26 +143,71 @@ def test_max_connections_holds_across_workers_and_a_dead_workers_slots_come_back
     assert {s.status for s in sends(engine, arranged.campaign_id)} <= {"DELIVERED", "UNKNOWN"}
 
 
+class BackoffWatch:
+    """Reads the org's relay row every 10 ms from a thread: when (time.monotonic(), the
+    clock the SMTP server stamps transactions with) a backoff first became visible to
+    anyone, and when it ends. Seen later than committed, never earlier."""
+
+    def __init__(self, runtime: Runtime, org_id: uuid.UUID) -> None:
+        self.runtime, self.org_id = runtime, org_id
+        self.seen: float | None = None
+        self.ends: float | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+        self._thread.start()
+
+    def _watch(self) -> None:
+        while not self._stop.is_set() and self.seen is None:
+            asked = time.monotonic()
+            with unit_of_work(self.runtime.sessions, write=False) as session:
+                left = backoff_left(session, self.org_id)
+            if left > 0:
+                self.seen, self.ends = time.monotonic(), asked + left
+            self._stop.wait(0.01)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
 def test_a_throttling_answer_rests_the_whole_relay(engine, workers, smtp_server):
-    """One 421 "slow down" stops every worker starting new messages for the backoff (2 s;
-    the messages other workers had in flight still go, so the relay sees a pause of most of
-    it), then all is delivered once, the throttled message too."""
-    arranged = arrange(engine, smtp_server, 1000, launch=False)
-    throttled = arranged.emails[10]
-    smtp_server.script(
-        throttled, Behaviour(reply="421 4.7.0 Too many messages, slow down", times=1)
+    """One 421 "slow down" and no worker starts a new transaction on that relay until the
+    backoff ends: the others stop the messages they already hold (two chunks each, which
+    the relay takes 0.1 s apiece over 4 connections per worker: seconds of work) once they
+    look at the shared backoff, at most LOOK_SECONDS after it is recorded. Only transactions
+    that had started keep going. Then all is delivered once, the throttled message too."""
+    arranged = arrange(engine, smtp_server, 600, launch=False)
+    for email in arranged.emails:
+        smtp_server.script(email, slow(0.1))
+    # the 100th transaction: about 1 s in, when every worker holds 100 messages (two
+    # chunks) of its two batches, seconds of work on its 4 connections
+    smtp_server.script_at_transaction(
+        100, Behaviour(reply="421 4.7.0 Too many messages, slow down", times=1)
     )
-    launch(engine, arranged)
-    wait_for_status(engine, arranged.campaign_id, "SENT", timeout=120)
+    watch = BackoffWatch(engine, arranged.org_id)
+    try:
+        launch(engine, arranged)
+        wait_for_status(engine, arranged.campaign_id, "SENT", timeout=120)
+    finally:
+        watch.stop()
+    assert watch.seen is not None and watch.ends is not None, "no backoff was ever recorded"
+    # A transaction the server saw this long after the backoff became visible was started
+    # by a worker that had looked at it (LOOK_SECONDS) and had time to write its MAIL FROM
+    # (the rest: generous, for a loaded machine).
+    quiet_from = watch.seen + LOOK_SECONDS + 0.4
     starts = sorted(smtp_server.transactions)
+    during = [t - watch.seen for t in starts if quiet_from <= t < watch.ends]
     gaps = [later - earlier for earlier, later in itertools.pairwise(starts)]
     REPORTS.append(
-        f"limits [{database(engine)}] one 421 among 1000 messages, 3 workers: longest pause "
-        f"in new transactions {max(gaps):.2f} s"
+        f"limits [{database(engine)}] one 421 among 600 messages, 3 workers: backoff seen "
+        f"{watch.ends - watch.seen:.2f} s before its end, {len(during)} transactions started "
+        f"from {quiet_from - watch.seen:.2f} s after it was seen until it ended; longest "
+        f"pause in new transactions {max(gaps):.2f} s"
     )
-    assert max(gaps) >= FIRST_BACKOFF / 2, "the relay never got its rest"
+    assert watch.ends - quiet_from >= FIRST_BACKOFF / 4, "the backoff was seen too late to judge"
+    assert during == [], f"transactions started while the relay rested: {during}"
     assert max(smtp_server.received_per_address().values()) == 1
-    send = next(s for s in sends(engine, arranged.campaign_id) if s.email == throttled)
+    send = next(s for s in sends(engine, arranged.campaign_id) if s.email == smtp_server.picked)
     assert (send.status, send.attempts) == ("DELIVERED", 2)
     assert_counters_match_sends(engine, arranged.campaign_id)
 
