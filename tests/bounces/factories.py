@@ -19,7 +19,7 @@ from herald.mail.sendref import SendRefKeys, make_message_id, return_path
 from herald.mailconfig.models import EmailConfig
 from herald.runtime import Runtime
 from tests.crm.factories import make_contact
-from tests.marketing.factories import insert_campaign, insert_sends
+from tests.marketing.factories import detached_row, insert_campaign, insert_sends
 from tests.orgs.factories import make_org
 
 
@@ -145,11 +145,7 @@ def reports_of(runtime: Runtime, org: BounceOrg) -> list[BounceReport]:
 
 
 def contact_row(runtime: Runtime, contact_id: uuid.UUID) -> Contact:
-    with unit_of_work(runtime.sessions, write=False) as session:
-        row = session.get(Contact, contact_id)
-        assert row is not None
-        session.expunge(row)
-        return row
+    return detached_row(runtime, Contact, contact_id)
 
 
 __all__ = ["HARD", "SOFT"]

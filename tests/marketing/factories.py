@@ -8,7 +8,7 @@ import datetime as dt
 import secrets
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 from sqlalchemy import update
@@ -158,20 +158,24 @@ def insert_sends(
         return [s.id for s in sends]
 
 
-def get_send(runtime: Runtime, send_id: int) -> MarketingSend:
+RowT = TypeVar("RowT")
+
+
+def detached_row(runtime: Runtime, model: type[RowT], key: Any) -> RowT:
+    """A row as it is now, read in a transaction of its own and usable after it."""
     with unit_of_work(runtime.sessions, write=False) as session:
-        send = session.get(MarketingSend, send_id)
-        assert send is not None
-        session.expunge(send)
-        return send
+        row = session.get(model, key)
+        assert row is not None
+        session.expunge(row)
+        return row
+
+
+def get_send(runtime: Runtime, send_id: int) -> MarketingSend:
+    return detached_row(runtime, MarketingSend, send_id)
 
 
 def get_campaign_row(runtime: Runtime, campaign_id: uuid.UUID) -> Campaign:
-    with unit_of_work(runtime.sessions, write=False) as session:
-        campaign = session.get(Campaign, campaign_id)
-        assert campaign is not None
-        session.expunge(campaign)
-        return campaign
+    return detached_row(runtime, Campaign, campaign_id)
 
 
 def retire_queue(runtime: Runtime) -> None:
