@@ -10,7 +10,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from herald.mail import egress
 
-# Only for `herald dev` and tests: `herald serve` refuses to run with it outside dev mode.
+# Only for `herald dev` and tests: `serve`, `worker` and `inbound` refuse it outside dev mode.
 DEV_SECRET_KEY = "herald-dev-secret-key-change-me-in-production"  # noqa: S105
 # HS256 tokens and the HKDF-derived encryption keys want at least 256 bits of key.
 MIN_SECRET_KEY_BYTES = 32

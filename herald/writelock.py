@@ -17,7 +17,6 @@ import os
 import threading
 import time
 import weakref
-from collections.abc import Callable
 
 from sqlalchemy.engine import Engine
 
@@ -41,18 +40,8 @@ class WriterLock:
         deadline = time.monotonic() + self._timeout
         if not self._thread_lock.acquire(timeout=self._timeout):
             return False
-        return self._and_the_file(lambda: self._flock(deadline))
-
-    def try_acquire(self) -> bool:
-        """Take the lock only if it is free now: never waits."""
-        if not self._thread_lock.acquire(blocking=False):
-            return False
-        return self._and_the_file(self._try_flock)
-
-    def _and_the_file(self, take: Callable[[], bool]) -> bool:
-        """With the thread lock held: the file's lock too (True), or neither (False)."""
         try:
-            if take():
+            if self._flock(deadline):
                 return True
         except BaseException:
             self._thread_lock.release()

@@ -6,10 +6,10 @@ import datetime as dt
 import uuid
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, ForeignKey, Index, Integer, String, Uuid
+from sqlalchemy import JSON, ForeignKey, Index, String, Uuid
 from sqlalchemy.orm import Mapped, mapped_column
 
-from herald.db import Base, OrgScoped, UTCDateTime, utcnow
+from herald.db import Base, OrgScoped, UTCDateTime, big_int_id, utcnow
 
 
 class AuditEvent(OrgScoped, Base):
@@ -18,9 +18,7 @@ class AuditEvent(OrgScoped, Base):
     __table_args__ = (Index("ix_audit_events_org_at", "org_id", "at", "id"),)
 
     # an integer id keeps events of the same instant in the order they were written
-    id: Mapped[int] = mapped_column(
-        BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True
-    )
+    id: Mapped[int] = mapped_column(big_int_id(), primary_key=True, autoincrement=True)
     # not OrgScoped's separate org_id index: the (org_id, at, id) one covers it
     org_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("orgs.id", ondelete="CASCADE"))
     at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
