@@ -44,7 +44,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from common import allow_loopback_smtp, bench_org, free_port
+from common import allow_loopback_smtp, bench_org, cpu_seconds, free_port
 from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -113,6 +113,7 @@ class Result:
     ceiling: float
     dump_ceiling: float | None
     check: Check | None
+    worker_cpu: float  # seconds of CPU all workers spent from the launch to SENT
 
 
 def start_sink(dump: Path | None = None) -> Sink:
@@ -302,6 +303,7 @@ def measure(
             for _ in range(count)
         ]
         time.sleep(2.0)  # let the workers import and start polling
+        idle_cpu = sum(cpu_seconds(p.pid) for p in workers)
         started = time.perf_counter()
         with unit_of_work(sessions) as session:
             launch_campaign(session, org_id, campaign_id, actor=system_actor(org_id, CLI))
@@ -319,6 +321,7 @@ def measure(
                 sys.exit(f"timed out: {row}")
             time.sleep(0.05)
         elapsed = time.perf_counter() - started
+        worker_cpu = sum(cpu_seconds(p.pid) for p in workers) - idle_cpu
     finally:
         for process in workers:
             process.terminate()
@@ -349,6 +352,7 @@ def measure(
         ceiling=ceiling,
         dump_ceiling=dump_ceiling,
         check=result,
+        worker_cpu=worker_cpu,
     )
 
 
@@ -367,6 +371,8 @@ def print_block(args: argparse.Namespace, r: Result) -> None:
     print(f"Herald:       {r.rate:8.0f} msgs/s  ({shape})")
     print(f"smtp-source:  {r.ceiling:8.0f} msgs/s  (own smtp-sink, no dump, same connections)")
     print(f"ratio:        {r.rate / r.ceiling:8.2f}")
+    per_message = r.worker_cpu / args.contacts * 1e6
+    print(f"worker CPU:   {r.worker_cpu:8.2f} s  ({per_message:.0f} µs per message, all workers)")
     if r.check is not None and r.dump_ceiling is not None:
         print(
             f"dump ceiling: {r.dump_ceiling:8.0f} msgs/s  (smtp-source into a sink writing "

@@ -32,7 +32,9 @@ class TooLate(Exception):
     """The message's permit ran out before a connection was free: nothing was sent."""
 
 
-BeforeStart = Callable[[], Awaitable[None]]
+# Asked right before a transaction starts; it raises TooLate (do not start) or answers an
+# awaitable to wait on first (which may raise it), or None: most calls then cost no await.
+BeforeStart = Callable[[], Awaitable[None] | None]
 
 
 class Mailer(Protocol):
@@ -41,8 +43,9 @@ class Mailer(Protocol):
     ``smtp.ConnectionLost`` (its ``phase`` says whether a retry is safe),
     ``ServerUnavailable``, or ``TooLate`` when no connection was free by ``not_after``
     (``time.monotonic()``; the message was not started). ``before_start``, when given, is
-    awaited once a connection is in hand, right before the transaction starts: raising
-    ``TooLate`` there leaves the message unsent (the relay is resting, say)."""
+    called (and what it answers awaited) once a connection is in hand, right before the
+    transaction starts: ``TooLate`` there leaves the message unsent (the relay is resting,
+    say)."""
 
     @property
     def size(self) -> int: ...
@@ -99,8 +102,8 @@ class InMemoryMailer:
         not_after: float | None = None,
         before_start: BeforeStart | None = None,
     ) -> Reply:
-        if before_start is not None:
-            await before_start()
+        if before_start is not None and (waiting := before_start()) is not None:
+            await waiting
         if self.refuse is not None:
             raise self.refuse
         self.sent.append(SentMessage(sender, recipient, message))

@@ -141,8 +141,8 @@ class ConnectionPool:
         async with self.connection(not_after) as conn:
             # asked only now: a message may wait long for a connection, and what it must
             # not miss (the relay starting to rest) can happen meanwhile
-            if before_start is not None:
-                await before_start()
+            if before_start is not None and (waiting := before_start()) is not None:
+                await waiting
             return await conn.send(sender, recipient, message)
 
     async def close(self) -> None:

@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import (
     BindParameter,
-    ColumnElement,
     and_,
     bindparam,
     case,
@@ -200,26 +199,61 @@ class Outcomes:
         return [s.id for s, _ in self.retry + self.throttled] + [s.id for s in self.unsent]
 
 
-def _claimable(now: dt.datetime) -> list[ColumnElement[bool]]:
-    return [
-        IS_QUEUED,
-        S.next_attempt_at <= now,
-        or_(S.lease_expires_at.is_(None), S.lease_expires_at < now),
-    ]
-
-
-def _relay_has_something(now: dt.datetime) -> ColumnElement[bool]:
-    """The org's relay has a permit to give (or its limits changed since it said when)."""
-    limits_changed = or_(
-        RelayBudget.per_second.is_distinct_from(EmailConfig.max_per_second),
-        RelayBudget.per_hour.is_distinct_from(EmailConfig.max_per_hour),
+# What a claim may take: queued, due, and not leased (or its lease ran out).
+_CLAIMABLE = (
+    IS_QUEUED,
+    S.next_attempt_at <= NOW,
+    or_(S.lease_expires_at.is_(None), S.lease_expires_at < NOW),
+)
+# The org's relay has a permit to give (or its limits changed since it said when).
+_RELAY_HAS_SOMETHING = or_(
+    RelayBudget.available_at.is_(None),
+    RelayBudget.available_at <= NOW,
+    and_(
+        or_(
+            RelayBudget.per_second.is_distinct_from(EmailConfig.max_per_second),
+            RelayBudget.per_hour.is_distinct_from(EmailConfig.max_per_hour),
+        ),
+        ~and_(RelayBudget.backoff_until.is_not(None), RelayBudget.backoff_until > NOW),
+    ),
+)
+_PENDING = (
+    select(Campaign.id, Campaign.org_id)
+    .outerjoin(RelayBudget, RelayBudget.org_id == Campaign.org_id)
+    .outerjoin(EmailConfig, EmailConfig.org_id == Campaign.org_id)
+    .where(
+        Campaign.status.in_(CLAIMABLE),
+        Campaign.delivered + Campaign.failed + Campaign.unknown + Campaign.cancelled
+        < Campaign.recipients,
+        or_(Campaign.held_until.is_(None), Campaign.held_until <= NOW),
+        _RELAY_HAS_SOMETHING,
     )
-    resting = and_(RelayBudget.backoff_until.is_not(None), RelayBudget.backoff_until > now)
-    return or_(
-        RelayBudget.available_at.is_(None),
-        RelayBudget.available_at <= now,
-        and_(limits_changed, ~resting),
+    .order_by(Campaign.launched_at, Campaign.id)
+)
+CAMPAIGN = bindparam("campaign", type_=S.campaign_id.type)
+_ANY_DUE = select(S.id).where(S.campaign_id == CAMPAIGN, *_CLAIMABLE).limit(1)
+_DUE = (
+    select(
+        S.id,
+        S.contact_id,
+        S.email,
+        S.first_name,
+        S.last_name,
+        S.company_name,
+        S.token,
+        S.attempts,
+        S.first_attempt_at,
     )
+    # the order of ix_marketing_sends_queue_campaign, after its equality
+    .where(S.campaign_id == CAMPAIGN, *_CLAIMABLE)
+    .order_by(S.next_attempt_at, S.id)
+    .limit(bindparam("size"))
+)
+_LEASE = (
+    update(S)
+    .where(S.id.in_(IDS))
+    .values(lease_owner=OWNER, lease_expires_at=bindparam("until", type_=UTCDateTime()))
+)
 
 
 def _pending_campaigns(
@@ -229,19 +263,7 @@ def _pending_campaigns(
     not held, whose org's relay has something to give now (see relay.py), first launched
     first. Their counters move in the same transactions as their sends. ``skip_orgs``: orgs
     the caller cannot serve now (it holds no connection slot to their relay)."""
-    rows = session.execute(
-        select(Campaign.id, Campaign.org_id)
-        .outerjoin(RelayBudget, RelayBudget.org_id == Campaign.org_id)
-        .outerjoin(EmailConfig, EmailConfig.org_id == Campaign.org_id)
-        .where(
-            Campaign.status.in_(CLAIMABLE),
-            Campaign.delivered + Campaign.failed + Campaign.unknown + Campaign.cancelled
-            < Campaign.recipients,
-            or_(Campaign.held_until.is_(None), Campaign.held_until <= now),
-            _relay_has_something(now),
-        )
-        .order_by(Campaign.launched_at, Campaign.id)
-    ).all()
+    rows = session.connection().execute(_PENDING, {"now": now}).all()
     return [row for row in rows if row.org_id not in skip_orgs]
 
 
@@ -249,9 +271,10 @@ def has_due_sends(session: Session, skip_orgs: frozenset[uuid.UUID] = frozenset(
     """Whether a claim would find a send now. Read-only, so an idle worker can ask often
     without taking SQLite's writer lock."""
     now = db_now(session)
+    connection = session.connection()
     for campaign in _pending_campaigns(session, now, skip_orgs):
-        due = select(S.id).where(S.campaign_id == campaign.id, *_claimable(now)).limit(1)
-        if session.scalar(due) is not None:
+        params = {"campaign": campaign.id, "now": now}
+        if connection.execute(_ANY_DUE, params).first() is not None:
             return True
     return False
 
@@ -272,37 +295,17 @@ def claim_batch(
     stale planner statistics to misjudge into a sort of the whole queue.
     """
     now = db_now(session)
+    connection = session.connection()
+    due = lock_skip_locked(_DUE, session)
     for campaign in _pending_campaigns(session, now, skip_orgs):
-        rows = session.execute(
-            lock_skip_locked(
-                select(
-                    S.id,
-                    S.contact_id,
-                    S.email,
-                    S.first_name,
-                    S.last_name,
-                    S.company_name,
-                    S.token,
-                    S.attempts,
-                    S.first_attempt_at,
-                )
-                # the order of ix_marketing_sends_queue_campaign, after its equality
-                .where(S.campaign_id == campaign.id, *_claimable(now))
-                .order_by(S.next_attempt_at, S.id)
-                .limit(size),
-                session,
-            )
-        ).all()
+        params = {"campaign": campaign.id, "now": now, "size": size}
+        rows = connection.execute(due, params).all()
         if rows:
             break
     else:
         return None
-    session.execute(
-        update(S)
-        .where(S.id.in_([r.id for r in rows]))
-        .values(lease_owner=owner, lease_expires_at=now + dt.timedelta(seconds=lease_seconds))
-        .execution_options(synchronize_session=False)
-    )
+    until = now + dt.timedelta(seconds=lease_seconds)
+    connection.execute(_LEASE, {"ids": [r.id for r in rows], "owner": owner, "until": until})
     return Batch(campaign.id, campaign.org_id, [ClaimedSend(*row) for row in rows])
 
 

@@ -30,6 +30,7 @@ from herald.errors import Conflict, HeraldError
 from herald.log import get_logger
 from herald.mail.compose import CampaignMessage, InvalidAddress, Recipient, smtp_address
 from herald.mail.mailer import (
+    BeforeStart,
     CredentialsRefused,
     Mailer,
     MailerFactory,
@@ -84,6 +85,11 @@ class Attempt:
     cause: Cause = Cause.NONE
     refused_login: bool = False
     late: bool = False  # its permit ran out before a connection was free
+
+
+# the common answers, made once: a worker makes thousands of attempts a second
+DELIVERED = Attempt(Outcome.DELIVERED, cause=Cause.RECIPIENT)
+LATE = Attempt(Outcome.UNSENT, late=True)
 
 
 @dataclass
@@ -469,42 +475,50 @@ class Worker:
 
     async def _send_chunk(self, job: CampaignJob, pool: Mailer, plan: ChunkStart) -> Outcomes:
         """Send the chunk's messages at once, or each at its slot when the relay's permits
-        are paced: never before the slot (counted from the latest the grant can have been
-        made), never later than its lateness after it (counted from the earliest)."""
+        are paced (see ``_deliver``)."""
         outcomes = plan.skipped
-        grant = plan.grant
-        paced = grant.count > 0
-        earliest_grant, latest_grant = plan.granted_between
-
-        async def one(i: int, send: ClaimedSend) -> None:
-            not_after = None
-            if paced:
-                wait = latest_grant + grant.slot(i) - time.monotonic()
-                if wait > 0:
-                    await asyncio.sleep(wait)
-                not_after = earliest_grant + grant.slot(i) + grant.lateness
-            try:
-                attempt = await self._deliver(job, pool, send, not_after)
-            except Exception as exc:
+        before_start = self._rests.before_start(job.org_id)
+        results = await asyncio.gather(
+            *(
+                self._deliver(job, pool, plan, i, send, before_start)
+                for i, send in enumerate(plan.go)
+            ),
+            return_exceptions=True,
+        )
+        for send, result in zip(plan.go, results, strict=True):
+            if isinstance(result, BaseException):
                 # A failure we did not foresee: the message may have gone out, so it is
                 # never retried automatically.
-                log.error("send.unexpected_error", send_id=send.id, error=repr(exc)[:500])
-                unexpected = f"Unexpected error while sending ({type(exc).__name__})."
-                attempt = Attempt(Outcome.UNKNOWN, unexpected)
-            outcomes.add(send, attempt.outcome, attempt.detail, attempt.cause)
-            if attempt.refused_login:
-                outcomes.refused_login = attempt.detail
-            if attempt.late:
+                log.error("send.unexpected_error", send_id=send.id, error=repr(result)[:500])
+                unexpected = f"Unexpected error while sending ({type(result).__name__})."
+                result = Attempt(Outcome.UNKNOWN, unexpected)
+            outcomes.add(send, result.outcome, result.detail, result.cause)
+            if result.refused_login:
+                outcomes.refused_login = result.detail
+            if result.late:
                 outcomes.late += 1
-            if attempt.outcome is Outcome.THROTTLED:
-                self._rests.rest(job.org_id, FIRST_BACKOFF)
-
-        await asyncio.gather(*(one(i, send) for i, send in enumerate(plan.go)))
         return outcomes
 
     async def _deliver(
-        self, job: CampaignJob, pool: Mailer, send: ClaimedSend, not_after: float | None
+        self,
+        job: CampaignJob,
+        pool: Mailer,
+        plan: ChunkStart,
+        i: int,
+        send: ClaimedSend,
+        before_start: BeforeStart,
     ) -> Attempt:
+        """One message of the chunk; when paced, never before its slot (counted from the
+        latest the grant can have been made), never later than its lateness after it
+        (counted from the earliest)."""
+        not_after = None
+        grant = plan.grant
+        if grant.count > 0:
+            earliest_grant, latest_grant = plan.granted_between
+            wait = latest_grant + grant.slot(i) - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            not_after = earliest_grant + grant.slot(i) + grant.lateness
         recipient = Recipient(
             email=send.email,
             first_name=send.first_name,
@@ -523,18 +537,16 @@ class Worker:
         if job.bounce_address:
             sender = return_path(self._keys.tag, job.bounce_address, send.id)
         try:
-            await pool.send(
-                sender, rcpt, data, not_after, functools.partial(self._rests.check, job.org_id)
-            )
-            return Attempt(Outcome.DELIVERED, cause=Cause.RECIPIENT)
+            await pool.send(sender, rcpt, data, not_after, before_start)
+            return DELIVERED
         except TooLate:
-            return Attempt(Outcome.UNSENT, late=True)
+            return LATE
         except SmtpError as exc:
             reply = exc.reply
             if reply.credentials_refused:
                 return Attempt(Outcome.UNSENT, str(reply), refused_login=True)
             if reply.throttling:
-                return Attempt(Outcome.THROTTLED, str(reply))
+                return self._throttled(job, str(reply))
             outcome = Outcome.RETRY if reply.transient else Outcome.FAILED
             return Attempt(outcome, str(reply), Cause.RECIPIENT)
         except ConnectionLost as exc:
@@ -551,5 +563,10 @@ class Worker:
             return Attempt(Outcome.UNSENT, answer, refused_login=True)
         except ServerUnavailable as exc:
             if exc.throttling:
-                return Attempt(Outcome.THROTTLED, str(exc.reply))
+                return self._throttled(job, str(exc.reply))
             return Attempt(Outcome.RETRY, str(exc), Cause.RELAY)
+
+    def _throttled(self, job: CampaignJob, reply: str) -> Attempt:
+        """The relay said "slow down": this worker's other messages to it stop at once."""
+        self._rests.rest(job.org_id, FIRST_BACKOFF)
+        return Attempt(Outcome.THROTTLED, reply)
