@@ -10,6 +10,9 @@ close Herald gets.
     .venv/bin/python bench/send_throughput.py --contacts 20000 --workers 1,2,4 \\
         --database-url postgresql+psycopg://...
 
+It also prints the CPU all `herald worker` processes spent from the launch to SENT, per
+message: steadier than the rate when other work shares the machine.
+
 `--workers 1,2,4` measures scale-out: the contacts are arranged once, then each count gets
 a fresh campaign over them (same org), fresh worker processes and a fresh sink; one line per
 count, and a table at the end.
