@@ -10,6 +10,7 @@ from __future__ import annotations
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from herald.bearer import NO_TOKEN, bearer_token
 from herald.error_handlers import error_response
 from herald.settings import Settings
 from herald.text import is_number
@@ -103,8 +104,8 @@ def _anonymous_api_body(scope: Scope, headers: dict[bytes, bytes]) -> bool:
     if path in ANONYMOUS_API_BODIES:
         return False
     has_body = b"transfer-encoding" in headers or headers.get(b"content-length", b"0") not in _NONE
-    scheme, _, token = headers.get(b"authorization", b"").decode("latin-1").partition(" ")
-    return has_body and not (scheme.lower() == "bearer" and token.strip())
+    authorization = headers.get(b"authorization", b"").decode("latin-1")
+    return has_body and bearer_token(authorization) is None
 
 
 async def _not_authenticated(scope: Scope, receive: Receive, send: Send) -> None:
@@ -112,7 +113,7 @@ async def _not_authenticated(scope: Scope, receive: Receive, send: Send) -> None
     response = error_response(
         401,
         "not_authenticated",
-        "Log in first: send Authorization: Bearer <accessToken>.",
+        NO_TOKEN,
         None,
         {"Connection": "close"},
     )

@@ -13,6 +13,7 @@ from fastapi.routing import APIRoute, RouteContext, iter_route_contexts
 from starlette.routing import BaseRoute
 
 from herald.auth.deps import current_user
+from herald.bearer import NO_TOKEN
 from herald.schemas import ErrorOut
 
 Responses = dict[int | str, dict[str, Any]]
@@ -36,7 +37,7 @@ ERRORS: dict[int, _Error] = {
     401: _Error(
         "Not authenticated: the access token is missing, expired or invalid.",
         "not_authenticated",
-        "Log in first: send Authorization: Bearer <accessToken>.",
+        NO_TOKEN,
     ),
     403: _Error(
         "Not allowed: the organisation's licence lacks the feature, or the caller's role "

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from herald.auth.access import Capability, enforce
 from herald.auth.tokens import decode_access_token
+from herald.bearer import NO_TOKEN, bearer_token
 from herald.errors import NotAuthenticated
 from herald.orgs.models import Org, Role, User
 from herald.runtime import get_session, get_settings_dep
@@ -28,14 +29,10 @@ class Principal:
     org_name: str = ""
 
 
-def bearer_token(request: Request) -> str | None:
+def request_token(request: Request) -> str | None:
     """The API's token: the Authorization header only. Cookies are the pages' business, so
     a cross-site request can never act on the API with a browser's cookies."""
-    header = request.headers.get("authorization", "")
-    scheme, _, value = header.partition(" ")
-    if scheme.lower() == "bearer" and value.strip():
-        return value.strip()
-    return None
+    return bearer_token(request.headers.get("authorization", ""))
 
 
 def current_user(
@@ -43,9 +40,9 @@ def current_user(
     session: Session = Depends(get_session, scope="function"),
     settings: Settings = Depends(get_settings_dep),
 ) -> Principal:
-    token = bearer_token(request)
+    token = request_token(request)
     if token is None:
-        raise NotAuthenticated("Log in first: send Authorization: Bearer <accessToken>.")
+        raise NotAuthenticated(NO_TOKEN)
     return principal_for_token(session, settings, token)
 
 
