@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import binascii
 import functools
-import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass
@@ -72,7 +71,7 @@ def _unb32(text: str) -> bytes | None:
 
 
 def _mac(key: bytes, purpose: bytes, data: bytes, length: int) -> bytes:
-    return hmac.new(key, purpose + data, hashlib.sha256).digest()[:length]
+    return hmac.digest(key, purpose + data, "sha256")[:length]  # one-shot: no HMAC object
 
 
 def _id_bytes(send_id: int) -> bytes:
