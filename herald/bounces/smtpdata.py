@@ -47,7 +47,7 @@ async def read_data(
             ended = False
         else:  # a dot then CRLF: the end if the dot starts a line
             ended = (last + chunk)[-5:-3] == _CRLF
-        last = (last + chunk)[-2:]
+        last = chunk[-2:] if len(chunk) >= 2 else (last + chunk)[-2:]
         if verdict is None:
             chunks.append(chunk)
             held += len(chunk)
