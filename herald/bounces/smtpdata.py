@@ -1,11 +1,11 @@
 """Reading an SMTP DATA section in bulk, with aiosmtpd's outcome.
 
 aiosmtpd reads DATA a line at a time (a ``readuntil`` and a turn of its loop for each of a
-report's fifty-odd lines: a tenth of a report's CPU in ``herald inbound``,
-docs/performance.md). ``read_data`` reads from one ``.<CR><LF>`` to the next (few in a
-report) and gives what aiosmtpd's loop gives for the same bytes, however they arrive: the
-message dot-unstuffed, or the error aiosmtpd answers after the end of DATA (a line over
-its length limit, more than the size limit). tests/bounces/test_receiver_data.py compares
+report's fifty-odd lines: 81 µs of a DSN's CPU in ``herald inbound`` against 15 µs read
+this way, docs/performance.md). ``read_data`` reads from one ``.<CR><LF>`` to the next
+(few in a report) and gives what aiosmtpd's loop gives for the same bytes, however they
+arrive: the message dot-unstuffed, or the error aiosmtpd answers after the end of DATA (a
+line over its length limit, more than the size limit). tests/bounces/test_receiver_data.py compares
 the two on the same streams, cut into every kind of piece.
 
 aiosmtpd's rules, which depend only on the lengths of the section's lines (a line ends at
