@@ -19,11 +19,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from aiosmtpd.smtp import SMTP, Envelope
+from aiosmtpd.smtp import SMTP, Envelope, syntax
 from aiosmtpd.smtp import Session as SmtpSession
 
 from herald.bounces.ingest import Incoming, ingest, ingest_all
 from herald.bounces.models import Source
+from herald.bounces.smtpdata import read_data
 from herald.db import unit_of_work
 from herald.groupcommit import GroupCommit
 from herald.log import get_logger
@@ -192,7 +193,35 @@ class BounceSMTP(SMTP):
     """aiosmtpd's session, reading a plain MAIL or RCPT path without the email package's
     header parser (aiosmtpd builds a class and a token tree for each address: a tenth of
     a report's CPU here, docs/performance.md); any other path is aiosmtpd's to read, and
-    the answer is the same (tests/bounces/test_receiver_paths.py)."""
+    the answer is the same (tests/bounces/test_receiver_paths.py). DATA is read in bulk
+    (herald.bounces.smtpdata), with aiosmtpd's answers (tests/bounces/test_receiver_data.py,
+    which also pins the aiosmtpd internals used here: _reader, _writer, _decode_data,
+    _set_post_data_state)."""
+
+    @syntax("DATA")
+    async def smtp_DATA(self, arg: str) -> None:
+        if self._decode_data or getattr(self.event_handler, "handle_DATA", None) is None:
+            return await super().smtp_DATA(arg)  # not how Herald runs it: aiosmtpd's own
+        if await self.check_helo_needed() or await self.check_auth_needed("DATA"):
+            return None
+        assert self.envelope is not None
+        if not self.envelope.rcpt_tos:
+            return await self.push("503 Error: need RCPT command")
+        if arg:
+            return await self.push("501 Syntax: DATA")
+        await self.push("354 End data with <CR><LF>.<CR><LF>")
+        try:
+            content = await read_data(self._reader, self.data_size_limit, self.line_length_limit)
+        except asyncio.CancelledError:  # the connection was lost meanwhile (as aiosmtpd)
+            self._writer.close()
+            raise
+        if isinstance(content, str):  # the section was refused (too long, too much)
+            await self.push(content)
+            return self._set_post_data_state()
+        self.envelope.content = self.envelope.original_content = content
+        status = await self.event_handler.handle_DATA(self, self.session, self.envelope)
+        self._set_post_data_state()
+        return await self.push(status)
 
     def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
         if arg == "<>":
