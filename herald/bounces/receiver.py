@@ -28,7 +28,7 @@ from herald.bounces.smtpdata import read_data
 from herald.db import unit_of_work
 from herald.groupcommit import GroupCommit
 from herald.log import get_logger
-from herald.mail.reports import ParsedReport, parse_report
+from herald.mail.reports import parse_report
 from herald.mail.sendref import SendRefKeys
 from herald.mailconfig.bounceaddress import bounce_addresses, return_path_org
 from herald.runtime import Runtime
@@ -78,16 +78,24 @@ class _Delivery:
     org_id: uuid.UUID
     envelope_to: str
     raw: bytes
-    parsed: ParsedReport
     also_to: tuple[str, ...] = ()  # the message's other recipients of this org
 
 
-def _incoming(delivery: _Delivery) -> tuple[Incoming, uuid.UUID]:
+class UnreadableReport(Exception):
+    """Reading the report failed (a bug the message found): it alone is answered 451, and
+    the log names the error's type, never its words (they may quote the message)."""
+
+
+def _incoming(delivery: _Delivery) -> tuple[Incoming, uuid.UUID] | UnreadableReport:
+    try:
+        parsed = parse_report(delivery.raw)
+    except Exception as exc:
+        return UnreadableReport(type(exc).__name__)
     incoming = Incoming(
         source=Source.SMTP,
         raw=delivery.raw,
         envelope_to=delivery.envelope_to,
-        parsed=delivery.parsed,
+        parsed=parsed,
         also_to=delivery.also_to,
     )
     return incoming, delivery.org_id
@@ -129,15 +137,12 @@ class BounceHandler:
     async def handle_DATA(self, server: SMTP, session: SmtpSession, envelope: Envelope) -> str:
         content: Any = envelope.original_content or b""
         raw = bytes(content)
-        # Never in the event loop: even bounded (herald.mail.reports), a hostile message
-        # costs a fraction of a second of CPU, which every other session would wait for.
-        parsed = await asyncio.to_thread(parse_report, raw)
         orgs: dict[str, uuid.UUID] = getattr(envelope, "herald_orgs", {})
         rcpts: dict[uuid.UUID, list[str]] = {}
         for rcpt in dict.fromkeys(envelope.rcpt_tos):
             rcpts.setdefault(orgs[rcpt], []).append(rcpt)
         deliveries = [  # one report per org, however many of its addresses it was sent to
-            _Delivery(org_id, first, raw, parsed, tuple(others))
+            _Delivery(org_id, first, raw, tuple(others))
             for org_id, (first, *others) in rcpts.items()
         ]
         try:
@@ -151,22 +156,33 @@ class BounceHandler:
         return "250 2.0.0 Stored"
 
     def _write(self, deliveries: list[_Delivery]) -> Sequence[int | BaseException]:
-        """One transaction for the batch, ingested together. Should one report fail (a bug,
-        odd data), the batch is rolled back and its reports written again one transaction
-        each, so only that one is answered 451 and the others still commit."""
+        """The batch's reports read, then ingested together in one transaction.
+
+        They are read here, in the batch's thread (never in the event loop: even bounded,
+        herald.mail.reports, a hostile message costs a fraction of a second of CPU, which
+        every session would wait for), before the transaction begins: one hop to a thread
+        per batch rather than one more per report. Should one report fail to be written (a
+        bug, odd data), the batch is rolled back and its reports written again one
+        transaction each, so only that one is answered 451 and the others still commit."""
+        read = [_incoming(d) for d in deliveries]
+        readable = [r for r in read if not isinstance(r, UnreadableReport)]
+        if not readable:
+            return [r for r in read if isinstance(r, UnreadableReport)]
         try:
             with unit_of_work(self.runtime.sessions) as session:
-                ingested = ingest_all(session, self.keys, [_incoming(d) for d in deliveries])
-                return [i.raw_id for i in ingested]
+                ingested = iter(ingest_all(session, self.keys, readable))
+            return [r if isinstance(r, UnreadableReport) else next(ingested).raw_id for r in read]
         except Exception:
             if len(deliveries) == 1:
                 raise
         results: list[int | BaseException] = []
-        for delivery in deliveries:
+        for delivery, report in zip(deliveries, read, strict=True):
+            if isinstance(report, UnreadableReport):
+                results.append(report)
+                continue
             try:
                 with unit_of_work(self.runtime.sessions) as session:
-                    incoming, org_id = _incoming(delivery)
-                    results.append(ingest(session, self.keys, incoming, org_id).raw_id)
+                    results.append(ingest(session, self.keys, *report).raw_id)
             except Exception as exc:  # this report alone is refused (451), logged here
                 log.error("inbound.report_failed", error=repr(exc)[:300], size=len(delivery.raw))
                 results.append(exc)

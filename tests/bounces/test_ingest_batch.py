@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from herald.bounces import repository
+from herald.bounces import receiver, repository
 from herald.bounces.ingest import Event, Incoming, Ingested, ingest_all
 from herald.bounces.models import ReportType, Source
 from herald.bounces.receiver import BounceHandler, _Delivery
@@ -261,13 +261,41 @@ def test_a_report_that_cannot_be_stored_fails_alone(runtime, bad_at):
     for i, send_id in enumerate(sends):
         raw = dsn_for(runtime, org, send_id, people[i].email)
         gone = uuid.uuid4() if i == bad_at else org.org_id
-        deliveries.append(_Delivery(gone, tagged(runtime, org, send_id), raw, parse_report(raw)))
+        deliveries.append(_Delivery(gone, tagged(runtime, org, send_id), raw))
 
     results = BounceHandler(runtime)._write(deliveries)
 
     assert [isinstance(r, Exception) for r in results] == [i == bad_at for i in range(3)]
     stored = sorted(r.send_id for r in reports_of(runtime, org))
     assert stored == sorted(s for i, s in enumerate(sends) if i != bad_at)
+
+
+def test_a_report_that_cannot_be_read_fails_alone(runtime, monkeypatch):
+    """The batch reads its reports in its own thread: one that breaks the reader is
+    answered with its own error (451), naming only the error's type, and the others of the
+    batch are stored."""
+    org = bounce_org(runtime)
+    people = [contact(runtime, org) for _ in range(3)]
+    _, sends = delivered_campaign(runtime, org, people)
+    raws = [dsn_for(runtime, org, send_id, people[i].email) for i, send_id in enumerate(sends)]
+
+    def breaks_on_the_second(raw: bytes):  # type: ignore[no-untyped-def]
+        if raw == raws[1]:
+            raise RuntimeError("a detail quoted from the message")
+        return parse_report(raw)
+
+    monkeypatch.setattr(receiver, "parse_report", breaks_on_the_second)
+    deliveries = [
+        _Delivery(org.org_id, tagged(runtime, org, send_id), raw)
+        for send_id, raw in zip(sends, raws, strict=True)
+    ]
+
+    results = BounceHandler(runtime)._write(deliveries)
+
+    assert [isinstance(r, Exception) for r in results] == [False, True, False]
+    assert str(results[1]) == "RuntimeError"
+    stored = sorted(r.send_id for r in reports_of(runtime, org))
+    assert stored == sorted([sends[0], sends[2]])
 
 
 def test_a_batch_of_reports_for_several_orgs_keeps_each_to_its_own(runtime):
