@@ -178,7 +178,8 @@ def _page(status: int, **context: Any) -> HTMLResponse:
 
 # The page's fixed headers, encoded once (the one-click POST renders one per request).
 _PAGE_RAW_HEADERS = [
-    (name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in PAGE_HEADERS.items()
+    (name.lower().encode("latin-1"), value.encode("latin-1"))
+    for name, value in PAGE_HEADERS.items()
 ]
 _HTML = (b"content-type", b"text/html; charset=utf-8")
 
