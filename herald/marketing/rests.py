@@ -107,9 +107,6 @@ class RelayRests:
         is even recorded (that happens with its chunk's outcomes)."""
         self._org(org_id).rest(seconds, since)
 
-    def resting(self, org_id: uuid.UUID) -> bool:
-        return time.monotonic() < self._org(org_id).until
-
     def before_start(self, org_id: uuid.UUID) -> BeforeStart:
         """The org's check for ``Mailer.send``: TooLate while its relay rests, as this
         worker got told or as the shared row said at a read started at most

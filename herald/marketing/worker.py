@@ -515,10 +515,11 @@ class Worker:
         grant = plan.grant
         if grant.count > 0:
             earliest_grant, latest_grant = plan.granted_between
-            wait = latest_grant + grant.slot(i) - time.monotonic()
+            slot = grant.slot(i)
+            wait = latest_grant + slot - time.monotonic()
             if wait > 0:
                 await asyncio.sleep(wait)
-            not_after = earliest_grant + grant.slot(i) + grant.lateness
+            not_after = earliest_grant + slot + grant.lateness
         recipient = Recipient(
             email=send.email,
             first_name=send.first_name,
