@@ -15,20 +15,28 @@ from __future__ import annotations
 import io
 import re
 from email import feedparser, message_from_bytes
+from email.errors import MultipartInvariantViolationDefect
 from email.message import Message
-from email.parser import Parser
+from email.parser import HeaderParser, Parser
+from email.policy import compat32
 from itertools import pairwise
 
 _LINE_ENDS = ("", "\r\n", "\n", "\r")
 # The parser's own test of a header line (where the headers end is its call, not ours)
 _HEADER_LINE: re.Pattern[str] = feedparser.headerRE  # type: ignore[attr-defined]
+# A field's first line with a name (the parser's field characters); "From " lines, lines
+# starting with ":" and the like are the parser's odd cases, left to it
+_FIELD = re.compile(r"[\041-\071\073-\176]+:")
+_BLANK = frozenset(("\r\n", "\n", "\r"))
 
 
 def read_message(raw: bytes) -> Message:
     text = raw.decode("ascii", "surrogateescape")  # as BytesParser does
     lines = io.StringIO(text, newline="").readlines()  # the parser's own line split
     end = next((i for i, line in enumerate(lines) if not _HEADER_LINE.match(line)), len(lines))
-    message = Parser().parsestr("".join(lines[:end]), headersonly=True)
+    message = _plain(lines[:end], headers_only=True) or Parser().parsestr(
+        "".join(lines[:end]), headersonly=True
+    )
     boundary = message.get_boundary() if message.get_content_maintype() == "multipart" else None
     parts = _split(lines[end + 1 :], boundary) if boundary else None
     if (
@@ -40,12 +48,89 @@ def read_message(raw: bytes) -> Message:
     preamble, texts, epilogue = parts
     message.set_payload([])
     message.preamble = preamble
-    for part_text in texts:
-        part = Parser().parsestr(part_text)
+    for part_lines in texts:
+        part = _plain(part_lines) or _parsed_part("".join(part_lines))
         _drop_line_end(_last_made(part))
         message.attach(part)
     message.epilogue = epilogue
     return message
+
+
+def _parsed_part(text: str) -> Message:
+    part = Parser().parsestr(text)
+    # the parser's last check of the message it read, a multipart without parts, is made
+    # of the whole message only: a part read on its own is no whole message
+    if part.defects and isinstance(part.defects[-1], MultipartInvariantViolationDefect):
+        part.defects.pop()
+    return part
+
+
+def read_headers(text: str) -> Message:
+    """``HeaderParser().parsestr(text)``: the fields, the rest as the payload."""
+    lines = io.StringIO(text, newline="").readlines()
+    return _plain(lines, headers_only=True) or HeaderParser().parsestr(text)
+
+
+def _plain(lines: list[str], *, headers_only: bool = False) -> Message | None:
+    """The message the parser makes of ``lines`` when they are a plain header block, then
+    a blank line and a body (or the end); None for anything else, and for a part whose
+    body the parser would read as parts (multipart, message/* but a delivery status)."""
+    read = _fields(lines)
+    if read is None:
+        return None
+    message, end = read
+    body = lines[end + 1 :]
+    if headers_only:
+        message.set_payload("".join(body))
+        return message
+    content_type = message.get_content_type()
+    if content_type == "message/delivery-status":
+        return message if _status_blocks(message, body) else None
+    if content_type.partition("/")[0] in ("multipart", "message"):
+        return None
+    message.set_payload("".join(body))
+    return message
+
+
+def _status_blocks(status: Message, body: list[str]) -> bool:
+    """A delivery status's blocks of fields, each a message of its own, as the parser
+    attaches them (each block ends at a blank line, or the end); False if not plain."""
+    start = 0
+    while True:
+        read = _fields(body[start:])
+        if read is None:
+            return False
+        block, length = read
+        if block.get_content_maintype() in ("multipart", "message"):
+            return False
+        block.set_payload("")
+        status.attach(block)
+        start += length + 1  # the blank line after it
+        if start >= len(body):
+            return True
+
+
+def _fields(lines: list[str]) -> tuple[Message, int] | None:
+    """The fields of a plain header block at the start of ``lines`` (up to a blank line
+    or the end), and where it ends; None if a line is one of the parser's odd cases."""
+    fields: list[list[str]] = []
+    end = len(lines)
+    for i, line in enumerate(lines):
+        if line[0] in " \t":
+            if not fields:
+                return None
+            fields[-1].append(line)
+        elif _FIELD.match(line):
+            fields.append([line])
+        elif line in _BLANK:
+            end = i
+            break
+        else:
+            return None
+    message = Message()
+    for field in fields:
+        message.set_raw(*compat32.header_source_parse(field))
+    return message, end
 
 
 def _last_made(message: Message) -> Message:
@@ -73,8 +158,8 @@ def _drop_line_end(last: Message) -> None:
         last._payload = _without_line_end(last._payload)  # type: ignore[attr-defined]
 
 
-def _split(lines: list[str], boundary: str) -> tuple[str | None, list[str], str] | None:
-    """The preamble, the parts' texts and the epilogue, as the standard parser cuts them
+def _split(lines: list[str], boundary: str) -> tuple[str | None, list[list[str]], str] | None:
+    """The preamble, the parts' lines and the epilogue, as the standard parser cuts them
     (the line end before a boundary line belongs to it); None if not plainly shaped."""
     separator = "--" + boundary
     cuts: list[tuple[int, bool]] = []  # (line, closing)
@@ -95,7 +180,7 @@ def _split(lines: list[str], boundary: str) -> tuple[str | None, list[str], str]
     first, last = cuts[0][0], cuts[-1][0]
     preamble = _without_line_end("".join(lines[:first])) if first else None
     starts = [i for i, _ in cuts]
-    texts = ["".join(lines[a + 1 : b]) for a, b in pairwise(starts)]
+    texts = [lines[a + 1 : b] for a, b in pairwise(starts)]
     return preamble, texts, "".join(lines[last + 1 :])
 
 

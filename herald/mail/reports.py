@@ -21,7 +21,6 @@ import re
 from dataclasses import dataclass
 from email.header import decode_header, make_header
 from email.message import Message
-from email.parser import HeaderParser
 
 from flufl.bounce import all_failures
 
@@ -34,7 +33,7 @@ from herald.mail.classify import (
     is_hard,
     status_code,
 )
-from herald.mail.reportmime import read_message
+from herald.mail.reportmime import read_headers, read_message
 from herald.text import MAX_REASON, one_line
 
 # flufl.bounce logs every detector it runs at INFO, and a detector's failure with its
@@ -183,7 +182,7 @@ def _field_blocks(part: Message) -> list[dict[str, str]]:
     blocks = []
     for chunk in re.split(r"\r?\n\s*\r?\n", str(text)):
         if chunk.strip():
-            parsed = HeaderParser().parsestr(chunk.strip() + "\n")
+            parsed = read_headers(chunk.strip() + "\n")
             blocks.append({k.lower(): str(v) for k, v in parsed.items()})
     return blocks
 
@@ -404,7 +403,7 @@ def _original(message: Message) -> Message | None:
     if isinstance(payload, list) and payload and isinstance(payload[0], Message):
         return payload[0]
     text = _text_of(part)
-    return HeaderParser().parsestr(text) if text else None
+    return read_headers(text) if text else None
 
 
 _Part = tuple[Message, str, bool]  # the part, its content type, inside a quoted original?
