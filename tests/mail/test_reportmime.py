@@ -4,6 +4,7 @@ shape (the readers of reports, and flufl.bounce, walk that tree)."""
 
 from __future__ import annotations
 
+import io
 import random
 from email import message_from_bytes
 from email.message import Message
@@ -176,12 +177,6 @@ def test_a_generated_block_is_the_message_the_standard_parser_makes(seed):
     raw = report(text.encode("utf-8", "surrogateescape"), STATUS)
     for variant in variants(raw):
         assert same_tree(read_message(variant), message_from_bytes(variant))
-    part = reportmime._plain(io_lines(text))
+    part = reportmime._plain(io.StringIO(text, newline="").readlines())
     if part is not None:  # read without the parser: the parser's very message
         assert same_tree(part, Parser().parsestr(text))
-
-
-def io_lines(text: str) -> list[str]:
-    import io
-
-    return io.StringIO(text, newline="").readlines()
