@@ -19,20 +19,16 @@ import argparse
 import asyncio
 import cProfile
 import gc
-import os
 import pstats
-import secrets
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
-from click_cpu import AGENT, scope
-from tracked_campaign import counts, seed
-from tracking import SECRET, bare_app
+from click_cpu import AGENT, cycle, scope, seeded_bench
+from tracked_campaign import Seeded, counts
+from tracking import bare_app
 
 BODY = b"List-Unsubscribe=One-Click"
 
@@ -172,23 +168,11 @@ async def run(args: argparse.Namespace) -> None:
             pstats.Stats(prof).sort_stats(args.sort).print_stats(args.lines)
 
 
-def cycle(paths: list[str]) -> Iterator[str]:
-    while True:
-        yield from paths
-
-
-def seeded_sends(args: argparse.Namespace) -> tuple[str, Any]:
+def seeded_sends(args: argparse.Namespace) -> tuple[str, Seeded]:
     needed = args.requests * args.rounds + args.requests // 4
     if args.sends < needed:
         sys.exit(f"--sends must be at least {needed:,}")
-    workdir = Path(tempfile.mkdtemp(prefix="herald-bench-unsubscribe-cpu-"))
-    database_url = args.database_url or f"sqlite:///{workdir / 'bench.db'}"
-    os.environ["HERALD_SECRET_KEY"] = SECRET
-    os.environ["HERALD_DATABASE_URL"] = database_url
-    os.environ.setdefault("HERALD_LOG_LEVEL", "WARNING")
-    seeded = seed(database_url, args.sends)
-    secrets.SystemRandom().shuffle(seeded.tokens)
-    return database_url, seeded
+    return seeded_bench(args.database_url, args.sends, "unsubscribe-cpu")
 
 
 def main() -> None:
