@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from tracked_campaign import seed
+from tracked_campaign import Seeded, seed
 from tracking import SECRET, bare_app
 
 AGENT = (
@@ -187,15 +187,20 @@ def seeded_tokens(args: argparse.Namespace) -> list[str]:
     needed = args.cached_tokens + args.requests * args.rounds
     if args.sends < needed:
         sys.exit(f"--sends must be at least {needed:,} (cached tokens + first clicks)")
-    workdir = Path(tempfile.mkdtemp(prefix="herald-bench-click-cpu-"))
-    database_url = args.database_url or f"sqlite:///{workdir / 'bench.db'}"
+    return seeded_bench(args.database_url, args.sends, "click-cpu")[1].tokens
+
+
+def seeded_bench(database_url: str | None, sends: int, name: str) -> tuple[str, Seeded]:
+    """A database (a throwaway SQLite file unless one is given) named in the settings, with
+    ``sends`` delivered sends; their tokens shuffled."""
+    workdir = Path(tempfile.mkdtemp(prefix=f"herald-bench-{name}-"))
+    database_url = database_url or f"sqlite:///{workdir / 'bench.db'}"
     os.environ["HERALD_SECRET_KEY"] = SECRET
     os.environ["HERALD_DATABASE_URL"] = database_url
     os.environ.setdefault("HERALD_LOG_LEVEL", "WARNING")
-    seeded = seed(database_url, args.sends)
-    tokens = seeded.tokens
-    secrets.SystemRandom().shuffle(tokens)
-    return tokens
+    seeded = seed(database_url, sends)
+    secrets.SystemRandom().shuffle(seeded.tokens)
+    return database_url, seeded
 
 
 def main() -> None:

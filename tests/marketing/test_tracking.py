@@ -14,6 +14,7 @@ from herald.crm.models import Contact
 from herald.db import unit_of_work
 from herald.marketing import unsubscribe
 from herald.marketing.models import MarketingSend
+from herald.orgs.models import Org
 from herald.web.templating import csp_header
 from tests.marketing.engine import (
     arrange,
@@ -199,6 +200,36 @@ def test_one_click_opts_out_only_a_contact_of_the_sends_own_org(client, runtime,
     assert response.status_code == 200 and "You are unsubscribed" in response.text
     assert not contact_opted_out(runtime, theirs.emails[0])
     assert not contact_opted_out(runtime, ours.emails[0])  # no longer its send's contact
+
+
+def test_one_batch_of_two_orgs_new_repeated_and_unknown_tokens_shows_each_its_own_page(
+    runtime, smtp_server
+):
+    """What each POST of a batch is shown: its own org and address, whether the batch
+    marked its send, found it already unsubscribed, or did not know it."""
+    first, second = (arrange(runtime, smtp_server, 2, launch=True) for _ in range(2))
+    ours, theirs = sends(runtime, first.campaign_id), sends(runtime, second.campaign_id)
+    unsubscribe.unsubscribe_tokens(runtime.sessions, [ours[1].token])  # already unsubscribed
+    with unit_of_work(runtime.sessions, write=False) as session:
+        names = {
+            org_id: session.scalar(select(Org.name).where(Org.id == org_id))
+            for org_id in (first.org_id, second.org_id)
+        }
+    tokens = sorted([ours[0].token, ours[1].token, theirs[0].token, "unknown-token"])
+    applied = unsubscribe.unsubscribe_tokens(runtime.sessions, tokens)
+    shown = {token: (d.org_name, d.email_hint) for token, d in applied.found.items()}
+    assert shown == {
+        send.token: (names[org_id], unsubscribe.Unsubscribed("", send.email).email_hint)
+        for send, org_id in [
+            (ours[0], first.org_id),
+            (ours[1], first.org_id),
+            (theirs[0], second.org_id),
+        ]
+    }
+    assert sorted(send_id for send_id, _ in applied.marked) == sorted([ours[0].id, theirs[0].id])
+    assert contact_opted_out(runtime, ours[0].email)
+    assert contact_opted_out(runtime, theirs[0].email)
+    assert not contact_opted_out(runtime, theirs[1].email)
 
 
 def _hold_contact_write(runtime, email: str, herald_writer: bool, held: threading.Event) -> None:
