@@ -9,9 +9,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ARRAY, JSON, String, any_, bindparam, func, select, true, tuple_, update
+from sqlalchemy import bindparam, select, true, tuple_, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.sql.elements import BindParameter
 
 from herald.crm.models import Contact
 from herald.db import unit_of_work, utcnow
@@ -56,23 +57,14 @@ class Applied:
     marked: list[tuple[int, uuid.UUID]]
 
 
-# Built once: a flood runs them many times a second. The token list is one bound value (a
-# JSON array on SQLite, an array on PostgreSQL), not one parameter per token rendered into
-# the SQL each batch (docs/performance.md).
-_JSON_TOKENS = select(func.json_each(bindparam("tokens", type_=JSON)).table_valued("value").c.value)
-# The sends marked also return their page's details: a send's first POST (most of a flood)
-# is then looked up twice, not three times (docs/performance.md).
+# Built once: a flood runs them many times a second, and the token list is one expanding
+# parameter, so no statement is rebuilt (or its tokens coerced one by one) per batch.
+_TOKENS: BindParameter[list[str]] = bindparam("tokens", expanding=True)
 _MARK_SENDS = (
     update(MarketingSend)
-    .where(MarketingSend.token.in_(_JSON_TOKENS), MarketingSend.unsubscribed_at.is_(None))
+    .where(MarketingSend.token.in_(_TOKENS), MarketingSend.unsubscribed_at.is_(None))
     .values(unsubscribed_at=bindparam("now"))
-    .returning(
-        MarketingSend.id,
-        MarketingSend.campaign_id,
-        MarketingSend.token,
-        MarketingSend.email,
-        select(Org.name).where(Org.id == MarketingSend.org_id).scalar_subquery().label("name"),
-    )
+    .returning(MarketingSend.id, MarketingSend.campaign_id)
 )
 _OPT_OUT = (
     update(Contact)
@@ -80,7 +72,7 @@ _OPT_OUT = (
         # (id, org_id) together: the contact of the send, in the send's org
         tuple_(Contact.id, Contact.org_id).in_(
             select(MarketingSend.contact_id, MarketingSend.org_id).where(
-                MarketingSend.token.in_(_JSON_TOKENS)
+                MarketingSend.token.in_(_TOKENS)
             )
         ),
         Contact.marketing_opt_out.is_(False),
@@ -96,7 +88,7 @@ _COUNT_UNSUBSCRIBES = (
 _DETAILS = (
     select(MarketingSend.token, MarketingSend.email, Org.name)
     .join(Org, Org.id == MarketingSend.org_id)
-    .where(MarketingSend.token.in_(_JSON_TOKENS))
+    .where(MarketingSend.token.in_(_TOKENS))
 )
 
 
@@ -110,7 +102,7 @@ _FOUND = (
         MarketingSend.contact_id,
         MarketingSend.org_id,
     )
-    .where(MarketingSend.token == any_(bindparam("tokens", type_=ARRAY(String))))
+    .where(MarketingSend.token.in_(_TOKENS))
     .cte("found")
 )
 _MARKED = (
@@ -163,18 +155,13 @@ def unsubscribe_tokens(sessions: sessionmaker[Session], tokens: list[str]) -> Ap
 
 def _apply(connection: Connection, params: dict[str, Any]) -> tuple[Sequence[Any], Sequence[Any]]:
     """The batch's writes: (each known token's page details, the sends marked now). One
-    statement on PostgreSQL; on SQLite, which has no UPDATE inside WITH, two, and a third
-    for the details of tokens the batch did not mark (already unsubscribed, or unknown)."""
+    statement on PostgreSQL; three on SQLite, which has no UPDATE inside WITH."""
     if connection.dialect.name == "postgresql":
         found = connection.execute(_IN_ONE_STATEMENT, params).all()
         return found, [row for row in found if row.id is not None]
     marked = connection.execute(_MARK_SENDS, params).all()
     connection.execute(_OPT_OUT, params)
-    if len(marked) == len(params["tokens"]):
-        return marked, marked
-    seen = {row.token for row in marked}
-    rest = [token for token in params["tokens"] if token not in seen]
-    return [*marked, *connection.execute(_DETAILS, {"tokens": rest}).all()], marked
+    return connection.execute(_DETAILS, params).all(), marked
 
 
 class Unsubscriber:
