@@ -97,25 +97,27 @@ def _status_blocks(status: Message, body: list[str]) -> bool:
     attaches them (each block ends at a blank line, or the end); False if not plain."""
     start = 0
     while True:
-        read = _fields(body[start:])
+        read = _fields(body, start)
         if read is None:
             return False
-        block, length = read
+        block, end = read
         if block.get_content_maintype() in ("multipart", "message"):
             return False
         block.set_payload("")
         status.attach(block)
-        start += length + 1  # the blank line after it
+        start = end + 1  # the blank line after it
         if start >= len(body):
             return True
 
 
-def _fields(lines: list[str]) -> tuple[Message, int] | None:
-    """The fields of a plain header block at the start of ``lines`` (up to a blank line
-    or the end), and where it ends; None if a line is one of the parser's odd cases."""
+def _fields(lines: list[str], start: int = 0) -> tuple[Message, int] | None:
+    """The fields of a plain header block from ``lines[start]`` (up to a blank line or the
+    end), and the index where it ends; None if a line is one of the parser's odd cases.
+    (An index, not a slice: a status of many small blocks is read in one pass.)"""
     fields: list[list[str]] = []
     end = len(lines)
-    for i, line in enumerate(lines):
+    for i in range(start, len(lines)):
+        line = lines[i]
         if line[0] in " \t":
             if not fields:
                 return None

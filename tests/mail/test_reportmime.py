@@ -88,6 +88,9 @@ SHAPES = {
         b"Final-Recipient: rfc822; a@b\n\tfolded\nAction: failed\n\n\n"
     ),
     "an empty status": report(b"Content-Type: message/delivery-status\n\n"),
+    "a status of many blocks": report(
+        b"Content-Type: message/delivery-status\n\n" + b"A: b\n\n\n" * 300, STATUS
+    ),
     "a status of fields only": report(b"Content-Type: message/delivery-status\n"),
     "a status block starting folded": report(
         b"Content-Type: message/delivery-status\n\nReporting-MTA: x\n\n folded\nAction: x\n"
