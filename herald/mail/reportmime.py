@@ -4,10 +4,17 @@
 every report has a boundary of its own (the MTA's queue id): that compile was about half of
 reading a delivery report (docs/performance.md). ``read_message`` splits the outer multipart
 at its boundary lines itself, by plain string comparison with the same rule (RFC 2046: the
-boundary, an optional ``--``, optional blanks, the line's end), and has the standard parser
-read the top headers and each part; the tree is the one ``message_from_bytes`` builds
-(compat32). Anything out of the plain shape (no boundary, no start or close line, repeated
+boundary, an optional ``--``, optional blanks, the line's end), then reads the top headers
+and each part; the tree is the one ``message_from_bytes`` builds (compat32), defects
+included. Anything out of the plain shape (no boundary, no start or close line, repeated
 boundary lines, a digest) is left to ``message_from_bytes`` as it is.
+
+A plain block of fields (the top's, a leaf part's, each of a delivery status's blocks) is
+read into a ``Message`` here, each field through the parser's own policy step: the parser
+reads a line at a time through a generator and looks the content type up over and over,
+which was most of what was left of reading a report. Any other part, and any block with one
+of the parser's odd cases (a ``From `` line, a nameless field, a folded first line, text
+before the blank line), goes to the standard parser.
 """
 
 from __future__ import annotations
