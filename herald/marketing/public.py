@@ -87,11 +87,14 @@ async def tracked_link(request: Request) -> Response:
     return _Redirect(target)
 
 
-# The redirect's fixed headers, encoded once (a click is a hot path).
-_REDIRECT_RAW_HEADERS = [
-    (name.lower().encode("latin-1"), value.encode("latin-1"))
-    for name, value in {**REDIRECT_HEADERS, "Content-Length": "0"}.items()
-]
+def _encoded(headers: dict[str, str]) -> list[tuple[bytes, bytes]]:
+    """Fixed headers as they go out, encoded once: the redirect and the pages are hot paths."""
+    return [
+        (name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in headers.items()
+    ]
+
+
+_REDIRECT_RAW_HEADERS = _encoded({**REDIRECT_HEADERS, "Content-Length": "0"})
 
 
 class _Redirect(Response):
@@ -176,11 +179,7 @@ def _page(status: int, **context: Any) -> HTMLResponse:
     return _Page(status, str(page), csp_header(nonce))
 
 
-# The page's fixed headers, encoded once (the one-click POST renders one per request).
-_PAGE_RAW_HEADERS = [
-    (name.lower().encode("latin-1"), value.encode("latin-1"))
-    for name, value in PAGE_HEADERS.items()
-]
+_PAGE_RAW_HEADERS = _encoded(PAGE_HEADERS)  # the one-click POST renders a page per request
 _HTML = (b"content-type", b"text/html; charset=utf-8")
 
 

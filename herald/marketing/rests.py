@@ -112,9 +112,3 @@ class RelayRests:
         worker got told or as the shared row said at a read started at most
         ``LOOK_SECONDS`` ago."""
         return self._org(org_id).before_start
-
-    async def check(self, org_id: uuid.UUID) -> None:
-        """The same check, awaited whole."""
-        waiting = self._org(org_id).before_start()
-        if waiting is not None:
-            await waiting
