@@ -170,6 +170,9 @@ class BackoffWatch:
         self._thread.join()
 
 
+READ_SLACK = 0.1  # a worker's read of the backoff on a loaded machine, at most
+
+
 def test_a_throttling_answer_rests_the_whole_relay(engine, workers, smtp_server):
     """One 421 "slow down" and no worker starts a new transaction on that relay until the
     backoff ends: the others stop the messages they already hold (two chunks each, which
@@ -195,8 +198,12 @@ def test_a_throttling_answer_rests_the_whole_relay(engine, workers, smtp_server)
     # by a worker that had looked at it (LOOK_SECONDS) and had time to write its MAIL FROM
     # (the rest: generous, for a loaded machine).
     quiet_from = watch.seen + LOOK_SECONDS + 0.4
+    # A worker's view of the backoff ends up to its read's duration before the row's (it
+    # counts from before its read, herald.marketing.rests, so that the row decides): a
+    # transaction in that last moment is by design.
+    quiet_until = watch.ends - READ_SLACK
     starts = sorted(smtp_server.transactions)
-    during = [t - watch.seen for t in starts if quiet_from <= t < watch.ends]
+    during = [t - watch.seen for t in starts if quiet_from <= t < quiet_until]
     gaps = [later - earlier for earlier, later in itertools.pairwise(starts)]
     REPORTS.append(
         f"limits [{database(engine)}] one 421 among 600 messages, 3 workers: backoff seen "
@@ -204,7 +211,7 @@ def test_a_throttling_answer_rests_the_whole_relay(engine, workers, smtp_server)
         f"from {quiet_from - watch.seen:.2f} s after it was seen until it ended; longest "
         f"pause in new transactions {max(gaps):.2f} s"
     )
-    assert watch.ends - quiet_from >= FIRST_BACKOFF / 4, "the backoff was seen too late to judge"
+    assert quiet_until - quiet_from >= FIRST_BACKOFF / 4, "the backoff was seen too late to judge"
     assert during == [], f"transactions started while the relay rested: {during}"
     assert max(smtp_server.received_per_address().values()) == 1
     send = next(s for s in sends(engine, arranged.campaign_id) if s.email == smtp_server.picked)
