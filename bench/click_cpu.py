@@ -112,11 +112,11 @@ async def measure(
 
 async def run(args: argparse.Namespace) -> None:
     from herald.app import create_app
+    from herald.cli.serve import tune_collector
 
     tokens = seeded_tokens(args)  # first: the settings name the database
     app = create_app()
-    gc.collect()
-    gc.freeze()  # as `herald serve` does
+    tune_collector()  # as `herald serve` does
     bare = bare_app()
     cached = tokens[: args.cached_tokens]
     fresh = tokens[args.cached_tokens :]

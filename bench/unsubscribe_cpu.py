@@ -118,12 +118,12 @@ async def measure(
 
 async def run(args: argparse.Namespace) -> None:
     from herald.app import create_app
+    from herald.cli.serve import tune_collector
 
     database_url, seeded = seeded_sends(args)  # first: the settings name the database
     tokens = seeded.tokens
     app = create_app()
-    gc.collect()
-    gc.freeze()  # as `herald serve` does
+    tune_collector()  # as `herald serve` does
     bare = bare_app()
     gifs = [f"/t/{t}.gif" for t in tokens[:2000]]
     fresh = iter(f"/u/{t}" for t in tokens)

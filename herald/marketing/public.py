@@ -8,9 +8,9 @@ page session leaves these paths alone, ``herald.web.session``).
 from __future__ import annotations
 
 import base64
+import functools
 import itertools
 import time
-from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, Response
@@ -25,7 +25,7 @@ from herald.marketing.opens import OpenHit
 from herald.marketing.tokens import well_formed
 from herald.marketing.unsubscribe import Unsubscribed, Unsubscriber, page_details
 from herald.runtime import get_session
-from herald.web.templating import csp_header, new_nonce, templates
+from herald.web.templating import csp_header, templates
 
 router = APIRouter(include_in_schema=False)
 
@@ -157,42 +157,45 @@ def unsubscribe_page(
 
 
 def _unsubscribe_page(request: Request, details: Unsubscribed, done: bool) -> HTMLResponse:
-    return _page(
-        200,
-        state="unsubscribed" if done else "unsubscribe",
-        org_name=details.org_name,
-        email_hint=details.email_hint,
-    )
+    state = "unsubscribed" if done else "unsubscribe"
+    return _page(200, state, details.org_name, details.email_hint)
 
 
 def _invalid_link(request: Request) -> HTMLResponse:
-    return _page(404, state="invalid")
+    return _page(404, "invalid")
 
 
-def _page(status: int, **context: Any) -> HTMLResponse:
-    """A public page: none of the app's layout, CSRF or session, its own nonce. Rendered
-    straight from the template with only its own values (no request context, nor the
-    environment's globals, which it does not use: copying them was half the rendering)."""
-    nonce = new_nonce()
-    context["nonce"] = nonce
+def _page(status: int, state: str, org_name: str = "", email_hint: str = "") -> HTMLResponse:
+    """A public page: none of the app's layout, CSRF or session, and no inline code."""
+    # while developing, templates are re-read on change: so is the page
+    render = _rendered.__wrapped__ if templates.env.auto_reload else _rendered
+    return _Page(status, render(state, org_name, email_hint))
+
+
+# A page depends on these values alone (no nonce, no request): a flood of one-click POSTs
+# renders each org's page for a hint once, not once per request (docs/performance.md).
+@functools.lru_cache(maxsize=4096)
+def _rendered(state: str, org_name: str, email_hint: str) -> bytes:
+    """Rendered straight from the template with only its own values (none of the
+    environment's globals, which it does not use)."""
+    context = {"state": state, "org_name": org_name, "email_hint": email_hint}
     page = templates.get_template("public/page.html").make_module(context, shared=True)
-    return _Page(status, str(page), csp_header(nonce))
+    return str(page).encode("utf-8")
 
 
-_PAGE_RAW_HEADERS = _encoded(PAGE_HEADERS)  # the one-click POST renders a page per request
+_PAGE_RAW_HEADERS = _encoded({"Content-Security-Policy": csp_header(), **PAGE_HEADERS})
 _HTML = (b"content-type", b"text/html; charset=utf-8")
 
 
 class _Page(HTMLResponse):
     """A public page with its headers as they go out (none to parse or count)."""
 
-    def __init__(self, status: int, html: str, csp: str) -> None:
+    def __init__(self, status: int, body: bytes) -> None:
         self.status_code = status
         self.background = None
-        self.body = html.encode("utf-8")
+        self.body = body
         self.raw_headers = [
-            (b"content-security-policy", csp.encode("latin-1")),
             *_PAGE_RAW_HEADERS,
-            (b"content-length", str(len(self.body)).encode("latin-1")),
+            (b"content-length", str(len(body)).encode("latin-1")),
             _HTML,
         ]

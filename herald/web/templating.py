@@ -1,4 +1,4 @@
-"""Jinja2 templates (autoescaped) and the per-response CSP nonce."""
+"""Jinja2 templates (autoescaped), the per-response CSP nonce and the CSP itself."""
 
 from __future__ import annotations
 
@@ -17,12 +17,14 @@ def new_nonce() -> str:
     return secrets.token_urlsafe(16)
 
 
-def csp_header(nonce: str) -> str:
-    """Nothing but our own origin, and inline code only with this response's nonce."""
+def csp_header(nonce: str | None = None) -> str:
+    """Nothing but our own origin, and inline code only with this response's nonce (none at
+    all without one: the public pages keep their style and script in static files)."""
+    inline = f" 'nonce-{nonce}'" if nonce else ""
     return (
         "default-src 'self'; "
-        f"script-src 'self' 'nonce-{nonce}'; "
-        f"style-src 'self' 'nonce-{nonce}'; "
+        f"script-src 'self'{inline}; "
+        f"style-src 'self'{inline}; "
         "img-src 'self' data:; "
         "frame-src 'self'; "
         "form-action 'self'; "

@@ -31,10 +31,17 @@ def test_the_link_in_a_received_message_unsubscribes_after_the_page_posts_itself
     link = re.search(r"href=['\"]([^'\"]+/u/[0-9a-f]{64})", html).group(1)
     assert link.startswith(web.url)  # the base URL of this server
 
+    refused = []  # the page's style and script are files its policy allows
+    page.on(
+        "console", lambda message: refused.append(message.text) if message.type == "error" else None
+    )
     page.goto(link)
     expect(page.get_by_role("heading", name="You are unsubscribed")).to_be_visible()
     assert opted_out(runtime, arranged.emails[0])
     assert not opted_out(runtime, arranged.emails[1])
+    background = page.evaluate("getComputedStyle(document.body).backgroundColor")
+    assert background == "rgb(244, 245, 247)"  # public.css applied
+    assert refused == []
 
 
 def test_with_scripts_off_the_page_waits_for_the_button(browser, web, runtime, smtp_server):  # noqa: F811

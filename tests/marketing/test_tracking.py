@@ -86,7 +86,8 @@ def test_get_on_the_unsubscribe_link_changes_nothing(client, runtime, smtp_serve
     assert response.status_code == 200
     assert '<form id="unsubscribe" method="post"' in response.text
     assert "<button" in response.text  # works with scripts off
-    assert "nonce-" in response.headers["content-security-policy"]
+    assert '<script src="/static/public.js"></script>' in response.text  # posts it at once
+    assert response.headers["content-security-policy"] == csp_header()
     assert "set-cookie" not in response.headers
     assert not contact_opted_out(runtime, arranged.emails[0])
 
@@ -131,8 +132,9 @@ def test_unknown_or_tampered_unsubscribe_tokens_get_a_generic_page(client, runti
 PAGE_HEADERS = ["cache-control", "referrer-policy", "x-content-type-options"]
 
 
-def page_nonce(response) -> str:  # type: ignore[no-untyped-def]
-    """The response's nonce, after checking its headers are the public page's, in order."""
+def assert_public_page(response) -> None:  # type: ignore[no-untyped-def]
+    """The public page's headers, in order, and no inline code: its style and script are
+    same-origin files, and its CSP allows nothing inline (so no nonce either)."""
     names = [name for name in response.headers if name not in ("date", "server")]
     assert names == ["content-security-policy", *PAGE_HEADERS, "content-length", "content-type"]
     assert [response.headers[name] for name in PAGE_HEADERS] == [
@@ -142,19 +144,19 @@ def page_nonce(response) -> str:  # type: ignore[no-untyped-def]
     ]
     assert response.headers["content-type"] == "text/html; charset=utf-8"
     assert int(response.headers["content-length"]) == len(response.content)
-    nonce = re.search(r"'nonce-([A-Za-z0-9_-]{22})'", response.headers["content-security-policy"])
-    assert nonce is not None
-    assert response.headers["content-security-policy"] == csp_header(nonce.group(1))
-    return nonce.group(1)
+    policy = response.headers["content-security-policy"]
+    assert policy == csp_header()
+    assert "script-src 'self';" in policy and "style-src 'self';" in policy
+    assert "nonce-" not in policy and "unsafe-inline" not in policy
+    assert '<link rel="stylesheet" href="/static/public.css">' in response.text
+    assert not re.search(r"<style|<script(?![^>]*\ssrc=)|\son[a-z]+=", response.text)
 
 
-def test_every_public_page_answer_has_its_headers_and_its_own_nonce(client, runtime, smtp_server):
+def test_every_public_page_answer_has_its_headers_and_no_inline_code(client, runtime, smtp_server):
     arranged = arrange(runtime, smtp_server, 1)
     token = sends(runtime, arranged.campaign_id)[0].token
-    question = client.get(f"/u/{token}")
-    nonces = [page_nonce(question)]
-    assert f'<script nonce="{nonces[0]}">' in question.text
     for method, path, status in [
+        ("GET", f"/u/{token}", 200),
         ("POST", f"/u/{token}", 200),
         ("POST", f"/u/{token}", 200),
         ("POST", "/u/" + "a" * 64, 404),
@@ -163,8 +165,28 @@ def test_every_public_page_answer_has_its_headers_and_its_own_nonce(client, runt
     ]:
         response = client.request(method, path)
         assert response.status_code == status
-        nonces.append(page_nonce(response))
-    assert len(set(nonces)) == len(nonces)
+        assert_public_page(response)
+    for name, kind in (("public.css", "text/css"), ("public.js", "text/javascript")):
+        response = client.get(f"/static/{name}")
+        assert response.status_code == 200 and response.headers["content-type"].startswith(kind)
+
+
+def test_each_contact_gets_its_own_page(client, runtime, smtp_server):
+    """Pages are reused by their values: a contact never sees another org's page."""
+    orgs = []
+    for arranged in (arrange(runtime, smtp_server, 1), arrange(runtime, smtp_server, 1)):
+        send = sends(runtime, arranged.campaign_id)[0]
+        with unit_of_work(runtime.sessions, write=False) as session:
+            orgs.append((send, session.scalar(select(Org.name).where(Org.id == send.org_id))))
+    assert orgs[0][1] != orgs[1][1]
+    for k in (0, 1, 0, 1):
+        (send, org_name), (_, other_name) = orgs[k], orgs[1 - k]
+        local, _, domain = send.email.partition("@")
+        for method in ("GET", "POST"):
+            response = client.request(method, f"/u/{send.token}")
+            assert response.status_code == 200
+            assert f"{local[0]}***@{domain}" in response.text
+            assert f"from {org_name}" in response.text and other_name not in response.text
 
 
 def test_a_repeated_one_click_changes_nothing_more(client, runtime, smtp_server):
