@@ -9,6 +9,9 @@ import typer
 from herald.cli.output import require_secret_key
 from herald.settings import get_settings
 
+# Python's default is 700 (docs/performance.md, "The one-click POST: the collector ...")
+YOUNG_GENERATION = 10_000
+
 
 def serve(
     host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on."),
@@ -40,15 +43,9 @@ def serve(
 
 
 def tune_collector() -> None:
-    """Start-up's objects (modules, routes, mappers, templates) live as long as the process:
-    out of the collector's sight, its full passes scan only what requests leave behind
-    instead of pausing every request for tens of milliseconds. A young generation of
-    10,000 objects instead of 700: requests in flight (a flood's, waiting for their batch)
-    then die young instead of being promoted, and the full passes they caused over what
-    the caches hold stop (docs/performance.md)."""
+    """Start-up's objects (modules, routes, mappers, templates) out of the collector's sight,
+    and a young generation large enough that a flood's requests in flight die young
+    instead of being promoted into full passes over the caches (docs/performance.md)."""
     gc.collect()
     gc.freeze()
     gc.set_threshold(YOUNG_GENERATION, *gc.get_threshold()[1:])
-
-
-YOUNG_GENERATION = 10_000

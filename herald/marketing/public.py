@@ -69,7 +69,7 @@ async def tracked_link(request: Request) -> Response:
     the same (and counts a machine click). The trap link counts and leads nowhere."""
     token, number = request.path_params["token"], request.path_params["n"]
     if not (well_formed(token) and number.isdigit() and len(number) <= MAX_LINK_DIGITS):
-        return _invalid_link(request)
+        return _invalid_link()
     link = int(number)
     state = request.app.state
     target = None
@@ -78,12 +78,12 @@ async def tracked_link(request: Request) -> Response:
         known = targets.known(token, link)  # no await when the send is kept
         target = await targets.target(token, link) if isinstance(known, NotKept) else known
         if target is None:
-            return _invalid_link(request)
+            return _invalid_link()
     recorder: HitRecorder[ClickHit] = state.click_recorder
     reason = _machine_reason(request, link)
     recorder.hit(ClickHit(token, time.time(), next(_click_numbers), link, reason))
     if target is None:
-        return _invalid_link(request)
+        return _invalid_link()
     return _Redirect(target)
 
 
@@ -131,12 +131,12 @@ async def one_click(request: Request) -> HTMLResponse:
     token is checked here, as it is."""
     token = request.path_params["token"]
     if not well_formed(token):
-        return _invalid_link(request)
+        return _invalid_link()
     unsubscriber: Unsubscriber = request.app.state.unsubscriber
     details = await unsubscriber.unsubscribe(token)
     if details is None:
-        return _invalid_link(request)
-    return _unsubscribe_page(request, details, done=True)
+        return _invalid_link()
+    return _unsubscribe_page(details, done=True)
 
 
 router.add_route("/t/{name:path}", open_pixel, methods=["GET", "HEAD"])
@@ -151,17 +151,17 @@ def unsubscribe_page(
     """Changes nothing: link scanners fetch it. The page posts back at once by script."""
     found = page_details(session, token)
     if found is None:
-        return _invalid_link(request)
+        return _invalid_link()
     done, details = found
-    return _unsubscribe_page(request, details, done=done)
+    return _unsubscribe_page(details, done=done)
 
 
-def _unsubscribe_page(request: Request, details: Unsubscribed, done: bool) -> HTMLResponse:
+def _unsubscribe_page(details: Unsubscribed, done: bool) -> HTMLResponse:
     state = "unsubscribed" if done else "unsubscribe"
     return _page(200, state, details.org_name, details.email_hint)
 
 
-def _invalid_link(request: Request) -> HTMLResponse:
+def _invalid_link() -> HTMLResponse:
     return _page(404, "invalid")
 
 
