@@ -41,9 +41,7 @@ def read_message(raw: bytes) -> Message:
     text = raw.decode("ascii", "surrogateescape")  # as BytesParser does
     lines = io.StringIO(text, newline="").readlines()  # the parser's own line split
     end = next((i for i, line in enumerate(lines) if not _HEADER_LINE.match(line)), len(lines))
-    message = _plain(lines[:end], headers_only=True) or Parser().parsestr(
-        "".join(lines[:end]), headersonly=True
-    )
+    message = _headers(lines[:end])
     boundary = message.get_boundary() if message.get_content_maintype() == "multipart" else None
     parts = _split(lines[end + 1 :], boundary) if boundary else None
     if (
@@ -74,8 +72,11 @@ def _parsed_part(text: str) -> Message:
 
 def read_headers(text: str) -> Message:
     """``HeaderParser().parsestr(text)``: the fields, the rest as the payload."""
-    lines = io.StringIO(text, newline="").readlines()
-    return _plain(lines, headers_only=True) or HeaderParser().parsestr(text)
+    return _headers(io.StringIO(text, newline="").readlines())
+
+
+def _headers(lines: list[str]) -> Message:
+    return _plain(lines, headers_only=True) or HeaderParser().parsestr("".join(lines))
 
 
 def _plain(lines: list[str], *, headers_only: bool = False) -> Message | None:
